@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= test,bench
+
+.PHONY: venv services services-down status migrate test run demo bench-ingest bench-train bench-quality bench-serve clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
+	@touch $@
+
+services: venv
+	$(BIN)/cinerec services up
+
+services-down: venv
+	$(BIN)/cinerec services down
+
+status: venv
+	$(BIN)/cinerec services status
+
+migrate: services
+	$(BIN)/cinerec db migrate
+
+test: migrate
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+run: migrate
+	$(BIN)/honcho start
+
+demo: migrate
+	$(BIN)/cinerec demo
+
+clean: services-down
+	rm -rf .local

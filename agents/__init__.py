@@ -1,0 +1,1 @@
+"""Faust agents: loader (Kafka -> ClickHouse), stats (tables), dead letters."""

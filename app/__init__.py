@@ -1,0 +1,1 @@
+"""cinerec: the recommender platform of an online cinema."""

@@ -1,0 +1,189 @@
+"""The interaction event: parsing and validation of what the site sends.
+
+A plain NamedTuple rather than a faust.Record: the loader parses every event on
+the hot path and a tuple in column order is cheap to build and to transpose into
+columns for ClickHouse. `parse_event` is the single validator; anything it
+rejects goes to the dead-letter topic with the `InvalidEvent.reason`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+from app.schema import EVENT_TYPES, NO_POSITION, NO_RATING
+
+# Events further in the future than this (clock skew allowance) are rejected.
+MAX_FUTURE_SKEW_S = 300.0
+# Events older than 2000-01-01 are certainly a unit mistake (seconds vs ms).
+MIN_TS_S = 946_684_800.0
+MAX_ID = 2**63 - 1
+MAX_STR = 256
+_EVENT_TYPES = frozenset(EVENT_TYPES)
+
+
+class InvalidEvent(ValueError):
+    """An event we must not load; `reason` is a short machine-friendly code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class Event(NamedTuple):
+    """A validated event, fields in ClickHouse column order (app.schema)."""
+
+    event_id: str
+    user_id: int
+    film_id: int  # 0 for page_view
+    event_type: str
+    ts: float  # epoch seconds, UTC
+    session_id: str = ""
+    watch_seconds: float = 0.0
+    duration_seconds: float = 0.0
+    rating: float = NO_RATING
+    source: str = ""
+    model_version: str = ""
+    position: int = NO_POSITION
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form (what the site sends), optional fields only when set."""
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "event_type": self.event_type,
+            "ts": int(round(self.ts * 1000)),
+        }
+        if self.film_id:
+            out["film_id"] = self.film_id
+        for name in ("session_id", "source", "model_version"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        if self.watch_seconds:
+            out["watch_seconds"] = self.watch_seconds
+        if self.duration_seconds:
+            out["duration_seconds"] = self.duration_seconds
+        if self.rating != NO_RATING:
+            out["rating"] = self.rating
+        if self.position != NO_POSITION:
+            out["position"] = self.position
+        return out
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_json(), separators=(",", ":")).encode()
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _id(data: dict[str, Any], name: str) -> int:
+    value = data.get(name)
+    if value is None:
+        raise InvalidEvent(f"missing_{name}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        else:
+            raise InvalidEvent(f"bad_{name}", f"{name} must be a positive integer, got {value!r}")
+    if not 0 < value <= MAX_ID:
+        raise InvalidEvent(f"bad_{name}", f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _number(data: dict[str, Any], name: str, default: float, lo: float, hi: float, lo_open: bool = False) -> float:
+    value = data.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidEvent(f"bad_{name}", f"{name} must be a number, got {value!r}")
+    if value < lo or value > hi or (lo_open and value == lo):
+        raise InvalidEvent(f"bad_{name}", f"{name} out of range: {value!r}")
+    return float(value)
+
+
+def _text(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_STR:
+        raise InvalidEvent(f"bad_{name}", f"{name} must be a string of at most {MAX_STR} chars")
+    return value
+
+
+def parse_ts(value: Any) -> float:
+    """Epoch seconds from ISO-8601 text or epoch milliseconds (DESIGN.md)."""
+    if isinstance(value, bool):
+        raise InvalidEvent("bad_ts", "ts must be ISO-8601 or epoch ms")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise InvalidEvent("bad_ts", "ts must be finite")
+        return float(value) / 1000.0
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidEvent("bad_ts", f"not ISO-8601: {value[:40]!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+    raise InvalidEvent("missing_ts" if value is None else "bad_ts", "ts must be ISO-8601 or epoch ms")
+
+
+def validate(data: Any, now: float | None = None) -> Event:
+    """A checked `Event` from decoded JSON, or `InvalidEvent` saying why not."""
+    if not isinstance(data, dict):
+        raise InvalidEvent("not_an_object", "event must be a JSON object")
+    event_id = data.get("event_id")
+    if not isinstance(event_id, str) or not event_id:
+        raise InvalidEvent("missing_event_id" if event_id is None else "bad_event_id")
+    if len(event_id) > 64:
+        raise InvalidEvent("bad_event_id", "event_id longer than 64 chars")
+    event_type = data.get("event_type")
+    if event_type is None:
+        raise InvalidEvent("missing_event_type")
+    if event_type not in _EVENT_TYPES:
+        raise InvalidEvent("unknown_event_type", f"{event_type!r}"[:80])
+    user_id = _id(data, "user_id")
+    film_id = 0 if event_type == "page_view" and data.get("film_id") is None else _id(data, "film_id")
+    ts = parse_ts(data.get("ts"))
+    now = time.time() if now is None else now
+    if ts > now + MAX_FUTURE_SKEW_S:
+        raise InvalidEvent("future_ts", f"ts is {ts - now:.0f}s in the future")
+    if ts < MIN_TS_S:
+        raise InvalidEvent("bad_ts", "ts before 2000-01-01 (seconds sent instead of ms?)")
+    rating = _number(data, "rating", NO_RATING, 1.0, 10.0)
+    if event_type == "rate" and rating == NO_RATING:
+        raise InvalidEvent("missing_rating", "rate events need a rating 1..10")
+    position = data.get("position")
+    if position is None:
+        position = NO_POSITION
+    elif isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < 10_000:
+        raise InvalidEvent("bad_position", f"position must be an integer 0..9999, got {position!r}")
+    return Event(
+        event_id=event_id,
+        user_id=user_id,
+        film_id=film_id,
+        event_type=event_type,
+        ts=ts,
+        session_id=_text(data, "session_id"),
+        watch_seconds=_number(data, "watch_seconds", 0.0, 0.0, 1e7),
+        duration_seconds=_number(data, "duration_seconds", 0.0, 0.0, 1e7, lo_open=True),
+        rating=rating,
+        source=_text(data, "source"),
+        model_version=_text(data, "model_version"),
+        position=position,
+    )
+
+
+def parse_event(raw: bytes | str, now: float | None = None) -> Event:
+    """Decode and validate one Kafka message value."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidEvent("malformed_json") from None
+    return validate(data, now)

@@ -1,0 +1,1 @@
+"""Recommender code: datasets, models, evaluation, publishing. No Faust/Celery imports."""

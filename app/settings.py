@@ -1,0 +1,174 @@
+"""The one place that reads the environment (12-factor).
+
+Every other module takes a `Settings` (or calls `get_settings()`), so tests and
+tools can build their own without touching `os.environ`.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS: dict[str, str] = {
+    "KAFKA_BROKER": "kafka://127.0.0.1:9092",
+    "CLICKHOUSE_URL": "clickhouse://default@127.0.0.1:9000/cinerec",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/1",
+    "LOCAL_DIR": str(REPO_ROOT / ".local"),
+    "MODEL_DIR": str(REPO_ROOT / ".local" / "models"),
+    "RETRAIN_INTERVAL_HOURS": "48",
+    "TOPIC_PARTITIONS": "4",
+    "TOPIC_INTERACTIONS": "interactions",
+    "TOPIC_DLQ": "interactions-dlq",
+    "APP_ID": "cinerec",
+    "WEB_PORT": "6066",
+    "WEB_HOST": "127.0.0.1",
+    "ADMIN_TOKEN": "",
+    "LOG_LEVEL": "info",
+    "NETWORK_TIMEOUT_S": "5",
+    "LOADER_BATCH_MAX": "5000",
+    "LOADER_BATCH_WITHIN_S": "1.0",
+    "TRAIN_BACKEND": "implicit",
+    "SPARK_MASTER": "local[*]",
+    "FAUST_STORE": "memory://",
+}
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value we cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
+    raw = env.get(name, DEFAULTS[name])
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name, DEFAULTS[name])
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str:
+    raw = env.get(name, DEFAULTS[name])
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise SettingsError(f"{name} must look like {DEFAULTS[name]!r}, got {raw!r}")
+    try:
+        parts.port
+    except ValueError:
+        raise SettingsError(f"{name} has a bad port: {raw!r}") from None
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_broker: str
+    clickhouse_url: str
+    redis_url: str
+    celery_broker_url: str
+    local_dir: Path
+    model_dir: Path
+    retrain_interval_hours: int
+    topic_partitions: int
+    topic_interactions: str
+    topic_dlq: str
+    app_id: str
+    web_port: int
+    web_host: str
+    admin_token: str
+    log_level: str
+    network_timeout_s: float
+    loader_batch_max: int
+    loader_batch_within_s: float
+    train_backend: str
+    spark_master: str
+    faust_store: str
+    # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
+    # local default: `cinerec services` starts nothing for those.
+    external: frozenset[str] = field(default=frozenset())
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        backend = env.get("TRAIN_BACKEND", DEFAULTS["TRAIN_BACKEND"])
+        if backend not in ("implicit", "spark"):
+            raise SettingsError(f"TRAIN_BACKEND must be 'implicit' or 'spark', got {backend!r}")
+        log_level = env.get("LOG_LEVEL", DEFAULTS["LOG_LEVEL"]).lower()
+        if log_level not in ("debug", "info", "warning", "error"):
+            raise SettingsError(f"LOG_LEVEL must be debug/info/warning/error, got {log_level!r}")
+        external = frozenset(
+            service
+            for service, var in (("kafka", "KAFKA_BROKER"), ("clickhouse", "CLICKHOUSE_URL"), ("redis", "REDIS_URL"))
+            if env.get(var, DEFAULTS[var]) != DEFAULTS[var]
+        )
+        local_dir = Path(env.get("LOCAL_DIR", DEFAULTS["LOCAL_DIR"]))
+        return cls(
+            kafka_broker=_url(env, "KAFKA_BROKER", ("kafka",)),
+            clickhouse_url=_url(env, "CLICKHOUSE_URL", ("clickhouse", "clickhouses")),
+            redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
+            celery_broker_url=_url(env, "CELERY_BROKER_URL", ("redis", "rediss", "amqp", "memory")),
+            local_dir=local_dir,
+            model_dir=Path(env.get("MODEL_DIR", str(local_dir / "models"))),
+            retrain_interval_hours=_int(env, "RETRAIN_INTERVAL_HOURS", minimum=1),
+            topic_partitions=_int(env, "TOPIC_PARTITIONS", minimum=1),
+            topic_interactions=env.get("TOPIC_INTERACTIONS", DEFAULTS["TOPIC_INTERACTIONS"]),
+            topic_dlq=env.get("TOPIC_DLQ", DEFAULTS["TOPIC_DLQ"]),
+            app_id=env.get("APP_ID", DEFAULTS["APP_ID"]),
+            web_port=_int(env, "WEB_PORT", minimum=1),
+            web_host=env.get("WEB_HOST", DEFAULTS["WEB_HOST"]),
+            admin_token=env.get("ADMIN_TOKEN", DEFAULTS["ADMIN_TOKEN"]),
+            log_level=log_level,
+            network_timeout_s=_float(env, "NETWORK_TIMEOUT_S"),
+            loader_batch_max=_int(env, "LOADER_BATCH_MAX", minimum=1),
+            loader_batch_within_s=_float(env, "LOADER_BATCH_WITHIN_S"),
+            train_backend=backend,
+            spark_master=env.get("SPARK_MASTER", DEFAULTS["SPARK_MASTER"]),
+            faust_store=env.get("FAUST_STORE", DEFAULTS["FAUST_STORE"]),
+            external=external,
+        )
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        """A copy with some fields changed (tests, benchmarks)."""
+        return replace(self, **changes)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """`host:port` for plain aiokafka clients (Faust wants the kafka:// URL)."""
+        return ",".join(urlsplit(u if "://" in u else f"kafka://{u}").netloc for u in self.kafka_broker.split(";"))
+
+    @property
+    def clickhouse_database(self) -> str:
+        return urlsplit(self.clickhouse_url).path.lstrip("/") or "default"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
+    def describe(self) -> dict[str, str]:
+        """Settings as strings for logs, with the admin token hidden."""
+        out = {f.name: str(getattr(self, f.name)) for f in fields(self) if f.name != "external"}
+        out["admin_token"] = "***" if self.admin_token else "(unset)"
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once from the environment."""
+    return Settings.from_env()

@@ -1,0 +1,1 @@
+"""Adapters for ClickHouse and Redis: schemas, key names, codecs."""

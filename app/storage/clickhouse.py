@@ -1,0 +1,123 @@
+"""ClickHouse client factory and the schema migrations of database `cinerec`.
+
+Deduplication choice: `interactions` is a ReplacingMergeTree whose sorting key
+ends with `event_id`. A re-delivered batch writes rows with the same key; they
+collapse on merge, and readers that must be exact read `FINAL` (or the
+`interactions_dedup` view). Every column of a re-delivered event is identical,
+so which copy survives does not matter. Works on 18.16 and current releases
+(no DateTime64, no LowCardinality).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+from urllib.parse import unquote, urlsplit
+
+from clickhouse_driver import Client
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def client(settings: Settings, database: str | None = None) -> Client:
+    """A native-protocol client with timeouts on connect, send and receive."""
+    timeout = settings.network_timeout_s
+    kwargs = {
+        "connect_timeout": timeout,
+        "send_receive_timeout": max(timeout, 30.0),
+        "sync_request_timeout": timeout,
+    }
+    url = settings.clickhouse_url
+    if database is not None:
+        base, _, _ = url.rpartition("/")
+        url = f"{base}/{database}"
+    return _from_url(url, kwargs)
+
+
+def _from_url(url: str, kwargs: dict) -> Client:
+    parts = urlsplit(url)
+    return Client(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or (9440 if parts.scheme == "clickhouses" else 9000),
+        user=unquote(parts.username or "default"),
+        password=unquote(parts.password or ""),
+        database=parts.path.lstrip("/") or "default",
+        secure=parts.scheme == "clickhouses",
+        connect_timeout=kwargs["connect_timeout"],
+        send_receive_timeout=kwargs["send_receive_timeout"],
+        sync_request_timeout=kwargs["sync_request_timeout"],
+    )
+
+
+def migrations(database: str) -> list[str]:
+    """DDL in order; each statement is idempotent (IF NOT EXISTS)."""
+    db = database
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {db}",
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.interactions (
+            event_id String,
+            user_id UInt64,
+            film_id UInt64,
+            event_type String,
+            ts DateTime,
+            session_id String,
+            watch_seconds Float32,
+            duration_seconds Float32,
+            rating Float32,
+            source String,
+            model_version String,
+            position Int32,
+            ingested_at DateTime DEFAULT now()
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMM(ts)
+        ORDER BY (user_id, ts, event_id)
+        """,
+        f"CREATE VIEW IF NOT EXISTS {db}.interactions_dedup AS SELECT * FROM {db}.interactions FINAL",
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.films (
+            film_id UInt64,
+            title String,
+            genres Array(String),
+            release_date Date,
+            duration_seconds Float32,
+            updated_at DateTime DEFAULT now()
+        ) ENGINE = ReplacingMergeTree(updated_at)
+        ORDER BY film_id
+        """,
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.model_runs (
+            version String,
+            started_at DateTime,
+            finished_at DateTime,
+            backend String,
+            status String,
+            published UInt8,
+            reason String,
+            n_users UInt64,
+            n_items UInt64,
+            n_interactions UInt64,
+            params String,
+            metrics String,
+            baseline_metrics String,
+            timings String
+        ) ENGINE = ReplacingMergeTree(finished_at)
+        ORDER BY version
+        """,
+    ]
+
+
+def migrate(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
+    """Create the database and tables if missing; returns the statements run."""
+    database = settings.clickhouse_database
+    conn = client(settings, database="default")
+    try:
+        ran = []
+        for statement in [*migrations(database), *extra]:
+            conn.execute(statement)
+            ran.append(" ".join(statement.split())[:80])
+        log.info("clickhouse schema of %s is up to date (%d statements)", database, len(ran))
+        return ran
+    finally:
+        conn.disconnect()

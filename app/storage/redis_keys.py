@@ -1,0 +1,71 @@
+"""Redis key names and value codecs shared by the publisher, the stats agent and the web.
+
+Layout (DESIGN.md, "Storage contracts"):
+
+    recs:current                 -> version string; switched only after a full publish
+    recs:versions                -> sorted set of published versions, score = publish time
+    recs:{v}:meta                -> JSON: version, trained_at, metrics, sizes
+    recs:{v}:user:{user_id}      -> ranked list (codec below), top-N per user
+    recs:{v}:similar:{film_id}   -> ranked list, similar films
+    recs:{v}:popular             -> ranked list, the Popular baseline of that run
+    recs:{v}:factors             -> npz bytes: item ids + item factors + regularization (fold-in)
+    films:title                  -> hash film_id -> title
+    live:recent:{user_id}        -> list of film ids the user watched recently (newest first)
+    live:trending                -> ranked list computed by the stats agent
+    lock:retrain                 -> retrain lock
+
+Ranked lists are msgpack `[[film_id, ...], [score, ...]]`: compact, and decoded
+with one call.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import msgpack
+
+CURRENT = "recs:current"
+VERSIONS = "recs:versions"
+FILM_TITLES = "films:title"
+TRENDING = "live:trending"
+RETRAIN_LOCK = "lock:retrain"
+RECENT_MAX = 50
+
+
+def meta(version: str) -> str:
+    return f"recs:{version}:meta"
+
+
+def user_recs(version: str, user_id: int) -> str:
+    return f"recs:{version}:user:{user_id}"
+
+
+def similar(version: str, film_id: int) -> str:
+    return f"recs:{version}:similar:{film_id}"
+
+
+def popular(version: str) -> str:
+    return f"recs:{version}:popular"
+
+
+def factors(version: str) -> str:
+    return f"recs:{version}:factors"
+
+
+def recent(user_id: int) -> str:
+    return f"live:recent:{user_id}"
+
+
+def version_pattern(version: str) -> str:
+    """Glob matching every key of one version (for expiry and deletion)."""
+    return f"recs:{version}:*"
+
+
+def encode_ranked(film_ids: Sequence[int], scores: Sequence[float]) -> bytes:
+    return msgpack.packb([[int(f) for f in film_ids], [round(float(s), 5) for s in scores]])
+
+
+def decode_ranked(raw: bytes | None) -> tuple[list[int], list[float]]:
+    if not raw:
+        return [], []
+    film_ids, scores = msgpack.unpackb(raw)
+    return film_ids, scores

@@ -1,0 +1,1 @@
+"""Web views served by the Faust app (aiohttp)."""
