@@ -1,0 +1,79 @@
+"""`cinerec services up|down|status` and `cinerec kafka create-topics`."""
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from app.cli import main
+from app.settings import get_settings
+
+NAMES = click.Choice(["kafka", "clickhouse", "redis"])
+
+
+def _line(status) -> str:
+    colour = {"up": "green", "external": "cyan", "starting": "yellow", "down": "red"}[status.state.value]
+    state = click.style(f"{status.state.value:9}", fg=colour)
+    return f"{status.name:11} {state} {status.address:21} {status.detail}"
+
+
+@main.group()
+def services() -> None:
+    """Local Kafka, ClickHouse and Redis (state, data and logs under LOCAL_DIR)."""
+
+
+@services.command()
+@click.argument("names", nargs=-1, type=NAMES)
+def up(names: tuple[str, ...]) -> None:
+    """Install what is missing, start what is not running, wait until each answers."""
+    from app.localstack import ServiceError, services as local_services
+
+    failed = []
+    for service in local_services(get_settings(), names):
+        try:
+            click.echo(_line(service.up()))
+        except ServiceError as exc:
+            failed.append(service.name)
+            click.echo(click.style(f"{service.name:11} FAILED    ", fg="red") + str(exc), err=True)
+    if failed:
+        raise click.ClickException(f"could not start: {', '.join(failed)}")
+
+
+@services.command()
+@click.argument("names", nargs=-1, type=NAMES)
+def down(names: tuple[str, ...]) -> None:
+    """Stop the processes `up` started (by pid); leave anything else alone."""
+    from app.localstack import services as local_services
+
+    for service in reversed(local_services(get_settings(), names)):
+        click.echo(_line(service.down()))
+
+
+@services.command()
+def status() -> None:
+    """Print each service as up / starting / external / down with its address."""
+    from app.localstack import services as local_services
+
+    for service in local_services(get_settings()):
+        click.echo(_line(service.status()))
+
+
+@main.group()
+def kafka() -> None:
+    """Kafka topics."""
+
+
+@kafka.command("create-topics")
+@click.option("--partitions", type=click.IntRange(min=1), default=None, help="default: TOPIC_PARTITIONS")
+def create_topics(partitions: int | None) -> None:
+    """Create the interactions topic and its DLQ if missing (idempotent)."""
+    from app.storage.kafka_admin import KafkaAdminError, ensure_topics
+
+    settings = get_settings()
+    try:
+        created = asyncio.run(ensure_topics(settings, partitions))
+    except KafkaAdminError as exc:
+        raise click.ClickException(str(exc)) from None
+    names = [settings.topic_interactions, settings.topic_dlq]
+    for name in names:
+        click.echo(f"{name}: {'created' if name in created else 'exists'}")
