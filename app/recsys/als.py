@@ -1,0 +1,162 @@
+"""Implicit-feedback ALS (Hu, Koren, Volinsky 2008) over `implicit`'s CPU solver.
+
+The CPU implementation is forced (no GPU on these machines, and results must
+not depend on which build is installed). Recommending goes through implicit's
+multithreaded batch top-k, which never materialises the users x items matrix.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.topk import topk
+from threadpoolctl import threadpool_limits
+
+from app.recsys.base import check_fitted, check_indices, read_model, write_model
+from app.recsys.dataset import Dataset
+from app.recsys.foldin import fold_in, gram
+from app.recsys.idmap import IdMap
+from app.recsys.topn import pad_ranked
+
+# Tuned on MovieLens-latest-small with a validation split carved from the
+# training part (bench/quality.py --tune); see the docstring there.
+DEFAULT_FACTORS = 64
+DEFAULT_REGULARIZATION = 0.05
+DEFAULT_ALPHA = 2.0
+DEFAULT_ITERATIONS = 15
+
+
+class ALSRecommender:
+    """Matrix factorisation with confidence = alpha * summed event weight."""
+
+    name = "als"
+
+    def __init__(
+        self,
+        factors: int = DEFAULT_FACTORS,
+        regularization: float = DEFAULT_REGULARIZATION,
+        alpha: float = DEFAULT_ALPHA,
+        iterations: int = DEFAULT_ITERATIONS,
+        random_state: int = 0,
+        show_progress: bool = False,
+    ) -> None:
+        if factors < 1 or iterations < 1:
+            raise ValueError("factors and iterations must be >= 1")
+        if regularization < 0 or alpha <= 0:
+            raise ValueError("regularization must be >= 0 and alpha > 0")
+        self.factors = int(factors)
+        self.regularization = float(regularization)
+        self.alpha = float(alpha)
+        self.iterations = int(iterations)
+        self.random_state = int(random_state)
+        self.show_progress = show_progress
+        self.users = IdMap(np.zeros(0, dtype=np.int64))
+        self.items = IdMap(np.zeros(0, dtype=np.int64))
+        self.user_factors = np.zeros((0, self.factors), dtype=np.float32)
+        self.item_factors = np.zeros((0, self.factors), dtype=np.float32)
+        self._gram: np.ndarray | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "factors": self.factors,
+            "regularization": self.regularization,
+            "alpha": self.alpha,
+            "iterations": self.iterations,
+            "random_state": self.random_state,
+        }
+
+    def fit(self, dataset: Dataset) -> Self:
+        """Factorise `dataset.matrix` (users x items confidences)."""
+        if dataset.matrix.nnz == 0:
+            raise ValueError("cannot fit ALS on an empty matrix")
+        # implicit parallelises itself; a multithreaded BLAS underneath only oversubscribes.
+        with threadpool_limits(1, "blas"):
+            als = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=self.random_state,
+                num_threads=0,
+            )
+            als.fit(dataset.matrix.astype(np.float32), show_progress=self.show_progress)
+        self._set_factors(dataset.users, dataset.items, als.user_factors, als.item_factors)
+        return self
+
+    def _set_factors(self, users: IdMap, items: IdMap, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
+        self.users, self.items = users, items
+        self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        self._gram = None
+
+    @property
+    def gram(self) -> np.ndarray:
+        """YtY, cached for fold-in."""
+        if self._gram is None:
+            self._gram = gram(self.item_factors)
+        return self._gram
+
+    def recommend(
+        self, user_indices: np.ndarray, n: int, seen: sp.csr_matrix | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n item indices/scores for trained users; `seen` rows are indexed by user index."""
+        check_fitted(self)
+        users = check_indices(user_indices, len(self.users), "user")
+        return self.recommend_vectors(self.user_factors[users], n, None if seen is None else seen[users])
+
+    def recommend_vectors(
+        self, user_vectors: np.ndarray, n: int, seen: sp.csr_matrix | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n for arbitrary user vectors (e.g. folded-in); `seen` has one row per vector."""
+        check_fitted(self)
+        vectors = np.ascontiguousarray(np.atleast_2d(user_vectors), dtype=np.float32)
+        if seen is not None and seen.shape != (len(vectors), len(self.items)):
+            raise ValueError(f"seen must be ({len(vectors)}, {len(self.items)}), got {seen.shape}")
+        k = min(n, len(self.items))
+        if k == 0 or not len(vectors):
+            return pad_ranked(np.zeros((len(vectors), 0)), np.zeros((len(vectors), 0)), n)
+        ids, scores = topk(
+            self.item_factors,
+            vectors,
+            k,
+            filter_query_items=None if seen is None else sp.csr_matrix(seen, dtype=np.float32),
+            num_threads=0,
+        )
+        return pad_ranked(ids, scores, n)
+
+    def similar_items(self, item_indices: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest items by cosine of item factors, the item itself excluded."""
+        check_fitted(self)
+        items = check_indices(item_indices, len(self.items), "item")
+        norms = np.linalg.norm(self.item_factors, axis=1)
+        unit = self.item_factors / np.where(norms > 0, norms, 1.0)[:, None]
+        itself = sp.csr_matrix(
+            (np.ones(len(items), dtype=np.float32), items, np.arange(len(items) + 1)), shape=(len(items), len(unit))
+        )
+        k = min(n, len(self.items))
+        ids, scores = topk(unit, unit[items], k, filter_query_items=itself, num_threads=0)
+        return pad_ranked(ids, scores, n)
+
+    def fold_in(self, item_indices: np.ndarray, confidences: np.ndarray) -> np.ndarray:
+        """User vector for a user not in training, from raw weights (scaled by alpha like in fit)."""
+        check_fitted(self)
+        conf = np.asarray(confidences, dtype=np.float64)
+        return fold_in(self.item_factors, self.gram, item_indices, self.alpha * conf, self.regularization)
+
+    def save(self, directory: Path) -> None:
+        arrays = {"user_factors": self.user_factors, "item_factors": self.item_factors}
+        self.users.save(arrays, "user")
+        self.items.save(arrays, "item")
+        write_model(directory, self.name, self.params(), arrays)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        _, params, arrays = read_model(directory, cls.name)
+        model = cls(**params)
+        model._set_factors(
+            IdMap.load(arrays, "user"), IdMap.load(arrays, "item"), arrays["user_factors"], arrays["item_factors"]
+        )
+        return model

@@ -1,0 +1,73 @@
+"""Dense index <-> external id mapping, the one id-map type of the recommender.
+
+Models work on dense row/column indices; the outside world (ClickHouse, Redis,
+the web) speaks user and film ids. Ids are kept sorted so lookups are a
+vectorised `searchsorted` rather than a Python dict per id.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+class IdMap:
+    """Sorted unique int64 external ids; index i <-> `external[i]`."""
+
+    __slots__ = ("external",)
+
+    def __init__(self, external: np.ndarray) -> None:
+        external = np.asarray(external)
+        if external.ndim != 1:
+            raise ValueError(f"IdMap needs a 1-d id array, got shape {external.shape}")
+        if external.size and not np.issubdtype(external.dtype, np.integer):
+            raise ValueError(f"IdMap needs integer ids, got dtype {external.dtype}")
+        external = external.astype(np.int64, copy=False)
+        if external.size > 1 and not np.all(external[1:] > external[:-1]):
+            raise ValueError("IdMap ids must be unique and sorted; use IdMap.from_ids")
+        self.external = external
+
+    @classmethod
+    def from_ids(cls, ids: np.ndarray | list[int]) -> IdMap:
+        """Map over the distinct ids in `ids` (any order, duplicates allowed)."""
+        arr = np.asarray(ids)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
+        return cls(np.unique(arr.astype(np.int64, copy=False)))
+
+    def __len__(self) -> int:
+        return int(self.external.size)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdMap) and np.array_equal(self.external, other.external)
+
+    def __repr__(self) -> str:
+        return f"IdMap(n={len(self)})"
+
+    def to_index(self, ids: np.ndarray | list[int]) -> np.ndarray:
+        """Dense indices of `ids`; -1 where an id is unknown."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(self):
+            return np.full(ids.shape, -1, dtype=np.int64)
+        pos = np.searchsorted(self.external, ids)
+        pos_clipped = np.minimum(pos, len(self) - 1)
+        found = self.external[pos_clipped] == ids
+        return np.where(found, pos_clipped, -1).astype(np.int64)
+
+    def to_external(self, idx: np.ndarray | list[int]) -> np.ndarray:
+        """External ids of dense indices; -1 indices (padding) stay -1."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if np.any(idx >= len(self)) or np.any(idx < -1):
+            raise IndexError(f"index out of range for IdMap of size {len(self)}")
+        if not len(self):
+            return np.full(idx.shape, -1, dtype=np.int64)
+        return np.where(idx >= 0, self.external[np.maximum(idx, 0)], -1)
+
+    def save(self, arrays: dict[str, np.ndarray], prefix: str) -> None:
+        """Put the ids into `arrays` (to be written with np.savez) under `{prefix}_ids`."""
+        arrays[f"{prefix}_ids"] = self.external
+
+    @classmethod
+    def load(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> IdMap:
+        """Inverse of `save` (works on a loaded npz file too)."""
+        return cls(np.asarray(arrays[f"{prefix}_ids"]))
