@@ -65,15 +65,20 @@ def _float(env: Mapping[str, str], name: str) -> float:
     return value
 
 
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str:
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], multiple: bool = False) -> str:
+    """Validate a service URL; with `multiple`, a Faust-style `;` list whose later
+    entries may omit the scheme (`kafka://h1:9092;h2:9092`)."""
     raw = env.get(name, DEFAULTS[name])
-    parts = urlsplit(raw)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise SettingsError(f"{name} must look like {DEFAULTS[name]!r}, got {raw!r}")
-    try:
-        parts.port
-    except ValueError:
-        raise SettingsError(f"{name} has a bad port: {raw!r}") from None
+    pieces = raw.split(";") if multiple else [raw]
+    scheme = urlsplit(pieces[0]).scheme
+    for piece in pieces:
+        parts = urlsplit(piece if "://" in piece else f"{scheme}://{piece}")
+        if parts.scheme not in schemes or not parts.hostname:
+            raise SettingsError(f"{name} must look like {DEFAULTS[name]!r}, got {raw!r}")
+        try:
+            parts.port
+        except ValueError:
+            raise SettingsError(f"{name} has a bad port: {raw!r}") from None
     return raw
 
 
@@ -120,7 +125,7 @@ class Settings:
         )
         local_dir = Path(env.get("LOCAL_DIR", DEFAULTS["LOCAL_DIR"]))
         return cls(
-            kafka_broker=_url(env, "KAFKA_BROKER", ("kafka",)),
+            kafka_broker=_url(env, "KAFKA_BROKER", ("kafka",), multiple=True),
             clickhouse_url=_url(env, "CLICKHOUSE_URL", ("clickhouse", "clickhouses")),
             redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
             celery_broker_url=_url(env, "CELERY_BROKER_URL", ("redis", "rediss", "amqp", "memory")),
