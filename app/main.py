@@ -11,7 +11,27 @@ from app.settings import get_settings
 
 settings = get_settings()
 
-app = faust.App(
+
+class CinerecApp(faust.App):
+    """The Faust app, plus creating the source topics before anything subscribes."""
+
+    async def on_first_start(self) -> None:
+        """Create `interactions` and the DLQ with TOPIC_PARTITIONS partitions.
+
+        Faust declares only its internal topics, and a broker auto-creating the
+        source topic would pick its own partition count. This hook runs before
+        the app's producer, consumer and agents start (mode starts children
+        after it), so the consumer subscribes to topics that exist.
+        """
+        self.conf.datadir.parent.mkdir(parents=True, exist_ok=True)  # faust makes only the leaf
+        await super().on_first_start()
+        if self.in_worker:
+            from app.storage.kafka_admin import ensure_topics
+
+            await ensure_topics(settings)
+
+
+app = CinerecApp(
     settings.app_id,
     broker=settings.kafka_broker,
     store=settings.faust_store,
@@ -23,7 +43,8 @@ app = faust.App(
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_in_thread=False,
-    broker_request_timeout=max(settings.network_timeout_s * 6, 30.0),
+    # must exceed broker_session_timeout (60 s) or the consumer refuses to start
+    broker_request_timeout=max(settings.network_timeout_s * 6, 90.0),
     producer_request_timeout=max(settings.network_timeout_s * 6, 30.0),
     stream_wait_empty=False,
 )

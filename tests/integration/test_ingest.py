@@ -1,0 +1,48 @@
+"""End to end: a real worker subprocess loads a mix of good and bad events.
+
+Exactly the good ones are visible in ClickHouse (by event_id, FINAL), each
+once even when the site sent it twice; each bad one is in the DLQ with its
+original bytes, its key and the reason.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.worker_process import WorkerProcess
+from agents.deadletter import reason_of
+from tests.integration.ingest_support import (
+    BAD_EVENTS, make_events, messages_of, produce, read_topic, stored_event_ids, wait_for_count,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis_db(9)]
+
+
+@pytest.fixture
+def ingest_settings(clickhouse_settings, kafka_settings, redis_settings):
+    return kafka_settings.with_overrides(
+        clickhouse_url=clickhouse_settings.clickhouse_url,
+        redis_url=redis_settings.redis_url,
+        loader_batch_within_s=0.2,
+        loader_batch_max=100,
+    )
+
+
+async def test_good_events_land_once_and_bad_ones_go_to_the_dlq(ingest_settings, tmp_path: Path) -> None:
+    good = make_events(400)
+    resent = good[:50]  # at-least-once producers resend: must not show twice
+    bad_key = b"5"
+    messages = messages_of(good) + [(bad_key, raw) for raw, _ in BAD_EVENTS] + messages_of(resent)
+
+    with WorkerProcess(ingest_settings, tmp_path / "worker.log") as worker:
+        await produce(ingest_settings, messages)
+        seen = wait_for_count(ingest_settings, len(good), timeout=120, alive=worker.alive)
+        dead = await read_topic(ingest_settings, ingest_settings.topic_dlq, len(BAD_EVENTS))
+
+    assert seen == len(good)
+    stored = stored_event_ids(ingest_settings)
+    assert sorted(stored) == sorted(e.event_id for e in good)
+    assert sorted((m.value, reason_of(m.headers)) for m in dead) == sorted(BAD_EVENTS)
+    assert {m.key for m in dead} == {bad_key}
+    assert all(dict(m.headers)["source_topic"] == ingest_settings.topic_interactions.encode() for m in dead)
