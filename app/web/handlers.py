@@ -1,0 +1,158 @@
+"""Thin HTTP handlers: parse and validate input, call the Reader, shape JSON.
+
+Bad input is a 400 with a JSON `{"error": ...}` body, an unknown film a 404,
+never a 500. Domain state lives in `request.app[...]` (opened in app/web/server.py).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from app.web import admin, health, metrics
+from app.web.keys import CELERY, READER, REDIS_PROBE, SETTINGS
+from app.web.openapi import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, SPEC
+from app.web.reader import Answer, NoModel, UnknownFilm
+
+
+class BadRequest(ValueError):
+    """Client input we cannot use; the message goes into the 400 body."""
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type="application/json"
+    )
+
+
+def error(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status=status)
+
+
+def bounded_int(raw: str, maximum: int) -> int | None:
+    """`raw` as an int in 1..maximum, else None (ASCII digits only: no '+1', ' 1', '²', 10**5000)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)):
+        return None
+    value = int(raw)
+    return value if 1 <= value <= maximum else None
+
+
+def parse_id(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    value = bounded_int(raw, MAX_ID)
+    if value is None:
+        raise BadRequest(f"{name} must be a positive integer below 2**63, got {raw!r}")
+    return value
+
+
+def parse_limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    value = bounded_int(raw, MAX_LIMIT)
+    if value is None:
+        raise BadRequest(f"limit must be an integer in 1..{MAX_LIMIT}, got {raw!r}")
+    return value
+
+
+def answer_body(answer: Answer) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "items": [
+            {"film_id": f, "score": s, "title": t} for f, s, t in zip(answer.film_ids, answer.scores, answer.titles)
+        ],
+        "source": answer.source,
+        "model_version": answer.version,
+    }
+    if answer.degraded:
+        body["degraded"] = True
+    return body
+
+
+async def recommendations(request: web.Request) -> web.Response:
+    """Top films for a user: precomputed, folded-in, or trending/popular for unknown users."""
+    try:
+        user_id, limit = parse_id(request, "user_id"), parse_limit(request)
+    except BadRequest as exc:
+        return error(400, str(exc))
+    answer = await request.app[READER].recommend(user_id, limit)
+    metrics.RECOMMENDATIONS.labels(answer.source, "true" if answer.degraded else "false").inc()
+    return json_response({"user_id": user_id, **answer_body(answer)})
+
+
+async def similar(request: web.Request) -> web.Response:
+    """Films similar to a film (item-item from the served model)."""
+    try:
+        film_id, limit = parse_id(request, "film_id"), parse_limit(request)
+    except BadRequest as exc:
+        return error(400, str(exc))
+    try:
+        answer = await request.app[READER].similar(film_id, limit)
+    except UnknownFilm as exc:
+        return error(404, str(exc))
+    except NoModel as exc:
+        return error(503, str(exc))
+    return json_response({"film_id": film_id, **answer_body(answer)})
+
+
+def film_list(source: str) -> metrics.Handler:
+    """Handler serving the in-process `popular` or `trending` list."""
+
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            limit = parse_limit(request)
+        except BadRequest as exc:
+            return error(400, str(exc))
+        return json_response(answer_body(await request.app[READER].films(source, limit)))
+
+    handler.__name__ = source
+    handler.__doc__ = f"The {source} films."
+    return handler
+
+
+async def current_model(request: web.Request) -> web.Response:
+    """The served version and its offline metrics (from `recs:{v}:meta`)."""
+    cache = request.app[READER].cache
+    snap = cache.snapshot
+    if snap.version is None:
+        return error(503, "no model version has been published yet")
+    meta = dict(snap.meta)
+    body = {**meta, "version": snap.version, "trained_at": meta.get("trained_at")}
+    if not cache.redis_ok:
+        body["degraded"] = True
+    return json_response(body)
+
+
+async def retrain(request: web.Request) -> web.Response:
+    """Enqueue a retrain now (bearer ADMIN_TOKEN)."""
+    try:
+        admin.check_bearer(request.app[SETTINGS].admin_token, request.headers.get("Authorization"))
+    except admin.Unauthorized as exc:
+        response = error(401, str(exc))
+        response.headers["WWW-Authenticate"] = 'Bearer realm="cinerec-admin"'
+        return response
+    except admin.Forbidden as exc:
+        return error(403, str(exc))
+    except admin.AdminDisabled as exc:
+        return error(503, str(exc))
+    try:
+        task_id = await admin.enqueue_retrain(request.app[CELERY])
+    except admin.BrokerUnavailable as exc:
+        return error(503, str(exc))
+    return json_response({"task_id": task_id, "task": admin.RETRAIN_TASK, "queue": admin.RETRAIN_QUEUE}, status=202)
+
+
+async def alive(request: web.Request) -> web.Response:
+    """Liveness: the process answers HTTP."""
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: Kafka, ClickHouse, Redis reachable and a model published; 503 says which failed."""
+    ok, checks = await health.run_checks(request.app[SETTINGS], request.app[REDIS_PROBE])
+    return json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3 description of this service."""
+    return json_response(SPEC)

@@ -1,0 +1,14 @@
+"""Typed keys of the aiohttp Application state (set up in app/web/server.py)."""
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from celery import Celery
+
+from app.settings import Settings
+from app.web.reader import Reader
+
+SETTINGS = web.AppKey("cinerec_settings", Settings)
+READER = web.AppKey("cinerec_reader", Reader)
+REDIS_PROBE = web.AppKey("cinerec_redis_probe", aioredis.Redis)
+CELERY = web.AppKey("cinerec_celery", Celery)

@@ -1,0 +1,80 @@
+"""HTTP metrics of the recommendation service, in the default Prometheus registry.
+
+Labels are route templates (`/v1/users/{user_id}/recommendations`), never raw
+paths, so the number of series stays bounded whatever ids clients send.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUESTS = Counter(
+    "cinerec_http_requests_total",
+    "HTTP requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "cinerec_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template.",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+RECOMMENDATIONS = Counter(
+    "cinerec_recommendations_total",
+    "Recommendation lists served, by the path that answered and whether Redis was down.",
+    ["source", "degraded"],
+)
+MODEL_VERSION = Gauge(
+    "cinerec_served_model_info",
+    "1 for the model version this process serves (label `version`).",
+    ["version"],
+)
+
+
+def set_served_version(old: str | None, new: str | None) -> None:
+    """Move the served-version gauge from `old` to `new` (one series at 1)."""
+    if old is not None:
+        MODEL_VERSION.remove(old)
+    if new is not None:
+        MODEL_VERSION.labels(new).set(1)
+
+
+def instrumented(route: str, handler: Handler) -> Handler:
+    """Wrap a handler: count and time it under `route`; an unexpected error is a JSON 500, logged."""
+    seconds = REQUEST_SECONDS.labels(route)
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return web.json_response({"error": "internal error"}, status=500)
+        finally:
+            seconds.observe(time.perf_counter() - start)
+            REQUESTS.labels(route, request.method, str(status)).inc()
+
+    wrapper.__name__ = getattr(handler, "__name__", "handler")
+    wrapper.__doc__ = handler.__doc__
+    return wrapper
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the default registry (HTTP, model, ingestion series)."""
+    response = web.Response(body=generate_latest(REGISTRY))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response

@@ -1,0 +1,121 @@
+"""In-process copy of what every request needs: the served version, its popular
+list, fold-in factors, the trending list and film titles.
+
+A background task polls `recs:current` every `POLL_S`: requests never wait for
+the pointer, a new published version (factors included) is picked up without a
+restart, and when Redis is down the last good copy keeps answering (degraded).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.storage import redis_keys
+from app.web import metrics
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0
+# Titles rarely change; dropping the cache this often bounds how stale one can be.
+TITLE_TTL_S = 60.0
+
+Ranked = tuple[list[int], list[float]]
+EMPTY: Ranked = ([], [])
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One published version as served: replaced as a whole, never mutated."""
+
+    version: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    popular: Ranked = EMPTY
+    foldin: Any = None  # app.recsys.foldin.FoldInModel, or None when the version has no factors
+
+
+def load_foldin(raw: bytes | None) -> Any:
+    """Decode `recs:{v}:factors` (None when absent or unreadable: fold-in users then get trending)."""
+    if not raw:
+        return None
+    from app.recsys.foldin import unpack_factors
+
+    try:
+        return unpack_factors(raw)
+    except Exception:  # a broken blob must not stop serving the rest of the version
+        log.exception("cannot decode fold-in factors; fold-in disabled for this version")
+        return None
+
+
+class ModelCache:
+    """Served state shared by all requests, refreshed by `run()` in the background."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self.snapshot = Snapshot()
+        self.trending: Ranked = EMPTY
+        # film id -> title, or None for a film without one (cached too, so it costs no lookup)
+        self.titles: dict[int, str | None] = {}
+        self._titles_since = time.monotonic()
+        self.redis_ok = False
+
+    async def refresh(self) -> bool:
+        """Poll the pointer and trending once; load a new version fully before switching to it."""
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                current, trending = await pipe.get(redis_keys.CURRENT).get(redis_keys.TRENDING).execute()
+            version = current.decode() if current else None
+            if version != self.snapshot.version:
+                await self._switch(version)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            if self.redis_ok:
+                log.warning("redis unreachable, serving the in-process copy (degraded): %s", exc)
+            self.redis_ok = False
+            return False
+        self.trending = redis_keys.decode_ranked(trending)
+        if not self.redis_ok:
+            log.info("redis reachable; serving version %s", self.snapshot.version)
+        self.redis_ok = True
+        if time.monotonic() - self._titles_since > TITLE_TTL_S:
+            self.titles = {}
+            self._titles_since = time.monotonic()
+        return True
+
+    async def _switch(self, version: str | None) -> None:
+        old = self.snapshot.version
+        if version is None:
+            self.snapshot = Snapshot()
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.get(redis_keys.meta(version))
+                pipe.get(redis_keys.popular(version))
+                pipe.get(redis_keys.factors(version))
+                meta, popular, factors = await pipe.execute()
+            foldin = await asyncio.to_thread(load_foldin, factors)
+            self.snapshot = Snapshot(
+                version=version,
+                meta=json.loads(meta) if meta else {},
+                popular=redis_keys.decode_ranked(popular),
+                foldin=foldin,
+            )
+        metrics.set_served_version(old, version)
+        log.info("serving model version %s (was %s)", version, old)
+
+    def remember_titles(self, film_ids: Iterable[int], titles: Iterable[bytes | None]) -> None:
+        for film_id, title in zip(film_ids, titles):
+            self.titles[film_id] = title.decode() if title is not None else None
+
+    async def run(self) -> None:
+        """Poll forever after the caller's first `refresh` (cancelled on shutdown); errors are never fatal."""
+        while True:
+            await asyncio.sleep(POLL_S)
+            try:
+                await self.refresh()
+            except Exception:  # e.g. a malformed meta/popular value: keep the previous snapshot
+                log.exception("cannot refresh the served model; keeping version %s", self.snapshot.version)

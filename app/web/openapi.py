@@ -1,0 +1,166 @@
+"""OpenAPI 3.0 description of the service, hand-written: the contract for the
+frontend and the schema the property-based API test (schemathesis) fuzzes."""
+from __future__ import annotations
+
+from typing import Any
+
+# Input bounds, enforced by app/web/handlers.py and published here.
+MAX_ID = 2**63 - 1
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = _json(_ref("Error"), "error with a reason")
+_LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "description": f"how many films (default {DEFAULT_LIMIT})",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+}
+
+
+def _id_param(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    }
+
+
+def _list_op(summary: str, params: list[dict[str, Any]], schema: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": [*params, _LIMIT],
+            "responses": {"200": _json(_ref(schema), summary), "400": _ERROR, **extra},
+        }
+    }
+
+
+_FILM = {
+    "type": "object",
+    "required": ["film_id", "score", "title"],
+    "properties": {
+        "film_id": {"type": "integer"},
+        "score": {"type": "number"},
+        "title": {"type": "string", "nullable": True},
+    },
+}
+_LIST_PROPS = {
+    "items": {"type": "array", "items": _ref("Film")},
+    "source": {"type": "string", "enum": ["als", "foldin", "trending", "popular", "similar"]},
+    "model_version": {"type": "string", "nullable": True},
+    "degraded": {"type": "boolean", "description": "true when Redis is down and an in-process copy answered"},
+}
+_CHECK = {"type": "object", "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "cinerec recommendations", "version": "1.0.0"},
+    "paths": {
+        "/v1/users/{user_id}/recommendations": _list_op(
+            "Recommended films for a user", [_id_param("user_id")], "UserRecommendations", {}
+        ),
+        "/v1/films/{film_id}/similar": _list_op(
+            "Films similar to a film",
+            [_id_param("film_id")],
+            "SimilarFilms",
+            {"404": _json(_ref("Error"), "film unknown to the served model"), "503": _ERROR},
+        ),
+        "/v1/films/popular": _list_op("Popular films of the served model", [], "FilmList", {}),
+        "/v1/films/trending": _list_op("Trending films right now", [], "FilmList", {}),
+        "/v1/models/current": {
+            "get": {
+                "summary": "The served model version and its offline metrics",
+                "responses": {
+                    "200": _json(_ref("Model"), "served model"),
+                    "503": _json(_ref("Error"), "no model published yet"),
+                },
+            }
+        },
+        "/v1/admin/retrain": {
+            "post": {
+                "summary": "Enqueue a retrain now",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "202": _json(
+                        {"type": "object", "properties": {"task_id": {"type": "string"}}}, "retrain enqueued"
+                    ),
+                    "401": _json(_ref("Error"), "no bearer token"),
+                    "403": _json(_ref("Error"), "wrong token"),
+                    "503": _json(_ref("Error"), "ADMIN_TOKEN unset or broker down"),
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness",
+                "responses": {"200": _json({"type": "object", "properties": {"status": {"type": "string"}}}, "alive")},
+            }
+        },
+        "/ready": {
+            "get": {
+                "summary": "Readiness of Kafka, ClickHouse, Redis and a published model",
+                "responses": {"200": _json(_ref("Ready"), "ready"), "503": _json(_ref("Ready"), "a check failed")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text exposition", "content": {"text/plain": {}}}},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0 document")},
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Film": _FILM,
+            "FilmList": {"type": "object", "required": ["items", "source"], "properties": _LIST_PROPS},
+            "UserRecommendations": {
+                "type": "object",
+                "required": ["user_id", "items", "source", "model_version"],
+                "properties": {"user_id": {"type": "integer"}, **_LIST_PROPS},
+            },
+            "SimilarFilms": {
+                "type": "object",
+                "required": ["film_id", "items", "source"],
+                "properties": {"film_id": {"type": "integer"}, **_LIST_PROPS},
+            },
+            "Model": {
+                "type": "object",
+                "required": ["version"],
+                "properties": {
+                    "version": {"type": "string"},
+                    "trained_at": {"type": "string", "nullable": True},
+                    "metrics": {"type": "object"},
+                    "degraded": {"type": "boolean"},
+                },
+            },
+            "Ready": {
+                "type": "object",
+                "required": ["ready", "checks"],
+                "properties": {
+                    "ready": {"type": "boolean"},
+                    "checks": {"type": "object", "additionalProperties": _CHECK},
+                },
+            },
+        },
+    },
+}

@@ -1,0 +1,158 @@
+"""Request-time reads: one Redis pipeline per request plus in-process state (ModelCache).
+
+Which path answers a user (the `source` of the response):
+  als      the precomputed list of the served version, minus recent watches
+  foldin   a user the model never saw but with recent events: fold-in on item factors
+  trending / popular   everyone else (and padding when filtering leaves too few)
+Redis errors never reach the client: the answer comes from the in-process
+popular list with `degraded=True`, and Redis is skipped for `BREAKER_S` so a
+dead server costs each request nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.storage import redis_keys
+from app.web.model_cache import ModelCache, Ranked
+
+BREAKER_S = 1.0
+REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class UnknownFilm(LookupError):
+    """The served version has no similar-films list for this film."""
+
+
+class NoModel(LookupError):
+    """No model version has been published yet."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A ranked list with where it came from; titles aligned with film_ids (None if unknown)."""
+
+    film_ids: list[int]
+    scores: list[float]
+    titles: list[str | None]
+    source: str
+    version: str | None
+    degraded: bool = False
+
+
+def merge_ranked(limit: int, exclude: set[int], *lists: Ranked) -> Ranked:
+    """First `limit` films of the lists in order, skipping excluded films and repeats."""
+    seen = set(exclude)
+    out_ids: list[int] = []
+    out_scores: list[float] = []
+    for film_ids, scores in lists:
+        for film_id, score in zip(film_ids, scores):
+            if film_id not in seen:
+                seen.add(film_id)
+                out_ids.append(film_id)
+                out_scores.append(score)
+                if len(out_ids) >= limit:
+                    return out_ids, out_scores
+    return out_ids, out_scores
+
+
+def confidences(recent: Sequence[int]) -> tuple[list[int], list[float]]:
+    """Recent watches (newest first, repeats allowed) -> distinct films and how often each was watched."""
+    counts = Counter(recent)
+    return list(counts), [float(c) for c in counts.values()]
+
+
+class Reader:
+    """Domain logic of the read endpoints; raises UnknownFilm / NoModel, never Redis errors."""
+
+    def __init__(self, client: aioredis.Redis, cache: ModelCache) -> None:
+        self._client = client
+        self.cache = cache
+        self._skip_until = 0.0
+
+    def _redis_usable(self) -> bool:
+        return time.monotonic() >= self._skip_until
+
+    def _trip(self) -> None:
+        self._skip_until = time.monotonic() + BREAKER_S
+
+    def _fallback(self) -> Ranked:
+        return self.cache.trending if self.cache.trending[0] else self.cache.snapshot.popular
+
+    async def recommend(self, user_id: int, limit: int) -> Answer:
+        snap = self.cache.snapshot
+        if not self._redis_usable():
+            return await self._degraded(limit)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                if snap.version is not None:
+                    pipe.get(redis_keys.user_recs(snap.version, user_id))
+                pipe.lrange(redis_keys.recent(user_id), 0, redis_keys.RECENT_MAX - 1)
+                replies = await pipe.execute()
+        except REDIS_ERRORS:
+            self._trip()
+            return await self._degraded(limit)
+        raw = replies[0] if snap.version is not None else None
+        recent = [int(f) for f in replies[-1]]
+        exclude = set(recent)
+        if raw:
+            source, ranked = "als", redis_keys.decode_ranked(raw)
+        else:
+            source, ranked = "", ([], [])
+            if recent and snap.foldin is not None:
+                film_ids, weights = confidences(recent)
+                ids, scores = snap.foldin.recommend(film_ids, weights, limit, film_ids)
+                ranked = (ids.tolist(), scores.tolist())
+                source = "foldin" if ranked[0] else ""
+            if not source:
+                source = "trending" if self.cache.trending[0] else "popular"
+        film_ids, scores = merge_ranked(limit, exclude, ranked, self.cache.trending, snap.popular)
+        return await self._answer(film_ids, scores, source, snap.version)
+
+    async def similar(self, film_id: int, limit: int) -> Answer:
+        snap = self.cache.snapshot
+        if not self._redis_usable():
+            return await self._degraded(limit)
+        if snap.version is None:
+            raise NoModel("no model version has been published yet")
+        try:
+            raw = await self._client.get(redis_keys.similar(snap.version, film_id))
+        except REDIS_ERRORS:
+            self._trip()
+            return await self._degraded(limit)
+        if raw is None:
+            raise UnknownFilm(f"film {film_id} is not known to model {snap.version}")
+        film_ids, scores = merge_ranked(limit, {film_id}, redis_keys.decode_ranked(raw))
+        return await self._answer(film_ids, scores, "similar", snap.version)
+
+    async def films(self, source: str, limit: int) -> Answer:
+        """The `popular` list of the served version or the live `trending` list (both in-process)."""
+        snap = self.cache.snapshot
+        ranked = snap.popular if source == "popular" else self.cache.trending
+        film_ids, scores = merge_ranked(limit, set(), ranked)
+        return await self._answer(film_ids, scores, source, snap.version, degraded=not self.cache.redis_ok)
+
+    async def _degraded(self, limit: int) -> Answer:
+        snap = self.cache.snapshot
+        film_ids, scores = merge_ranked(limit, set(), snap.popular, self.cache.trending)
+        return await self._answer(film_ids, scores, "popular", snap.version, degraded=True)
+
+    async def _answer(
+        self, film_ids: list[int], scores: list[float], source: str, version: str | None, degraded: bool = False
+    ) -> Answer:
+        missing = [f for f in film_ids if f not in self.cache.titles]
+        if missing and not degraded and self._redis_usable():
+            try:
+                found = await self._client.hmget(redis_keys.FILM_TITLES, missing)
+            except REDIS_ERRORS:
+                self._trip()
+            else:
+                self.cache.remember_titles(missing, found)
+        titles = self.cache.titles
+        return Answer(film_ids, scores, [titles.get(f) for f in film_ids], source, version, degraded)

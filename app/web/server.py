@@ -1,0 +1,98 @@
+"""The one place that wires the web service: routes, and resources opened and
+closed together in a `cleanup_ctx`.
+
+`install()` adds everything to an existing aiohttp Application, which is how
+the Faust worker serves it (app/web/worker.py puts it on `app.web.web_app`);
+`create_web_app()` builds a fresh Application for `cinerec serve`, tests and
+benchmarks. Both run the same code.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from app.settings import Settings
+from app.web import admin, handlers, metrics
+from app.web.keys import CELERY, READER, REDIS_PROBE, SETTINGS
+from app.web.model_cache import ModelCache
+from app.web.reader import Reader
+
+log = logging.getLogger(__name__)
+
+# Redis budget of a request: a slow or dead Redis turns into a degraded answer, not a hang.
+REQUEST_REDIS_TIMEOUT_S = 0.25
+
+ROUTES: tuple[tuple[str, str, metrics.Handler], ...] = (
+    ("GET", "/v1/users/{user_id}/recommendations", handlers.recommendations),
+    ("GET", "/v1/films/popular", handlers.film_list("popular")),
+    ("GET", "/v1/films/trending", handlers.film_list("trending")),
+    ("GET", "/v1/films/{film_id}/similar", handlers.similar),
+    ("GET", "/v1/models/current", handlers.current_model),
+    ("POST", "/v1/admin/retrain", handlers.retrain),
+    ("GET", "/health", handlers.alive),
+    ("GET", "/ready", handlers.ready),
+    ("GET", "/metrics", metrics.metrics_view),
+    ("GET", "/openapi.json", handlers.openapi),
+)
+
+
+def redis_client(settings: Settings, timeout_s: float) -> aioredis.Redis:
+    """Async Redis client whose every call is bounded by `timeout_s` (connect and read, no retries)."""
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+async def resources(app: web.Application) -> AsyncIterator[None]:
+    """Open Redis clients, load the served model, start the pointer poller; close all on shutdown."""
+    settings = app[SETTINGS]
+    request_client = redis_client(settings, REQUEST_REDIS_TIMEOUT_S)
+    background = redis_client(settings, settings.network_timeout_s)
+    cache = ModelCache(background)
+    if not await cache.refresh():
+        log.warning("redis %s unreachable at startup; answering degraded until it is back", settings.redis_url)
+    app[READER] = Reader(request_client, cache)
+    app[REDIS_PROBE] = background
+    app[CELERY] = admin.producer(settings)
+    poller = asyncio.create_task(cache.run(), name="cinerec-model-poller")
+    try:
+        yield
+    finally:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        app[CELERY].close()
+        await request_client.aclose()
+        await background.aclose()
+
+
+def install(app: web.Application, settings: Settings) -> None:
+    """Add the service's routes and resources to an existing (not yet started) Application."""
+    app[SETTINGS] = settings
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, metrics.instrumented(path, handler))
+    app.cleanup_ctx.append(resources)
+
+
+def create_web_app(settings: Settings) -> web.Application:
+    """A standalone Application serving the recommendation API."""
+    app = web.Application()
+    install(app, settings)
+    return app
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the standalone server until interrupted (horizontal scaling, benchmarks)."""
+    log.info("serving recommendations on http://%s:%d from %s", host, port, settings.redis_url)
+    web.run_app(create_web_app(settings), host=host, port=port, access_log=None, print=None)

@@ -1,0 +1,20 @@
+"""Serve the recommendation API from the Faust worker's own web server.
+
+Faust (faust-streaming 0.15.3, aiohttp driver) keeps its aiohttp Application
+at `app.web.web_app` and starts it with an `AppRunner` on `web_port`, which
+runs the Application's startup/cleanup signals: so our routes and
+`cleanup_ctx` are installed on it when the worker initialises (the
+`on_worker_init` signal fires after autodiscovery and before the server
+starts). `app.main` autodiscovers `app.web`, which imports this module.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from app.main import app, settings
+from app.web.server import install
+
+
+@app.on_worker_init.connect
+def install_views(sender: Any, **kwargs: Any) -> None:
+    install(app.web.web_app, settings)
