@@ -1,0 +1,40 @@
+"""Celery configuration, all in one module (loaded with `config_from_object`).
+
+The Redis broker re-delivers a task that is not acked within
+`visibility_timeout`; with `acks_late` that must exceed the longest retrain or
+the task would run twice, so both derive from the retrain lock's timeout.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kombu import Queue
+
+from app.recsys.pipeline import RETRAIN_LOCK_TIMEOUT_S
+from app.settings import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.celery_broker_url
+broker_transport_options = {"visibility_timeout": RETRAIN_LOCK_TIMEOUT_S + 3600}
+broker_connection_timeout = _settings.network_timeout_s
+broker_connection_retry_on_startup = True
+result_backend = None  # the outcome is recorded in ClickHouse model_runs
+task_ignore_result = True
+
+task_queues = (Queue("training"),)
+task_routes = {"workers.tasks.retrain": {"queue": "training"}}
+task_acks_late = True  # a trainer that dies mid-run leaves the task for the next worker
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+
+beat_schedule = {
+    "retrain": {
+        "task": "workers.tasks.retrain",
+        "schedule": timedelta(hours=_settings.retrain_interval_hours),
+        "options": {"queue": "training", "expires": _settings.retrain_interval_hours * 3600},
+    },
+}
