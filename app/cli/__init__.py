@@ -44,3 +44,4 @@ def worker(ctx: click.Context) -> None:
 from app.cli import db  # noqa: E402,F401  (registers subcommands)
 from app.cli import services  # noqa: E402,F401
 from app.cli import serve  # noqa: E402,F401
+from app.cli import train  # noqa: E402,F401

@@ -1,0 +1,94 @@
+"""`cinerec train`, `cinerec models`, `cinerec rollback`: the retrain pipeline by hand."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from app.cli import main
+from app.settings import get_settings
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+
+
+@main.command()
+@click.option("--backend", type=click.Choice(["implicit"]), default="implicit", show_default=True,
+              help="ALS implementation.")
+@click.option("--force", is_flag=True, help="Publish even if the gate rejects the model (recorded as forced).")
+@click.option("--holdout-days", type=click.FloatRange(min=0, min_open=True), default=7.0, show_default=True)
+@click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=365.0, show_default=True,
+              help="History used, counted back from the newest event.")
+def train(backend: str, force: bool, holdout_days: float, window_days: float) -> None:
+    """Retrain in the foreground: load, evaluate vs Popular, gate, publish, record."""
+    from app.recsys import pipeline
+    from app.recsys.progress import TqdmProgress
+
+    settings = get_settings().with_overrides(train_backend=backend)
+    try:
+        config = pipeline.RetrainConfig(holdout_days=holdout_days, window_days=window_days, force=force)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    progress = TqdmProgress()
+    with pipeline.retrain_lock(settings) as acquired:
+        if not acquired:
+            raise click.ClickException("another retrain holds lock:retrain; try again when it has finished")
+        try:
+            report = pipeline.retrain(settings, config, progress=progress)
+        finally:
+            progress.close()
+    keys = sorted(set(report.metrics) | set(report.baseline_metrics))
+    _table([[k, f"{report.metrics.get(k, float('nan')):.4f}", f"{report.baseline_metrics.get(k, float('nan')):.4f}"]
+            for k in keys], ["metric", "als", "popular"])
+    click.echo(f"timings (s): {json.dumps(report.timings)}")
+    click.echo(f"{report.version}: {report.status.upper()}: {report.reason}")
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def models(limit: int) -> None:
+    """Recorded retrain runs (newest first) and the version being served."""
+    from app.recsys import pipeline, publish
+    from app.storage.clickhouse import client
+
+    settings = get_settings()
+    ch = client(settings)
+    try:
+        runs = pipeline.recorded_runs(ch, settings.clickhouse_database, limit)
+    finally:
+        ch.disconnect()
+    conn = publish.connect(settings)
+    try:
+        current = publish.current_version(conn)
+        available = {v for v, _ in publish.published_versions(conn)}
+    finally:
+        conn.close()
+    rows = []
+    for run in runs:
+        ndcg = json.loads(run["metrics"] or "{}").get("ndcg@10")
+        base = json.loads(run["baseline_metrics"] or "{}").get("ndcg@10")
+        marker = "*" if run["version"] == current else ("r" if run["version"] in available else "")
+        rows.append([marker, run["version"], str(run["started_at"]), run["status"],
+                     "-" if ndcg is None else f"{ndcg:.4f}", "-" if base is None else f"{base:.4f}",
+                     str(run["n_users"]), run["reason"][:60]])
+    _table(rows, ["", "version", "started (UTC)", "status", "ndcg@10", "popular", "users", "reason"])
+    click.echo(f"served: {current or '(nothing published)'}   (* served, r = can roll back to)")
+
+
+@main.command()
+@click.argument("version")
+def rollback(version: str) -> None:
+    """Serve a previously published VERSION again (it must not have expired)."""
+    from app.recsys import publish
+
+    conn = publish.connect(get_settings())
+    try:
+        publish.rollback(conn, version)
+    except publish.PublishError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        conn.close()
+    click.echo(f"recs:current -> {version}")
