@@ -45,3 +45,4 @@ from app.cli import db  # noqa: E402,F401  (registers subcommands)
 from app.cli import services  # noqa: E402,F401
 from app.cli import serve  # noqa: E402,F401
 from app.cli import train  # noqa: E402,F401
+from app.cli import simulate  # noqa: E402,F401

@@ -1,0 +1,37 @@
+"""`cinerec simulate` and `cinerec import-movielens`: put traffic into the platform."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from app.cli import main
+from app.settings import get_settings
+
+
+def _fail(settings_url: str, exc: Exception) -> click.ClickException:
+    return click.ClickException(f"{type(exc).__name__} ({settings_url}): {exc}")
+
+
+@main.command()
+@click.option("--users", default=5_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--films", default=1_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--events", default=200_000, show_default=True, type=click.IntRange(min=0))
+@click.option("--rate", default=0.0, show_default=True, type=click.FloatRange(min=0), help="events/s; 0 = as fast as possible")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--days", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="history length ending now")
+@click.option("--bad-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="share of malformed messages")
+def simulate(users: int, films: int, events: int, rate: float, seed: int, days: float, bad_fraction: float) -> None:
+    """Simulate site traffic: write a film catalog to ClickHouse and produce events to Kafka."""
+    from app.simulate import run
+
+    settings = get_settings()
+    try:
+        summary = asyncio.run(run(settings, users, films, events, seed, days, rate, bad_fraction))
+    except Exception as exc:  # Kafka/ClickHouse errors: one readable line, not a traceback
+        raise _fail(f"{settings.kafka_bootstrap}, {settings.clickhouse_url}", exc) from None
+    click.echo(
+        f"simulate: {summary.films_written} films, {summary.messages_sent} messages "
+        f"({summary.bad_messages} malformed) to {settings.topic_interactions} in {summary.seconds:.1f}s"
+    )

@@ -1,0 +1,1 @@
+"""Parts of the traffic simulator (`app.simulate` is the entry point)."""
