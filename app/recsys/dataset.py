@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from app.recsys.idmap import IdMap
 from app.schema import EVENT_TYPES, NO_RATING
 
+DAY_S = 86_400.0
 REQUIRED_COLUMNS = ("user_id", "film_id", "event_type", "ts")
 OPTIONAL_COLUMNS = ("watch_seconds", "duration_seconds", "rating")
 _DTYPES: dict[str, type] = {

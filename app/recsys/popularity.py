@@ -13,11 +13,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.recsys.base import check_fitted, check_indices, read_model, write_model
-from app.recsys.dataset import Dataset
+from app.recsys.dataset import DAY_S, Dataset
 from app.recsys.idmap import IdMap
 from app.recsys.topn import pad_ranked, top_n
 
-DAY_S = 86_400.0
 # Rows scored at once: bounds the dense (rows x items) block to ~16 MB of float32.
 _BLOCK_CELLS = 1 << 22
 

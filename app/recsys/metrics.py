@@ -1,0 +1,168 @@
+"""Top-K ranking metrics with binary relevance, as value objects.
+
+Each metric is a frozen dataclass holding its K, so the set of metrics a run
+used is data (it goes into `model_runs`), and `compute_metrics` evaluates any
+set over one (recommended, relevant) pair of arrays. Definitions:
+
+- recall@K   = hits in top K / min(|test|, K)
+- NDCG@K     = DCG / IDCG, DCG = sum_i rel_i / log2(i + 1) (i from 1),
+               IDCG over min(|test|, K) relevant items at the top
+- MAP@K      = sum_i precision@i * rel_i / min(|test|, K)
+- hit rate@K = 1 if any hit in top K
+- coverage@K = distinct items recommended in top K over all users / catalog size
+- novelty@K  = mean over recommended items of -log2(popularity share), share =
+               training users of the item / training users
+Ranking metrics are averaged over users; users with no relevant item are skipped.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RankingMetric:
+    """A per-user metric of the hit pattern in the top K, averaged over users."""
+
+    k: int
+    name: ClassVar[str] = "ranking"
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"{self.name}: k must be >= 1, got {self.k}")
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.k}"
+
+    def per_user(self, hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+        """hits: bool (users, >=K) in rank order; n_relevant: (users,) > 0."""
+        raise NotImplementedError
+
+    def _top(self, hits: np.ndarray, n_relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hits cut to K columns (zero-padded if shorter) and the denominator min(|test|, K)."""
+        top = np.zeros((len(hits), self.k), dtype=np.float64)
+        width = min(self.k, hits.shape[1])
+        top[:, :width] = hits[:, :width]
+        return top, np.minimum(n_relevant, self.k).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Recall(RankingMetric):
+    name: ClassVar[str] = "recall"
+
+    def per_user(self, hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+        top, denom = self._top(hits, n_relevant)
+        return top.sum(axis=1) / denom
+
+
+@dataclass(frozen=True)
+class NDCG(RankingMetric):
+    name: ClassVar[str] = "ndcg"
+
+    def per_user(self, hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+        top, denom = self._top(hits, n_relevant)
+        discount = 1.0 / np.log2(np.arange(2, self.k + 2))
+        ideal = np.cumsum(discount)[denom.astype(np.int64) - 1]
+        return (top @ discount) / ideal
+
+
+@dataclass(frozen=True)
+class MAP(RankingMetric):
+    name: ClassVar[str] = "map"
+
+    def per_user(self, hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+        top, denom = self._top(hits, n_relevant)
+        precision_at_i = np.cumsum(top, axis=1) / np.arange(1, self.k + 1)
+        return (precision_at_i * top).sum(axis=1) / denom
+
+
+@dataclass(frozen=True)
+class HitRate(RankingMetric):
+    name: ClassVar[str] = "hit_rate"
+
+    def per_user(self, hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+        top, _ = self._top(hits, n_relevant)
+        return (top.sum(axis=1) > 0).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Share of the catalog that appears in anybody's top K."""
+
+    k: int
+    n_items: int
+    name: ClassVar[str] = "coverage"
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.k}"
+
+    def value(self, recommended: np.ndarray) -> float:
+        top = recommended[:, : self.k]
+        return len(np.unique(top[top >= 0])) / self.n_items if self.n_items else 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class Novelty:
+    """Mean self-information -log2(share of training users) of recommended items: higher = less obvious."""
+
+    k: int
+    popularity_share: np.ndarray  # per item index, in (0, 1]
+    name: ClassVar[str] = "novelty"
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.k}"
+
+    def value(self, recommended: np.ndarray) -> float:
+        top = recommended[:, : self.k]
+        items = top[top >= 0]
+        if not items.size:
+            return 0.0
+        share = np.clip(self.popularity_share[items], np.finfo(np.float64).tiny, 1.0)
+        return float(np.mean(-np.log2(share)))
+
+
+def standard_metrics(k: int, n_items: int, popularity_share: np.ndarray) -> list:
+    """The metric set every evaluation reports."""
+    return [Recall(k), NDCG(k), MAP(k), HitRate(k), Coverage(k, n_items), Novelty(k, popularity_share)]
+
+
+def hit_matrix(recommended: np.ndarray, relevant: Sequence[np.ndarray]) -> np.ndarray:
+    """bool (users, n): recommended[u, i] is in relevant[u]; -1 padding never hits.
+
+    Vectorised as a sorted array of (user, item) keys and one searchsorted.
+    """
+    recommended = np.asarray(recommended, dtype=np.int64)
+    if len(relevant) != len(recommended):
+        raise ValueError(f"{len(recommended)} recommendation rows but {len(relevant)} relevant sets")
+    lengths = [len(r) for r in relevant]
+    if not sum(lengths):
+        return np.zeros(recommended.shape, dtype=bool)
+    flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant])
+    width = max(int(recommended.max(initial=0)), int(flat.max())) + 1
+    keys = np.unique(np.repeat(np.arange(len(relevant)), lengths) * width + flat)
+    rec_keys = np.arange(len(recommended))[:, None] * width + recommended
+    pos = np.minimum(np.searchsorted(keys, rec_keys), len(keys) - 1)
+    return (recommended >= 0) & (keys[pos] == rec_keys)
+
+
+def compute_metrics(recommended: np.ndarray, relevant: Sequence[np.ndarray], metrics: Sequence) -> dict[str, float]:
+    """Every metric in `metrics` over users with at least one relevant item (others skipped)."""
+    recommended = np.asarray(recommended, dtype=np.int64).reshape(len(relevant), -1)
+    n_relevant = np.fromiter((len(np.unique(r)) for r in relevant), dtype=np.int64, count=len(relevant))
+    keep = n_relevant > 0
+    recommended = recommended[keep]
+    hits = hit_matrix(recommended, [r for r, k in zip(relevant, keep) if k])
+    out: dict[str, float] = {}
+    for metric in metrics:
+        if isinstance(metric, RankingMetric):
+            out[metric.key] = float(metric.per_user(hits, n_relevant[keep]).mean()) if keep.any() else 0.0
+        else:
+            out[metric.key] = metric.value(recommended)
+    out["users"] = float(keep.sum())
+    return out

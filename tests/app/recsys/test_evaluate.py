@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from app.recsys.dataset import DAY_S, Interactions, build_dataset
+from app.recsys.evaluate import evaluate, per_user_last_fraction, relevant_items, time_holdout
+from app.recsys.popularity import PopularRecommender
+
+
+def events(users, films, ts, types=None) -> Interactions:
+    return Interactions.from_columns(
+        {"user_id": users, "film_id": films, "ts": ts, "event_type": types or ["click"] * len(users)}
+    )
+
+
+def test_per_user_last_fraction_takes_latest_at_least_one():
+    # user 1: 10 events -> last 2 (20%); user 2: 3 events -> floor(0.6) = 0 -> at least 1
+    it = events([1] * 10 + [2] * 3, list(range(10)) + [7, 8, 9], list(range(10, 0, -1)) + [5.0, 6.0, 7.0])
+    train, test = per_user_last_fraction(it, 0.2)
+    # user 1's ts are 10..1 for films 0..9: the latest are films 0 (ts 10) and 1 (ts 9)
+    assert sorted(zip(test.user_id.tolist(), test.film_id.tolist())) == [(1, 0), (1, 1), (2, 9)]
+    assert len(train) == 10
+
+
+def test_per_user_last_fraction_breaks_time_ties_by_film():
+    train, test = per_user_last_fraction(events([1, 1, 1, 1, 1], [5, 3, 4, 1, 2], [1.0] * 5), 0.2)
+    assert test.film_id.tolist() == [5]
+
+
+def test_time_holdout_uses_global_cut():
+    it = events([1, 2, 3], [1, 2, 3], [0.0, 5 * DAY_S, 10 * DAY_S])
+    train, test = time_holdout(it, holdout_days=5)
+    assert train.film_id.tolist() == [1] and test.film_id.tolist() == [2, 3]
+    with pytest.raises(ValueError):
+        time_holdout(it, 0)
+
+
+def test_relevant_items_drop_unknown_films_users_and_seen_items():
+    train = build_dataset(events([1, 1, 2], [10, 20, 20], [1.0, 2.0, 3.0]))
+    test = events([1, 1, 1, 2, 3, 2], [20, 30, 10, 99, 10, 10], [4.0] * 6, ["click"] * 5 + ["impression"])
+    # user 1: 20 and 10 already seen, 30 unknown -> nothing; user 2: 99 unknown, 10 only an impression -> nothing
+    assert [r.tolist() for r in relevant_items(train, test)] == [[], []]
+    test2 = events([2], [10], [4.0])
+    assert [r.tolist() for r in relevant_items(train, test2)] == [[], [0]]
+
+
+def test_evaluate_popular_hand_computed():
+    # train: film 10 has 3 users, film 20 has 2, film 30 has 1 -> popular order 10, 20, 30
+    train = build_dataset(events([1, 2, 3, 1, 2, 4], [10, 10, 10, 20, 20, 30], [1.0] * 6))
+    # test: user 3 watches 20 and 30; user 4 watches 10; user 1 only an unknown film (skipped)
+    test = events([3, 3, 4, 1], [20, 30, 10, 77], [2.0] * 4)
+    out = evaluate(PopularRecommender().fit(train), train, test, k=2)
+    # user 3 (seen 10): top-2 = [20, 30], both relevant -> recall 1, ndcg 1, map 1
+    # user 4 (seen 30): top-2 = [10, 20], 10 relevant at rank 1 -> recall 1/min(1,2) = 1, ndcg 1, map 1
+    assert out["recall@2"] == 1.0 and out["ndcg@2"] == pytest.approx(1.0) and out["map@2"] == 1.0
+    assert out["users"] == 2
+    # coverage: {20, 30, 10} = 3 of 3 items
+    assert out["coverage@2"] == 1.0
+    # novelty: shares over 4 users: 10 -> 3/4, 20 -> 2/4, 30 -> 1/4; recommended 20, 30, 10, 20
+    expected = np.mean(-np.log2([2 / 4, 1 / 4, 3 / 4, 2 / 4]))
+    assert out["novelty@2"] == pytest.approx(expected)
