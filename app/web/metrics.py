@@ -39,12 +39,11 @@ MODEL_VERSION = Gauge(
 )
 
 
-def set_served_version(old: str | None, new: str | None) -> None:
-    """Move the served-version gauge from `old` to `new` (one series at 1)."""
-    if old is not None:
-        MODEL_VERSION.remove(old)
-    if new is not None:
-        MODEL_VERSION.labels(new).set(1)
+def set_served_version(version: str | None) -> None:
+    """Leave exactly one served-version series at 1 (none while no model is published)."""
+    MODEL_VERSION.clear()
+    if version is not None:
+        MODEL_VERSION.labels(version).set(1)
 
 
 def instrumented(route: str, handler: Handler) -> Handler:

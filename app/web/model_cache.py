@@ -104,7 +104,7 @@ class ModelCache:
                 popular=redis_keys.decode_ranked(popular),
                 foldin=foldin,
             )
-        metrics.set_served_version(old, version)
+        metrics.set_served_version(version)
         log.info("serving model version %s (was %s)", version, old)
 
     def remember_titles(self, film_ids: Iterable[int], titles: Iterable[bytes | None]) -> None:

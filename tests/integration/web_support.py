@@ -1,0 +1,88 @@
+"""Helpers of the web integration tests: publish a small model version to Redis
+with the real publishing helpers (app.recsys.publish), and run the app."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import numpy as np
+import redis
+from aiohttp.test_utils import TestClient, TestServer
+
+from app.recsys.foldin import FoldInModel, pack_factors, unpack_factors
+from app.recsys.idmap import IdMap
+from app.recsys.publish import activate, write_ranked, write_titles
+from app.settings import Settings
+from app.storage import redis_keys as keys
+from app.web.server import create_web_app
+
+FILMS = np.arange(1, 31, dtype=np.int64)
+UNTITLED_FILM = 30  # a film of the catalog without a title in `films:title`
+WARM_USERS = np.array([1, 2, 3], dtype=np.int64)
+LIST_LEN = 10
+
+
+@dataclass(frozen=True)
+class HandModel:
+    """The fields `pack_factors` reads, with hand-made random factors."""
+
+    items: IdMap
+    item_factors: np.ndarray
+    regularization: float = 0.1
+    alpha: float = 10.0
+
+
+@dataclass(frozen=True)
+class Published:
+    version: str
+    user_recs: dict[int, list[int]]
+    popular: list[int]
+    foldin: FoldInModel
+    meta: dict
+
+
+def sync_redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def publish_version(conn: redis.Redis, version: str, seed: int) -> Published:
+    """A complete version (user lists, similar lists, popular, factors, meta) made current."""
+    rng = np.random.default_rng(seed)
+    model = HandModel(IdMap(FILMS), rng.normal(size=(len(FILMS), 4)).astype(np.float32))
+    scores_desc = np.linspace(1.0, 0.1, LIST_LEN, dtype=np.float32)
+    recs = np.stack([rng.permutation(FILMS)[:LIST_LEN] for _ in WARM_USERS])
+    write_ranked(conn, lambda u: keys.user_recs(version, u), WARM_USERS, recs, np.tile(scores_desc, (len(WARM_USERS), 1)))
+    sim = model.item_factors @ model.item_factors.T
+    np.fill_diagonal(sim, -np.inf)
+    order = np.argsort(-sim, axis=1)[:, :LIST_LEN]
+    write_ranked(conn, lambda f: keys.similar(version, f), FILMS, FILMS[order], np.take_along_axis(sim, order, 1))
+    popular = rng.permutation(FILMS)[:20].tolist()
+    conn.set(keys.popular(version), keys.encode_ranked(popular, np.linspace(100, 1, len(popular))))
+    packed = pack_factors(model)
+    conn.set(keys.factors(version), packed)
+    write_titles(conn, {int(f): f"Film {f}" for f in FILMS if f != UNTITLED_FILM})
+    meta = {"version": version, "trained_at": "2026-11-28T05:00:00Z", "metrics": {"ndcg@10": 0.123}}
+    activate(conn, version, meta)
+    return Published(
+        version=version,
+        user_recs={int(u): recs[i].tolist() for i, u in enumerate(WARM_USERS)},
+        popular=popular,
+        foldin=unpack_factors(packed),
+        meta=json.loads(json.dumps(meta)),
+    )
+
+
+def set_trending(conn: redis.Redis, film_ids: list[int]) -> None:
+    conn.set(keys.TRENDING, keys.encode_ranked(film_ids, [float(len(film_ids) - i) for i in range(len(film_ids))]))
+
+
+def watched(conn: redis.Redis, user_id: int, film_ids: list[int]) -> None:
+    """Recent watches as the stats agent mirrors them: newest first."""
+    conn.lpush(keys.recent(user_id), *film_ids)
+
+
+async def running_client(settings: Settings) -> AsyncIterator[TestClient]:
+    """The real app (same factory as `cinerec serve`) on a local port."""
+    async with TestClient(TestServer(create_web_app(settings))) as client:
+        yield client
