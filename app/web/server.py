@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.settings import Settings
-from app.web import admin, handlers, metrics
+from app.web import admin, analytics_views, dashboard, handlers, metrics
 from app.web.keys import CELERY, READER, REDIS_PROBE, SETTINGS
 from app.web.model_cache import ModelCache
 from app.web.reader import Reader
@@ -82,6 +82,8 @@ def install(app: web.Application, settings: Settings) -> None:
     app[SETTINGS] = settings
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, metrics.instrumented(path, handler))
+    for setup_routes in (analytics_views.setup_routes, dashboard.setup_routes):  # business metrics, /dashboard
+        setup_routes(app)
     app.cleanup_ctx.append(resources)
 
 
