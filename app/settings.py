@@ -36,6 +36,7 @@ DEFAULTS: dict[str, str] = {
     "TRAIN_BACKEND": "implicit",
     "SPARK_MASTER": "local[*]",
     "FAUST_STORE": "memory://",
+    "STATS_ENABLED": "1",
 }
 
 
@@ -63,6 +64,13 @@ def _float(env: Mapping[str, str], name: str) -> float:
     if value <= 0:
         raise SettingsError(f"{name} must be > 0, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, DEFAULTS[name]).strip().lower()
+    if raw not in ("1", "0", "true", "false", "yes", "no"):
+        raise SettingsError(f"{name} must be 1/0/true/false/yes/no, got {raw!r}")
+    return raw in ("1", "true", "yes")
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], multiple: bool = False) -> str:
@@ -105,6 +113,8 @@ class Settings:
     train_backend: str
     spark_master: str
     faust_store: str
+    # Off: the worker runs only the loader (bench/ingest.py --loader-only).
+    stats_enabled: bool
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -146,6 +156,7 @@ class Settings:
             train_backend=backend,
             spark_master=env.get("SPARK_MASTER", DEFAULTS["SPARK_MASTER"]),
             faust_store=env.get("FAUST_STORE", DEFAULTS["FAUST_STORE"]),
+            stats_enabled=_bool(env, "STATS_ENABLED"),
             external=external,
         )
 
