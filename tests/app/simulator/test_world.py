@@ -1,0 +1,88 @@
+"""The planted world: catalog shape and the taste structure a personalised model can learn."""
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from app.schema import FILM_COLUMNS
+from app.simulate import DAY_S, generate
+from app.simulator.world import GENRES, build_world
+
+END = 1_750_000_000.0
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    return generate(300, 200, 40_000, seed=7, days=30, end_ts=END)
+
+
+def _click_matrix(world, events) -> tuple[np.ndarray, np.ndarray]:
+    clicks = events.event_type == "click"
+    return events.user_id[clicks] - 1, events.film_id[clicks] - 1
+
+
+def test_catalog_rows_match_the_films_table() -> None:
+    world = build_world(10, 50, seed=1, window_start=END - 30 * DAY_S, window_end=END)
+    rows = world.catalog.rows()
+    assert len(rows) == 50 and all(len(row) == len(FILM_COLUMNS) for row in rows)
+    film_id, title, genres, release, duration = rows[0]
+    assert film_id == 1 and title and isinstance(release, date)
+    assert 1 <= len(genres) <= 3 and set(genres) <= set(GENRES)
+    assert 4_800 <= duration <= 10_800
+    np.testing.assert_allclose(world.catalog.genre_weights.sum(axis=1), 1.0)
+    np.testing.assert_allclose(world.audience.tastes.sum(axis=1), 1.0)
+
+
+def test_users_concentrate_on_few_genres_more_than_the_catalog(simulated) -> None:
+    """Per-user genre concentration (Herfindahl) of clicked films vs the pooled one."""
+    world, events = simulated
+    users, films = _click_matrix(world, events)
+    hist = np.zeros((len(world.audience), len(GENRES)))
+    np.add.at(hist, users, world.catalog.genre_weights[films])
+    counts = hist.sum(axis=1)
+    active = counts >= 10
+    assert active.sum() >= 50
+    per_user = ((hist[active] / counts[active, None]) ** 2).sum(axis=1).mean()
+    pooled = ((hist.sum(axis=0) / hist.sum()) ** 2).sum()
+    assert per_user > 2 * pooled
+
+
+def test_taste_ranking_beats_popularity_on_later_clicks(simulated) -> None:
+    """The planted signal: ranking by popularity x taste hits later clicks more often."""
+    world, events = simulated
+    clicks = events.event_type == "click"
+    users, films, ts = events.user_id[clicks] - 1, events.film_id[clicks] - 1, events.ts[clicks]
+    split = np.quantile(ts, 0.8)
+    train, test = ts < split, ts >= split
+    pop = np.bincount(films[train], minlength=len(world.catalog)).astype(float)
+    top_popular = set(np.argsort(-pop)[:10].tolist())
+    hits_popular = hits_taste = 0
+    for user, film in zip(users[test], films[test]):
+        taste = pop * (0.05 + world.affinity(np.full(len(pop), user), np.arange(len(pop))))
+        hits_taste += film in set(np.argsort(-taste)[:10].tolist())
+        hits_popular += film in top_popular
+    assert hits_taste > 1.3 * hits_popular
+
+
+def test_ratings_rise_with_taste_match(simulated) -> None:
+    world, events = simulated
+    rated = events.event_type == "rate"
+    match = world.affinity(events.user_id[rated] - 1, events.film_id[rated] - 1)
+    assert rated.sum() >= 100
+    assert np.corrcoef(match, events.rating[rated])[0, 1] > 0.3
+
+
+def test_nothing_is_watched_before_release_and_new_releases_gain_viewers(simulated) -> None:
+    world, events = simulated
+    has_film = events.film_id > 0
+    release = world.catalog.release_ts[events.film_id[has_film] - 1]
+    assert np.all(events.ts[has_film] >= release)
+    new = np.flatnonzero((world.catalog.release_ts >= world.window_start) & (world.catalog.release_ts <= END - 14 * DAY_S))
+    assert new.size
+    age = events.ts[has_film] - release
+    of_new = np.isin(events.film_id[has_film] - 1, new)
+    first_days = np.sum(of_new & (age < 3 * DAY_S))
+    later_days = np.sum(of_new & (age >= 10 * DAY_S) & (age < 13 * DAY_S))
+    assert later_days > first_days
