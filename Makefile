@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= test,bench
 
-.PHONY: venv services services-down status migrate test run demo bench-ingest bench-train bench-quality bench-serve clean
+.PHONY: venv services services-down status migrate browser test run demo bench-ingest bench-train bench-quality bench-serve clean
 
 venv: $(VENV)/.installed
 
@@ -26,7 +26,10 @@ status: venv
 migrate: services
 	$(BIN)/cinerec db migrate
 
-test: migrate
+browser: venv
+	$(BIN)/python -m app.localstack.browser
+
+test: migrate browser
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 run: migrate
