@@ -82,6 +82,7 @@ def load_interactions(
     else:  # an empty result has no columns at all
         columns = {name: np.empty(0, dtype=dtype) for name, dtype in zip(names, dtypes)}
     interactions = Interactions.from_columns(columns)
+    progress("load", len(interactions), len(interactions))  # rows read counts rows before FINAL/WHERE
     elapsed = time.perf_counter() - started
     log.info(
         "loaded %d interactions from %s in %.2fs (%.0f rows/s)",

@@ -1,0 +1,122 @@
+"""Retrain benchmark: the whole pipeline vs a bare `implicit` ALS fit on the same matrix.
+
+    .venv/bin/python bench/train.py [--users 100000 --films 20000 --events 5000000] [--reuse]
+
+1. Planted-taste events are generated inside ClickHouse (INSERT ... SELECT
+   FROM numbers(); app.recsys.synthetic) into a database of the benchmark's
+   own (`cinerec_bench_train`, kept with --reuse for repeated runs).
+2. `pipeline.retrain` runs against it and a Redis database of its own
+   (default 12): load, matrix, evaluate (holdout fit of ALS + Popular),
+   fit on everything, publish every user's top-100 and every film's similar
+   list, save. Stage times come from the run report.
+3. Baseline, same run: a bare `implicit.cpu.als.AlternatingLeastSquares` fit
+   (same parameters) on the full matrix.
+
+Prints stage times, load rows/s, publish users/s, and retrain / bare-fit.
+Targets: ratio <= 2, load >= 2M rows/s, publish >= 50k users/s.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import redis
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.recsys import pipeline  # noqa: E402
+from app.recsys.dataset import EventWeights, build_dataset  # noqa: E402
+from app.recsys.load import load_interactions  # noqa: E402
+from app.recsys.models import ALSRecommender  # noqa: E402
+from app.recsys.progress import TqdmProgress  # noqa: E402
+from app.recsys.synthetic import PlantedTaste, insert_films, insert_planted_taste  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from app.storage.clickhouse import client, migrate  # noqa: E402
+
+DATABASE = "cinerec_bench_train"
+
+
+def prepare(settings: Settings, spec: PlantedTaste, reuse: bool) -> None:
+    """Fresh benchmark database with the planted-taste events (or the previous one with --reuse)."""
+    admin = client(settings, database="default")
+    try:
+        if not reuse:
+            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+        migrate(settings)
+        (count,), = admin.execute(f"SELECT count() FROM {DATABASE}.interactions")
+        if count == 0:
+            started = time.perf_counter()
+            insert_planted_taste(admin, DATABASE, spec)
+            insert_films(admin, DATABASE, spec.films)
+            admin.execute(f"OPTIMIZE TABLE {DATABASE}.interactions FINAL")
+            print(f"generated {spec.events:,} events in ClickHouse in {time.perf_counter() - started:.1f}s")
+        else:
+            print(f"reusing {count:,} events in {DATABASE}")
+    finally:
+        admin.disconnect()
+
+
+def bare_fit_seconds(settings: Settings) -> tuple[float, int]:
+    """Seconds of a bare implicit fit on the same full matrix the pipeline fits (and its nnz)."""
+    conn = client(settings)
+    try:
+        dataset = build_dataset(load_interactions(conn, DATABASE), EventWeights())
+    finally:
+        conn.disconnect()
+    params = ALSRecommender().params()
+    matrix = dataset.matrix.astype(np.float32)
+    with threadpool_limits(1, "blas"):
+        als = AlternatingLeastSquares(num_threads=0, **params)
+        started = time.perf_counter()
+        als.fit(matrix, show_progress=False)
+        return time.perf_counter() - started, matrix.nnz
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--films", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--reuse", action="store_true", help="keep the generated database from a previous run")
+    args = parser.parse_args()
+
+    base = Settings.from_env()
+    ch_base, _, _ = base.clickhouse_url.rpartition("/")
+    redis_base, _, _ = base.redis_url.rpartition("/")
+    spec = PlantedTaste(users=args.users, films=args.films, events=args.events, groups=50, days=90)
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as model_dir:
+        settings = base.with_overrides(clickhouse_url=f"{ch_base}/{DATABASE}", redis_url=f"{redis_base}/{args.redis_db}",
+                                       model_dir=Path(model_dir))
+        prepare(settings, spec, args.reuse)
+        conn = redis.Redis.from_url(settings.redis_url, socket_timeout=30)
+        conn.flushdb()
+        progress = TqdmProgress()
+        started = time.perf_counter()
+        report = pipeline.retrain(settings, pipeline.RetrainConfig(force=True), progress=progress)
+        total = time.perf_counter() - started
+        progress.close()
+        conn.flushdb()
+        conn.close()
+    bare, nnz = bare_fit_seconds(settings)
+
+    t = report.timings
+    print(f"\nretrain of {report.n_interactions:,} events, {report.n_users:,} users x {report.n_items:,} films "
+          f"({nnz:,} pairs): {report.status} ({report.reason})")
+    for stage, seconds in t.items():
+        print(f"  {stage:10} {seconds:8.2f} s")
+    print(f"  {'total':10} {total:8.2f} s")
+    print(f"load:    {report.n_interactions / t['load']:>12,.0f} rows/s   (target >= 2,000,000)")
+    print(f"publish: {report.n_users / t['publish']:>12,.0f} users/s  (users + similar + factors; target >= 50,000)")
+    print(f"bare implicit fit (baseline, same matrix and params): {bare:.2f} s; pipeline fit stage {t['fit']:.2f} s")
+    print(f"retrain total / bare fit = {total / bare:.2f}x   (target <= 2x)")
+
+
+if __name__ == "__main__":
+    main()

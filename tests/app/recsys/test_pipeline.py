@@ -1,0 +1,50 @@
+"""The retrain gate and run configuration (the full pipeline: tests/integration/test_retrain.py)."""
+from __future__ import annotations
+
+import pytest
+
+from app.recsys.pipeline import RetrainConfig, gate
+
+
+def _metrics(ndcg: float, users: float = 50.0) -> dict[str, float]:
+    return {"ndcg@10": ndcg, "recall@10": ndcg * 1.5, "users": users}
+
+
+def test_gate_passes_when_als_beats_popular_and_nothing_is_served() -> None:
+    ok, reason = gate(_metrics(0.20), _metrics(0.05), None, RetrainConfig())
+    assert ok, reason
+
+
+def test_gate_rejects_als_not_better_than_popular() -> None:
+    ok, reason = gate(_metrics(0.05), _metrics(0.05), None, RetrainConfig())
+    assert not ok
+    assert "does not beat Popular" in reason
+
+
+def test_gate_requires_the_configured_lift_over_popular() -> None:
+    config = RetrainConfig(min_lift=0.5)
+    assert not gate(_metrics(0.07), _metrics(0.05), None, config)[0]
+    assert gate(_metrics(0.08), _metrics(0.05), None, config)[0]
+
+
+def test_gate_rejects_a_clear_drop_against_the_served_version() -> None:
+    served = _metrics(0.30)
+    ok, reason = gate(_metrics(0.26), _metrics(0.05), served, RetrainConfig(max_drop=0.10))
+    assert not ok
+    assert "below the served version" in reason
+    assert gate(_metrics(0.28), _metrics(0.05), served, RetrainConfig(max_drop=0.10))[0]
+
+
+def test_gate_rejects_a_holdout_without_evaluable_users() -> None:
+    ok, reason = gate(_metrics(0.0, users=0), _metrics(0.0, users=0), None, RetrainConfig())
+    assert not ok
+    assert "no users" in reason
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"holdout_days": 0}, {"window_days": 5, "holdout_days": 7}, {"k": 0}, {"max_drop": 1.0}, {"min_lift": -0.1}],
+)
+def test_config_rejects_unusable_values(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        RetrainConfig(**kwargs)
