@@ -12,9 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from app.main import app, settings
+from app.web.keys import SETTINGS
 from app.web.server import install
 
 
 @app.on_worker_init.connect
 def install_views(sender: Any, **kwargs: Any) -> None:
-    install(app.web.web_app, settings)
+    web_app = app.web.web_app
+    if SETTINGS in web_app:  # faust's CLI prepares the app (and sends this signal) more than once
+        return
+    install(web_app, settings)
