@@ -77,11 +77,16 @@ function drawTime(data) {
 }
 
 function drawRetention(data) {
-  const cohorts = data.retention.cohorts.filter((c) => c.size > 0).slice(-10);
+  // The 8 largest cohorts (tiny ones are noise), in date order, and all cohorts of the range together.
+  const r = data.retention;
+  const cohorts = [...r.cohorts].sort((a, b) => b.size - a.size).slice(0, 8).sort((a, b) => a.cohort.localeCompare(b.cohort));
   const datasets = cohorts.map((c, i) => ({
     label: `${c.cohort} (${c.size})`, data: [100, pct(c.d1), pct(c.d7), pct(c.d30)],
-    borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length], spanGaps: false,
+    borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length], borderWidth: 1.5,
   }));
+  const all = (d) => (d.eligible ? pct(d.rate) : null);
+  datasets.push({ label: "all cohorts", data: [100, all(r.d1), all(r.d7), all(r.d30)],
+    borderColor: "#1d2430", backgroundColor: "#1d2430", borderWidth: 4 });
   draw("chart-retention", {
     type: "line",
     data: { labels: ["D0", "D1", "D7", "D30"], datasets },
@@ -127,14 +132,17 @@ function drawCtr(data) {
 
 function drawIngestion(data) {
   const days = data.ingestion.days;
-  const minutes = (s) => Math.round(s / 6) / 10;
+  // Seconds for a live stream, days for a backfill: pick the unit from the largest p95.
+  const worst = Math.max(0, ...days.map((d) => d.lag_p95_s));
+  const [unit, size] = [["days", 86400], ["hours", 3600], ["minutes", 60], ["seconds", 1]].find(([, s]) => worst >= 2 * s) || ["seconds", 1];
+  const scaled = (s) => Math.round((s / size) * 10) / 10;
   draw("chart-ingest", {
     type: "line",
     data: { labels: days.map((d) => d.day), datasets: [
-      { label: "lag p50 (min)", data: days.map((d) => (d.events ? minutes(d.lag_p50_s) : null)), borderColor: COLORS[0], backgroundColor: COLORS[0] },
-      { label: "lag p95 (min)", data: days.map((d) => (d.events ? minutes(d.lag_p95_s) : null)), borderColor: COLORS[1], backgroundColor: COLORS[1] },
+      { label: `lag p50 (${unit})`, data: days.map((d) => (d.events ? scaled(d.lag_p50_s) : null)), borderColor: COLORS[0], backgroundColor: COLORS[0] },
+      { label: `lag p95 (${unit})`, data: days.map((d) => (d.events ? scaled(d.lag_p95_s) : null)), borderColor: COLORS[1], backgroundColor: COLORS[1] },
     ] },
-    options: { scales: { y: { beginAtZero: true, title: { display: true, text: "minutes from event to ClickHouse" } } } },
+    options: { scales: { y: { beginAtZero: true, title: { display: true, text: `${unit} from event time to ClickHouse` } } } },
   });
   const dlq = data.ingestion.since_process_start;
   const reasons = Object.entries(dlq.dead_letters_by_reason).map(([k, v]) => `${k}: ${fmt(v, 0)}`).join(", ");

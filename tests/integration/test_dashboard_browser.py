@@ -1,0 +1,96 @@
+"""The dashboard as a person sees it: headless Chromium (Debian's, driven by
+Playwright) opens /dashboard of the real aiohttp app over simulated traffic in
+a test ClickHouse database, waits for every chart to draw with data, checks
+the console stayed clean and saves a screenshot under the test's tmp_path."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import pytest
+from aiohttp.test_utils import TestClient
+from playwright.async_api import ConsoleMessage, Error as PlaywrightError, async_playwright
+
+from app.localstack.browser import CHROMIUM_FLAGS, chromium_path
+from app.settings import Settings
+from app.storage.clickhouse import client
+from tests.integration.analytics_support import VERSIONS, load, simulated_events
+from tests.integration.web_support import running_client
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis_db(13), pytest.mark.slow]
+
+CHARTS = ("chart-time", "chart-retention", "chart-engagement", "chart-ctr", "chart-ingest", "chart-runs")
+BROWSER_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def loaded(clickhouse_settings: Settings) -> Iterator[Settings]:
+    conn = client(clickhouse_settings)
+    load(conn, simulated_events())
+    conn.disconnect()
+    yield clickhouse_settings
+
+
+@pytest.fixture
+async def http(loaded: Settings, redis_settings: Settings) -> AsyncIterator[TestClient]:
+    async for test_client in running_client(loaded.with_overrides(redis_url=redis_settings.redis_url)):
+        yield test_client
+
+
+def chromium() -> str:
+    path = chromium_path()
+    if path is None:
+        pytest.fail("chromium is not installed; run `make browser` (apt-get install chromium)", pytrace=False)
+    return path
+
+
+async def test_dashboard_draws_every_chart_without_console_errors(http: TestClient, tmp_path: Path) -> None:
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            problems.append(f"console {message.type}: {message.text}")
+
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh --user-data-dir
+            executable_path=chromium(),
+            headless=True,
+            args=list(CHROMIUM_FLAGS),
+            viewport={"width": 1400, "height": 1000},
+            timeout=BROWSER_TIMEOUT_MS,
+        )
+        try:
+            page = await context.new_page()
+            page.on("console", on_console)
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}"))
+            page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
+            await page.goto(str(http.make_url("/dashboard?from=2026-03-01&to=2026-03-20")), timeout=BROWSER_TIMEOUT_MS)
+            try:
+                await page.wait_for_selector('body[data-state="ready"]', timeout=BROWSER_TIMEOUT_MS)
+            except PlaywrightError:
+                status = await page.text_content("#status")
+                pytest.fail(f"dashboard never became ready; it says {status!r}; problems: {problems}")
+            drawn = await page.evaluate(
+                """ids => Object.fromEntries(ids.map(id => {
+                    const chart = Chart.getChart(id);
+                    const points = chart ? chart.data.datasets.reduce((n, d) => n + d.data.filter(v => v !== null).length, 0) : -1;
+                    return [id, {points, width: chart ? chart.width : 0}];
+                }))""",
+                list(CHARTS),
+            )
+            kpis = dict(zip(await page.locator(".kpi .label").all_text_contents(), await page.locator(".kpi .value").all_text_contents()))
+            ctr_labels = await page.evaluate("() => Chart.getChart('chart-ctr').data.labels")
+            await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        finally:
+            await context.close()
+
+    assert problems == []
+    for chart_id in CHARTS:
+        assert drawn[chart_id]["points"] > 0, f"{chart_id} drew no data"
+        assert drawn[chart_id]["width"] > 100, f"{chart_id} has no room on the page"
+    summary = await (await http.get("/v1/analytics/summary", params={"from": "2026-03-01", "to": "2026-03-20"})).json()
+    assert kpis["Active users"] == str(summary["time_on_site"]["active_users"])
+    assert set(VERSIONS) <= set(ctr_labels)
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
