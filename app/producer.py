@@ -10,12 +10,15 @@ partition.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
 from types import TracebackType
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from tqdm import tqdm
 
 from app.events import Event
 from app.settings import Settings
@@ -29,6 +32,11 @@ WINDOW = 5_000
 def message_key(user_id: int) -> bytes:
     """The Kafka key of a user's events (DESIGN.md: key = user id)."""
     return str(user_id).encode()
+
+
+def to_message(event: Event) -> tuple[bytes, bytes]:
+    """(key, value) of an event as the site sends it."""
+    return message_key(event.user_id), event.to_bytes()
 
 
 class ProducerError(RuntimeError):
@@ -82,11 +90,11 @@ class EventProducer:
 
     async def send(self, event: Event) -> None:
         """One event, keyed by its user id; waits for the ack."""
-        await self.send_raw(message_key(event.user_id), event.to_bytes())
+        await self.send_raw(*to_message(event))
 
     async def send_many(self, events: Iterable[Event]) -> int:
         """Events pipelined in batches; returns how many were acknowledged."""
-        return await self.send_messages((message_key(e.user_id), e.to_bytes()) for e in events)
+        return await self.send_messages(map(to_message, events))
 
     async def send_messages(self, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
         """(key, value) pairs pipelined: enqueue a window, then await its acks."""
@@ -115,6 +123,39 @@ class EventProducer:
             await future
         except KafkaError as exc:
             raise ProducerError(f"Kafka did not acknowledge a message on {self.topic}: {exc!r}") from None
+
+
+def _chunks(items: Iterable[tuple[bytes | None, bytes]], size: int) -> Iterator[list[tuple[bytes | None, bytes]]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+async def produce_messages(
+    settings: Settings,
+    messages: Iterable[tuple[bytes | None, bytes]],
+    total: int,
+    rate: float = 0.0,
+    progress: bool = True,
+    desc: str = "produce",
+) -> int:
+    """Send (key, value) pairs with a progress bar; `rate` > 0 paces to that many per second.
+
+    Returns how many were acknowledged. For the simulator and importers,
+    where the operator wants to see long runs advance.
+    """
+    if rate < 0:
+        raise ValueError(f"rate must be >= 0 messages/s, got {rate}")
+    chunk = max(1, int(rate / 10)) if rate else WINDOW
+    sent, started = 0, time.monotonic()
+    with tqdm(total=total, desc=desc, unit="ev", disable=not progress, mininterval=1.0) as bar:
+        async with EventProducer(settings) as producer:
+            for batch in _chunks(messages, chunk):
+                sent += await producer.send_messages(batch)
+                bar.update(len(batch))
+                if rate:
+                    await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
+    return sent
 
 
 def produce_sync(settings: Settings, events: Iterable[Event], topic: str | None = None) -> int:

@@ -12,16 +12,13 @@ MovieLens import in the same database.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
-from tqdm import tqdm
 
-from app.producer import WINDOW, EventProducer
+from app.producer import produce_messages
 from app.settings import Settings
 from app.simulator import wire
 from app.simulator.history import EventColumns, generate_events
@@ -60,12 +57,6 @@ class RunSummary:
     seconds: float
 
 
-def _chunks(items: Iterable[tuple[bytes, bytes]], size: int) -> Iterator[list[tuple[bytes, bytes]]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
 async def run(
     settings: Settings,
     users: int,
@@ -83,23 +74,15 @@ async def run(
     `rate` > 0 paces production to that many messages per second (0 = as fast
     as the broker takes them).
     """
-    if rate < 0:
+    if rate < 0:  # arguments are checked before the catalog is written
         raise ValueError(f"rate must be >= 0 events/s, got {rate}")
     started = time.monotonic()
     world, history = generate(users, films, events, seed, days, end_ts)
+    bad = len(wire.bad_positions(len(history), bad_fraction, seed))
     n_films = await asyncio.to_thread(write_films, settings, world.catalog.rows())
     log.info("wrote %d films to ClickHouse %s.films", n_films, settings.clickhouse_database)
     await ensure_topics(settings)
     messages = wire.messages(iter(history), len(history), bad_fraction, seed)
-    chunk = max(1, int(rate / 10)) if rate else WINDOW
-    sent, paced_from = 0, time.monotonic()
-    with tqdm(total=len(history), desc="produce", unit="ev", disable=not progress, mininterval=1.0) as bar:
-        async with EventProducer(settings) as producer:
-            for batch in _chunks(messages, chunk):
-                sent += await producer.send_messages(batch)
-                bar.update(len(batch))
-                if rate:
-                    await asyncio.sleep(max(0.0, paced_from + sent / rate - time.monotonic()))
-    bad = len(wire.bad_positions(len(history), bad_fraction, seed))
+    sent = await produce_messages(settings, messages, len(history), rate, progress)
     log.info("produced %d messages (%d malformed) to %s", sent, bad, settings.topic_interactions)
     return RunSummary(n_films, sent, bad, time.monotonic() - started)

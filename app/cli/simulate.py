@@ -10,8 +10,11 @@ from app.cli import main
 from app.settings import get_settings
 
 
-def _fail(settings_url: str, exc: Exception) -> click.ClickException:
-    return click.ClickException(f"{type(exc).__name__} ({settings_url}): {exc}")
+def _service_error(exc: Exception) -> click.ClickException:
+    settings = get_settings()
+    return click.ClickException(
+        f"{type(exc).__name__} (Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_url}): {exc}"
+    )
 
 
 @main.command()
@@ -30,8 +33,30 @@ def simulate(users: int, films: int, events: int, rate: float, seed: int, days: 
     try:
         summary = asyncio.run(run(settings, users, films, events, seed, days, rate, bad_fraction))
     except Exception as exc:  # Kafka/ClickHouse errors: one readable line, not a traceback
-        raise _fail(f"{settings.kafka_bootstrap}, {settings.clickhouse_url}", exc) from None
+        raise _service_error(exc) from None
     click.echo(
         f"simulate: {summary.films_written} films, {summary.messages_sent} messages "
         f"({summary.bad_messages} malformed) to {settings.topic_interactions} in {summary.seconds:.1f}s"
+    )
+
+
+@main.command("import-movielens")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+def import_movielens(directory: Path | None) -> None:
+    """Import a MovieLens directory (movies.csv, ratings.csv): films to ClickHouse, ratings as events to Kafka.
+
+    DIRECTORY defaults to the ml-latest-small copy in /work/shared/data.
+    """
+    from app.movielens import DEFAULT_DIR, MovieLensError, import_dir
+
+    settings = get_settings()
+    try:
+        summary = asyncio.run(import_dir(settings, directory or DEFAULT_DIR))
+    except MovieLensError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # Kafka/ClickHouse errors: one readable line, not a traceback
+        raise _service_error(exc) from None
+    click.echo(
+        f"import-movielens: {summary.films} films, {summary.ratings} ratings -> {summary.messages} messages "
+        f"to {settings.topic_interactions} ({summary.skipped_before_2000} ratings before 2000 skipped)"
     )

@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from app.events import Event
-from app.producer import message_key
+from app.producer import message_key, to_message
 
 BAD_KINDS: tuple[str, ...] = ("malformed_json", "missing_field", "unknown_event_type", "bad_user_id")
 _REQUIRED = ("event_id", "user_id", "event_type", "ts")
@@ -52,4 +52,4 @@ def messages(events: Iterable[Event], n: int, bad_fraction: float = 0.0, seed: i
             kind = BAD_KINDS[int(rng.integers(0, len(BAD_KINDS)))]
             yield message_key(event.user_id), corrupt(event, kind, rng)
         else:
-            yield message_key(event.user_id), event.to_bytes()
+            yield to_message(event)

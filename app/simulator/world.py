@@ -143,7 +143,8 @@ def _catalog(rng: np.random.Generator, films: int, window_start: float, window_e
     is_new = np.zeros(films, dtype=bool)
     is_new[rng.choice(films, size=n_new, replace=False)] = True
     age_days = np.minimum(rng.exponential(12 * 365.0, size=films), 60 * 365.0).astype(np.int64) + 1
-    release_day = start_day - age_days
+    # ClickHouse `Date` starts at 1970-01-01.
+    release_day = np.maximum(start_day - age_days, 0)
     release_day[is_new] = rng.integers(start_day, max(end_day, start_day + 1), size=n_new)
     release_ts = release_day.astype(float) * DAY_S
 
