@@ -1,0 +1,180 @@
+"""The retrain pipeline end to end against real ClickHouse and Redis (app/recsys/pipeline.py)."""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from app.recsys import pipeline, publish
+from app.recsys.foldin import unpack_factors
+from app.recsys.synthetic import PlantedTaste, insert_films, insert_planted_taste
+from app.settings import Settings
+from app.storage import redis_keys as keys
+from app.storage.clickhouse import client
+
+pytestmark = pytest.mark.redis_db(11)
+
+SPEC = PlantedTaste(users=300, films=200, events=15_000)
+
+
+@pytest.fixture
+def settings(clickhouse_settings: Settings, redis_settings: Settings, tmp_path: Path) -> Settings:
+    """Test ClickHouse database with planted-taste events + flushed Redis db + temp model dir."""
+    conn = client(clickhouse_settings)
+    try:
+        insert_planted_taste(conn, clickhouse_settings.clickhouse_database, SPEC)
+        insert_films(conn, clickhouse_settings.clickhouse_database, SPEC.films)
+    finally:
+        conn.disconnect()
+    return clickhouse_settings.with_overrides(redis_url=redis_settings.redis_url, model_dir=tmp_path / "models")
+
+
+@pytest.fixture
+def conn(settings: Settings) -> redis.Redis:
+    client_ = publish.connect(settings)
+    yield client_
+    client_.close()
+
+
+def recorded(settings: Settings) -> dict[str, dict]:
+    ch = client(settings)
+    try:
+        return {run["version"]: run for run in pipeline.recorded_runs(ch, settings.clickhouse_database)}
+    finally:
+        ch.disconnect()
+
+
+def test_retrain_publishes_an_als_model_that_beats_popular(settings: Settings, conn: redis.Redis) -> None:
+    report = pipeline.retrain(settings)
+
+    assert report.status == "published" and report.published, report.reason
+    assert report.metrics["ndcg@10"] > report.baseline_metrics["ndcg@10"]
+    assert (report.n_users, report.n_items, report.n_interactions) == (SPEC.users, SPEC.films, SPEC.events)
+    assert {"load", "matrix", "evaluate", "fit", "publish", "save"} <= set(report.timings)
+
+    version = report.version
+    assert publish.current_version(conn) == version
+    meta = publish.read_meta(conn, version)
+    assert meta["metrics"]["ndcg@10"] == pytest.approx(report.metrics["ndcg@10"])
+    films, scores = keys.decode_ranked(conn.get(keys.user_recs(version, 1)))
+    assert len(films) == 100 and scores == sorted(scores, reverse=True)
+    assert set(films) <= set(range(1, SPEC.films + 1))
+    similar, _ = keys.decode_ranked(conn.get(keys.similar(version, 5)))
+    assert len(similar) == 20 and 5 not in similar
+    assert len(keys.decode_ranked(conn.get(keys.popular(version)))[0]) == 100
+    assert len(unpack_factors(conn.get(keys.factors(version))).items) == SPEC.films
+    assert conn.hget(keys.FILM_TITLES, "7") == b"Film 7"
+    assert (settings.model_dir / version / "meta.json").is_file()
+
+    run = recorded(settings)[version]
+    assert (run["status"], run["published"], run["n_users"]) == ("published", 1, SPEC.users)
+    assert json.loads(run["metrics"])["ndcg@10"] == pytest.approx(report.metrics["ndcg@10"])
+    assert json.loads(run["baseline_metrics"])["ndcg@10"] == pytest.approx(report.baseline_metrics["ndcg@10"])
+
+
+def test_recommendations_leave_out_films_the_user_already_has(settings: Settings, conn: redis.Redis) -> None:
+    version = pipeline.retrain(settings).version
+    ch = client(settings)
+    try:
+        (watched,), = ch.execute(
+            f"SELECT groupUniqArray(film_id) FROM {settings.clickhouse_database}.interactions WHERE user_id = 1")
+    finally:
+        ch.disconnect()
+    recommended, _ = keys.decode_ranked(conn.get(keys.user_recs(version, 1)))
+    assert watched and not set(recommended) & set(watched)
+
+
+def test_pointer_switch_is_atomic_for_a_concurrent_reader(settings: Settings, conn: redis.Redis) -> None:
+    first = pipeline.retrain(settings).version
+    stop = threading.Event()
+    reads: list[tuple[str, bool]] = []
+
+    def reader() -> None:
+        rng = np.random.default_rng(0)
+        local = publish.connect(settings)
+        while not stop.is_set():
+            version = publish.current_version(local)
+            user = int(rng.integers(1, SPEC.users + 1))
+            reads.append((version, bool(local.exists(keys.user_recs(version, user)))))
+        local.close()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        second = pipeline.retrain(settings, pipeline.RetrainConfig(force=True)).version
+        while not any(v == second for v, _ in reads[-50:]):  # until the reader has seen the switch
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    versions = {v for v, _ in reads}
+    assert versions == {first, second}
+    assert all(exists for _, exists in reads), "a reader saw a current version without the user's list"
+
+
+def test_a_second_concurrent_retrain_is_refused_by_the_lock(settings: Settings, conn: redis.Redis) -> None:
+    loading = threading.Event()
+    release = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def slow_progress(stage: str, done: int, total: int | None) -> None:
+        if stage == "load" and not loading.is_set():
+            loading.set()
+            release.wait(timeout=60)  # hold the first run inside the lock
+
+    def first_run() -> None:
+        with pipeline.retrain_lock(settings) as acquired:
+            outcome["first_acquired"] = acquired
+            outcome["report"] = pipeline.retrain(settings, progress=slow_progress)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert loading.wait(timeout=60), "the first retrain never started loading"
+        with pipeline.retrain_lock(settings) as second_acquired:
+            assert conn.exists(keys.RETRAIN_LOCK)
+    finally:
+        release.set()
+        thread.join(timeout=120)
+    assert outcome["first_acquired"] is True
+    assert second_acquired is False
+    assert outcome["report"].published
+    with pipeline.retrain_lock(settings) as acquired_after:
+        assert acquired_after, "the lock must be released when a run ends"
+
+
+def test_a_rejected_model_keeps_the_served_version(settings: Settings, conn: redis.Redis) -> None:
+    served = pipeline.retrain(settings).version
+    rejected = pipeline.retrain(settings, pipeline.RetrainConfig(min_lift=1000.0))
+
+    assert (rejected.status, rejected.published) == ("rejected", False)
+    assert "does not beat Popular" in rejected.reason
+    assert publish.current_version(conn) == served
+    assert not list(conn.scan_iter(match=keys.version_pattern(rejected.version)))
+    assert not (settings.model_dir / rejected.version).exists()
+    run = recorded(settings)[rejected.version]
+    assert (run["status"], run["published"]) == ("rejected", 0)
+    assert "does not beat Popular" in run["reason"]
+
+
+def test_a_failing_run_is_recorded_and_keeps_the_served_version(settings: Settings, conn: redis.Redis) -> None:
+    served = pipeline.retrain(settings).version
+    broken = pipeline.RetrainConfig(als={"factors": 8, "no_such_param": 1})
+    with pytest.raises(TypeError):
+        pipeline.retrain(settings, broken, version="20260101T000000Z-badbad")
+    assert publish.current_version(conn) == served
+    run = recorded(settings)["20260101T000000Z-badbad"]
+    assert run["status"] == "failed" and "no_such_param" in run["reason"]
+
+
+def test_rollback_serves_the_previous_version_again(settings: Settings, conn: redis.Redis) -> None:
+    first = pipeline.retrain(settings).version
+    second = pipeline.retrain(settings, pipeline.RetrainConfig(force=True)).version
+    assert publish.current_version(conn) == second
+    publish.rollback(conn, first)
+    assert publish.current_version(conn) == first
+    assert conn.exists(keys.user_recs(first, 1)) and conn.exists(keys.factors(first))

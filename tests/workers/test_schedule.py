@@ -1,0 +1,37 @@
+"""The beat schedule and Celery settings the retrain relies on (workers/config.py)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from celery.schedules import schedule
+
+from app.recsys.pipeline import RETRAIN_LOCK_TIMEOUT_S
+from app.settings import Settings
+from workers.celery_app import app
+
+
+def test_retrain_is_scheduled_every_48_hours_by_default() -> None:
+    assert Settings.from_env({}).retrain_interval_hours == 48
+    entry = app.conf.beat_schedule["retrain"]
+    assert entry["task"] == "workers.tasks.retrain"
+    every = schedule(entry["schedule"], app=app)
+    now = datetime.now(timezone.utc)
+    every.nowfun = lambda: now
+
+    due, wait_s = every.is_due(now - timedelta(hours=47))
+    assert not due and wait_s == timedelta(hours=1).total_seconds()
+    due, next_s = every.is_due(now - timedelta(hours=48, seconds=1))
+    assert due and next_s == timedelta(hours=48).total_seconds()
+
+
+def test_retrain_runs_on_the_training_queue_and_survives_a_dying_worker() -> None:
+    conf = app.conf
+    assert conf.task_routes["workers.tasks.retrain"] == {"queue": "training"}
+    assert conf.task_acks_late and conf.worker_prefetch_multiplier == 1
+    # A task not acked within visibility_timeout is re-delivered: it must outlast the longest run.
+    assert conf.broker_transport_options["visibility_timeout"] > RETRAIN_LOCK_TIMEOUT_S
+
+
+def test_the_app_module_alone_registers_the_retrain_task() -> None:
+    """`celery -A workers.celery_app worker` imports only the app module."""
+    assert "workers.tasks.retrain" in app.tasks

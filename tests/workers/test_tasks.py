@@ -1,0 +1,70 @@
+"""The Celery retrain task body, run with `task.apply()` against real ClickHouse and Redis."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from app.recsys import pipeline, publish
+from app.recsys.synthetic import PlantedTaste, insert_films, insert_planted_taste
+from app.settings import Settings, get_settings
+from app.storage.clickhouse import client
+from workers.tasks import done_key, retrain
+
+pytestmark = pytest.mark.redis_db(11)
+
+
+@pytest.fixture
+def settings(clickhouse_settings: Settings, redis_settings: Settings, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The task reads the process settings: point them at the test database, Redis db and model dir."""
+    spec = PlantedTaste(users=200, films=100, events=8_000)
+    conn = client(clickhouse_settings)
+    try:
+        insert_planted_taste(conn, clickhouse_settings.clickhouse_database, spec)
+        insert_films(conn, clickhouse_settings.clickhouse_database, spec.films)
+    finally:
+        conn.disconnect()
+    monkeypatch.setenv("CLICKHOUSE_URL", clickhouse_settings.clickhouse_url)
+    monkeypatch.setenv("REDIS_URL", redis_settings.redis_url)
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def test_task_retrains_and_publishes(settings: Settings) -> None:
+    result = retrain.apply()
+    conn = publish.connect(settings)
+    try:
+        current = publish.current_version(conn)
+        assert result.successful(), result.traceback
+        assert result.get().startswith(f"published: {current} ")
+        assert conn.get(done_key(result.id)) == current.encode()
+    finally:
+        conn.close()
+
+
+def test_a_redelivered_task_does_not_run_twice(settings: Settings) -> None:
+    first = retrain.apply(task_id="retrain-once")
+    again = retrain.apply(task_id="retrain-once")
+    assert first.get().startswith("published")
+    assert again.get() == "skipped: already done"
+    ch = client(settings)
+    try:
+        assert len(pipeline.recorded_runs(ch, settings.clickhouse_database)) == 1
+    finally:
+        ch.disconnect()
+
+
+def test_task_is_skipped_while_another_run_holds_the_lock(settings: Settings) -> None:
+    with pipeline.retrain_lock(settings) as held:
+        assert held
+        result = retrain.apply()
+    assert result.get() == "skipped: locked"
+    conn = publish.connect(settings)
+    try:
+        assert publish.current_version(conn) is None
+    finally:
+        conn.close()
