@@ -1,15 +1,23 @@
 """A simulated month of traffic in a test ClickHouse database, for the analytics
 and dashboard tests: the real simulator's sessions, with the home row served by
-two model versions (an A/B split by user id), plus two recorded model runs."""
+two model versions (an A/B split by user id), plus two recorded model runs.
+
+Test modules import the fixtures `events`, `loaded` and `http` from here."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import AsyncIterator, Iterator
 
+import pytest
+from aiohttp.test_utils import TestClient
 from clickhouse_driver import Client
 
 from app.events import Event
+from app.settings import Settings
 from app.simulate import generate
+from app.storage.clickhouse import client
 from app.storage.interactions import insert_events
+from tests.integration.web_support import running_client
 
 END = datetime(2026, 3, 21, tzinfo=timezone.utc)  # the simulated days are 2026-03-01 .. 2026-03-20
 DAYS = 20
@@ -41,3 +49,24 @@ def load(conn: Client, events: list[Event]) -> None:
              75, 40, 3300, '{"ndcg@10": 0.22, "recall@10": 0.3}', '{"ndcg@10": 0.12, "recall@10": 0.17}'),
         ],
     )
+
+
+@pytest.fixture(scope="module")
+def events() -> list[Event]:
+    return simulated_events()
+
+
+@pytest.fixture
+def loaded(clickhouse_settings: Settings, events: list[Event]) -> Iterator[Settings]:
+    """Settings of a fresh ClickHouse database holding the simulated month."""
+    conn = client(clickhouse_settings)
+    load(conn, events)
+    conn.disconnect()
+    yield clickhouse_settings
+
+
+@pytest.fixture
+async def http(loaded: Settings, redis_settings: Settings) -> AsyncIterator[TestClient]:
+    """The real web app (same factory as `cinerec serve`) over that database."""
+    async for test_client in running_client(loaded.with_overrides(redis_url=redis_settings.redis_url)):
+        yield test_client

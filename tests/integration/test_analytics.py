@@ -10,15 +10,14 @@ import sys
 from collections import defaultdict
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from app.events import Event
 from app.settings import Settings
-from app.storage.clickhouse import client
-from tests.integration.analytics_support import load, simulated_events
+from app.worker_process import free_port
+from tests.integration.analytics_support import events, http, loaded  # noqa: F401 (fixtures)
 from tests.integration.web_support import running_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(13)]
@@ -29,25 +28,6 @@ RANGE = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
 
 def day_of(event: Event) -> date:
     return datetime.fromtimestamp(int(event.ts), tz=timezone.utc).date()  # ClickHouse stores whole seconds
-
-
-@pytest.fixture(scope="module")
-def events() -> list[Event]:
-    return simulated_events()
-
-
-@pytest.fixture
-def loaded(clickhouse_settings: Settings, events: list[Event]) -> Iterator[Settings]:
-    conn = client(clickhouse_settings)
-    load(conn, events)
-    conn.disconnect()
-    yield clickhouse_settings
-
-
-@pytest.fixture
-async def http(loaded: Settings, redis_settings: Settings) -> AsyncIterator[TestClient]:
-    async for test_client in running_client(loaded.with_overrides(redis_url=redis_settings.redis_url)):
-        yield test_client
 
 
 def recount(events: list[Event]) -> dict[str, float]:
@@ -144,6 +124,15 @@ async def test_dashboard_page_and_its_chart_library_are_served_locally(http: Tes
     assert library.status == 200
     assert "Chart.js v4.6.1" in (await library.text())[:200]
     assert (await http.get("/static/dashboard.js")).status == 200
+
+
+async def test_clickhouse_down_is_a_503_naming_it(redis_settings: Settings) -> None:
+    # a real connection to a port nothing listens on: the driver's refusal, not a stand-in
+    settings = redis_settings.with_overrides(clickhouse_url=f"clickhouse://default@127.0.0.1:{free_port()}/cinerec")
+    async for http_client in running_client(settings):
+        response = await http_client.get("/v1/analytics/summary", params=RANGE)
+        assert response.status == 503
+        assert (await response.json())["error"].startswith("ClickHouse unavailable")
 
 
 def run_report(settings: Settings, *args: str) -> subprocess.CompletedProcess:

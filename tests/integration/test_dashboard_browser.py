@@ -5,36 +5,18 @@ the console stayed clean and saves a screenshot under the test's tmp_path."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import ConsoleMessage, Error as PlaywrightError, async_playwright
 
 from app.localstack.browser import CHROMIUM_FLAGS, chromium_path
-from app.settings import Settings
-from app.storage.clickhouse import client
-from tests.integration.analytics_support import VERSIONS, load, simulated_events
-from tests.integration.web_support import running_client
+from tests.integration.analytics_support import VERSIONS, events, http, loaded  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(13), pytest.mark.slow]
 
 CHARTS = ("chart-time", "chart-retention", "chart-engagement", "chart-ctr", "chart-ingest", "chart-runs")
 BROWSER_TIMEOUT_MS = 60_000
-
-
-@pytest.fixture
-def loaded(clickhouse_settings: Settings) -> Iterator[Settings]:
-    conn = client(clickhouse_settings)
-    load(conn, simulated_events())
-    conn.disconnect()
-    yield clickhouse_settings
-
-
-@pytest.fixture
-async def http(loaded: Settings, redis_settings: Settings) -> AsyncIterator[TestClient]:
-    async for test_client in running_client(loaded.with_overrides(redis_url=redis_settings.redis_url)):
-        yield test_client
 
 
 def chromium() -> str:
