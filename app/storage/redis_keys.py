@@ -12,6 +12,9 @@ Layout (DESIGN.md, "Storage contracts"):
     films:title                  -> hash film_id -> title
     live:recent:{user_id}        -> list of film ids the user watched recently (newest first)
     live:trending                -> ranked list computed by the stats agent
+    live:trending:parts          -> hash worker -> msgpack [updated_at, film_ids, scores]: each
+                                    worker's top films (it owns only some film partitions);
+                                    `live:trending` is their merge
     lock:retrain                 -> retrain lock
 
 Ranked lists are msgpack `[[film_id, ...], [score, ...]]`: compact, and decoded
@@ -27,6 +30,7 @@ CURRENT = "recs:current"
 VERSIONS = "recs:versions"
 FILM_TITLES = "films:title"
 TRENDING = "live:trending"
+TRENDING_PARTS = "live:trending:parts"
 RETRAIN_LOCK = "lock:retrain"
 RECENT_MAX = 50
 

@@ -26,9 +26,13 @@ BAD_EVENTS: list[tuple[bytes, str]] = [
 ]
 
 
-def make_events(n: int, seed: int = 7, start_ts: float = 1_700_000_000.0) -> list[Event]:
-    """`n` valid events of mixed types over a few users and films."""
+def make_events(n: int, seed: int = 7, start_ts: float | None = None) -> list[Event]:
+    """`n` valid events of mixed types over a few users and films, one a second, ending a minute ago.
+
+    Recent on purpose: windowed (trending) counts ignore events older than their expiry.
+    """
     rnd = random.Random(seed)
+    start_ts = time.time() - n - 60 if start_ts is None else start_ts
     out = []
     for i in range(n):
         event_type = rnd.choice(("play", "progress", "complete", "rate", "click", "page_view"))

@@ -9,6 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import redis
+
+from app.localstack import proc
+from app.storage import redis_keys
+from agents.stats import apply_user
 
 from app.worker_process import WorkerProcess
 from agents.deadletter import reason_of
@@ -39,6 +44,11 @@ async def test_good_events_land_once_and_bad_ones_go_to_the_dlq(ingest_settings,
         await produce(ingest_settings, messages)
         seen = wait_for_count(ingest_settings, len(good), timeout=120, alive=worker.alive)
         dead = await read_topic(ingest_settings, ingest_settings.topic_dlq, len(BAD_EVENTS))
+        recent = _expected_recent(good + resent)
+        live = redis.Redis.from_url(ingest_settings.redis_url, socket_timeout=5)
+        proc.wait_for(lambda: _recent_lists(live, recent) == recent, 60, alive=worker.alive)
+        mirrored = _recent_lists(live, recent)
+        trending_ids, trending_scores = redis_keys.decode_ranked(live.get(redis_keys.TRENDING))
 
     assert seen == len(good)
     stored = stored_event_ids(ingest_settings)
@@ -46,3 +56,20 @@ async def test_good_events_land_once_and_bad_ones_go_to_the_dlq(ingest_settings,
     assert sorted((m.value, reason_of(m.headers)) for m in dead) == sorted(BAD_EVENTS)
     assert {m.key for m in dead} == {bad_key}
     assert all(dict(m.headers)["source_topic"] == ingest_settings.topic_interactions.encode() for m in dead)
+    # the stats agent mirrored every user's recent watches (redelivered copies change nothing here)
+    assert mirrored == recent
+    plays = {e.film_id for e in good if e.event_type == "play"}
+    assert trending_ids and set(trending_ids) <= plays
+    assert trending_scores == sorted(trending_scores, reverse=True)
+
+
+def _expected_recent(events) -> dict[int, list[int]]:
+    """Recent-watch lists the stats fold gives for these events (per user, in send order)."""
+    state: dict[int, dict] = {}
+    for event in events:
+        state[event.user_id] = apply_user(state.get(event.user_id), event)
+    return {user: s["recent"] for user, s in state.items() if s["recent"]}
+
+
+def _recent_lists(live: redis.Redis, users) -> dict[int, list[int]]:
+    return {user: [int(f) for f in live.lrange(redis_keys.recent(user), 0, -1)] for user in users}

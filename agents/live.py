@@ -1,0 +1,128 @@
+"""Mirrors of live stats into Redis for serving: recent watches per user, trending.
+
+Writes are buffered and flushed in one pipeline (MULTI) per tick, not one
+round trip per event; a failed flush keeps its buffer (newer values win) and
+is retried on the next tick. Values are whole lists taken from the tables,
+so re-delivered events and repeated flushes write the same thing (idempotent).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import Iterable, Sequence
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app import telemetry
+from app.settings import Settings
+from app.storage import redis_keys
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 0.5
+RECENT_TTL_S = 30 * 86_400
+PART_STALE_S = 30.0
+TRENDING_SIZE = 100
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    timeout = settings.network_timeout_s
+    return aioredis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def worker_name(settings: Settings) -> str:
+    """Identifies this worker's part of the trending list (unique per host and web port)."""
+    return f"{socket.gethostname()}:{settings.web_port}"
+
+
+def top_k(counts: Iterable[tuple[int, float]], k: int = TRENDING_SIZE) -> tuple[list[int], list[float]]:
+    """The k highest (film, score) pairs, ties broken by smaller film id (stable output)."""
+    ranked = sorted(((f, s) for f, s in counts if s > 0), key=lambda fs: (-fs[1], fs[0]))[:k]
+    return [f for f, _ in ranked], [float(s) for _, s in ranked]
+
+
+def merge_parts(
+    parts: dict[bytes, bytes], now: float, stale_s: float = PART_STALE_S, k: int = TRENDING_SIZE
+) -> tuple[list[int], list[float], list[bytes]]:
+    """Merge the workers' trending parts -> (film ids, scores, names of stale parts to drop)."""
+    scores: dict[int, float] = {}
+    stale = []
+    for name, raw in parts.items():
+        updated_at, film_ids, film_scores = msgpack.unpackb(raw)
+        if now - updated_at > stale_s:
+            stale.append(name)
+            continue
+        for film, score in zip(film_ids, film_scores):
+            scores[film] = scores.get(film, 0.0) + score
+    film_ids, film_scores = top_k(scores.items(), k)
+    return film_ids, film_scores, stale
+
+
+class LiveMirror:
+    """Buffers what serving needs and flushes it to Redis every FLUSH_EVERY_S."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = redis_client(settings)
+        self.name = worker_name(settings)
+        self._recent: dict[int, list[int]] = {}
+        self._trending: tuple[list[int], list[float]] | None = None
+
+    def set_recent(self, user_id: int, film_ids: Sequence[int]) -> None:
+        self._recent[user_id] = list(film_ids)
+
+    def set_trending(self, film_ids: list[int], scores: list[float]) -> None:
+        self._trending = (film_ids, scores)
+
+    async def flush(self) -> None:
+        """Write what is buffered; on a Redis error keep it for the next try."""
+        recent, self._recent = self._recent, {}
+        trending, self._trending = self._trending, None
+        try:
+            if recent:
+                await self._write_recent(recent)
+            if trending is not None:
+                await self._write_trending(*trending)
+        except (RedisError, OSError) as exc:
+            log.warning("redis mirror flush failed (%s); will retry", exc)
+            self._recent = {**recent, **self._recent}
+            self._trending = self._trending or trending
+
+    async def _write_recent(self, recent: dict[int, list[int]]) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        for user_id, film_ids in recent.items():
+            key = redis_keys.recent(user_id)
+            pipe.delete(key)
+            if film_ids:
+                pipe.rpush(key, *film_ids)
+                pipe.expire(key, RECENT_TTL_S)
+        await pipe.execute()
+        telemetry.REDIS_MIRROR_WRITES.inc(len(recent))
+
+    async def _write_trending(self, film_ids: list[int], scores: list[float]) -> None:
+        part = msgpack.packb([time.time(), film_ids, scores])
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(redis_keys.TRENDING_PARTS, self.name, part)
+        pipe.hgetall(redis_keys.TRENDING_PARTS)
+        _, parts = await pipe.execute()
+        merged_ids, merged_scores, stale = merge_parts(parts, time.time())
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(redis_keys.TRENDING, redis_keys.encode_ranked(merged_ids, merged_scores))
+        if stale:
+            pipe.hdel(redis_keys.TRENDING_PARTS, *stale)
+        await pipe.execute()
+        telemetry.REDIS_MIRROR_WRITES.inc(1)
+
+    async def run(self) -> None:
+        """Flush forever (a task of the agent that owns this mirror)."""
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_EVERY_S)
+                await self.flush()
+        finally:
+            await self.flush()
+            await self.redis.aclose()

@@ -1,0 +1,55 @@
+"""Stream state of the stats agents (declarations only; agents/stats.py fills them).
+
+- `user_stats`: user id -> dict (agents.stats.apply_user); keyed like the
+  source topic (key = user id), so no re-partitioning is needed.
+- `film_stats`: film id -> dict (agents.stats.apply_film), fed from the
+  film-keyed `film_actions_topic`.
+- `film_viewers`: "film_id:user_id" -> True, an exact unique-viewer set stored
+  as one small entry per (film, user) pair instead of a growing set per film,
+  so no value ever gets big (memory grows with distinct pairs, like the data).
+- `film_plays_window`: plays per film in hopping windows over EVENT time
+  (the action's ts), expiring old windows; trending is read from it through
+  `film_plays_trailing`.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from app.main import app, settings
+from app.topics import FilmAction
+
+TRENDING_WINDOW = timedelta(hours=6)
+TRENDING_STEP = timedelta(hours=1)
+TRENDING_EXPIRES = timedelta(hours=12)
+
+
+def _action_time(event) -> float:
+    """Event time of a film action (windows follow event time, not arrival)."""
+    return FilmAction.from_bytes(event.value).ts
+
+
+def _trailing_time(event) -> float:
+    """Action time moved back so that `current()` is the window ENDING near it."""
+    return _action_time(event) - (TRENDING_WINDOW - TRENDING_STEP).total_seconds()
+
+
+user_stats = app.Table(
+    "user-stats", default=None, partitions=settings.topic_partitions, key_type=int,
+)
+film_stats = app.Table(
+    "film-stats", default=None, partitions=settings.topic_partitions, key_type=int,
+)
+film_viewers = app.Table(
+    "film-viewers", default=None, partitions=settings.topic_partitions, key_type=str,
+)
+film_plays_window = (
+    app.Table(
+        "film-plays-window", default=int, partitions=settings.topic_partitions, key_type=int,
+    )
+    .hopping(TRENDING_WINDOW, TRENDING_STEP, expires=TRENDING_EXPIRES, key_index=True)
+    .relative_to(_action_time)
+)
+# Read side of the same table: `items()` gives each film's plays in the window
+# covering the last TRENDING_WINDOW up to the current action (on the write side
+# `current()` is the newest window, which has barely started).
+film_plays_trailing = film_plays_window.clone(relative_to=_trailing_time)

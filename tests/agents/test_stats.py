@@ -1,0 +1,126 @@
+"""Stats: pure folds against hand-computed values, and the agents via test_context()."""
+from __future__ import annotations
+
+import pytest
+
+from app.events import Event
+from app.storage import redis_keys
+from app.topics import FilmAction
+from agents import live, stats
+from tables.stats import TRENDING_EXPIRES, film_plays_window, film_stats, film_viewers, user_stats
+
+T0 = 1_700_000_000.0
+
+
+def ev(i: int, user: int, film: int, kind: str, ts: float, watch: float = 0.0, rating: float = 0.0) -> Event:
+    return Event(f"e{i}", user, film, kind, ts, watch_seconds=watch, duration_seconds=100.0, rating=rating)
+
+
+# user 7: plays film 1 to 60 s, switches to film 2 (play, 30 s, complete at 90 s), rates film 2 an 8,
+# comes back to film 1 (progress to 80 s without a new play) and rates film 1 a 5.
+USER_EVENTS = [
+    ev(1, 7, 1, "play", T0),
+    ev(2, 7, 1, "progress", T0 + 60, watch=60),
+    ev(3, 7, 2, "play", T0 + 100),
+    ev(4, 7, 2, "progress", T0 + 130, watch=30),
+    ev(5, 7, 2, "complete", T0 + 190, watch=90),
+    ev(6, 7, 2, "rate", T0 + 200, rating=8),
+    ev(7, 7, 1, "progress", T0 + 300, watch=80),
+    ev(8, 7, 1, "rate", T0 + 310, rating=5),
+    ev(9, 7, 0, "page_view", T0 + 320),
+]
+
+
+def test_user_fold_matches_hand_computed_values() -> None:
+    s = None
+    for event in USER_EVENTS:
+        s = stats.apply_user(s, event)
+    # watch time: film 1 0->60 (60), film 2 0->30->90 (90), film 1 again from 0 (switch) -> 80 (80)
+    assert stats.summary(s) == {
+        "events": 9, "watch_seconds": 230.0, "completed": 1, "rating_sum": 13.0, "ratings": 2,
+        "last_seen": T0 + 320, "recent": [1, 2], "avg_rating": 6.5,
+    }
+
+
+def test_recent_films_are_unique_newest_first_and_capped() -> None:
+    s = None
+    for i in range(redis_keys.RECENT_MAX + 5):
+        s = stats.apply_user(s, ev(i, 1, i + 1, "play", T0 + i))
+    s = stats.apply_user(s, ev(999, 1, 10, "play", T0 + 999))
+    assert s["recent"][:3] == [10, redis_keys.RECENT_MAX + 5, redis_keys.RECENT_MAX + 4]
+    assert len(s["recent"]) == redis_keys.RECENT_MAX
+    assert len(set(s["recent"])) == redis_keys.RECENT_MAX
+
+
+def test_film_fold_counts_views_viewers_completes_ratings() -> None:
+    actions = [(FilmAction(1, 5, "play", T0), True), (FilmAction(1, 5, "play", T0 + 1), False),
+               (FilmAction(2, 5, "play", T0 + 2), True), (FilmAction(2, 5, "complete", T0 + 3), False),
+               (FilmAction(2, 5, "rate", T0 + 4, 9.0), False), (FilmAction(3, 5, "rate", T0 + 5, 6.0), False)]
+    s = None
+    for action, new_viewer in actions:
+        s = stats.apply_film(s, action, new_viewer)
+    assert stats.summary(s) == {"views": 3, "viewers": 2, "completes": 1, "rating_sum": 15.0, "ratings": 2,
+                                "avg_rating": 7.5, "completion_rate": 1 / 3}
+
+
+def test_top_k_orders_by_score_then_film_and_drops_zeros() -> None:
+    assert live.top_k([(3, 2), (1, 5), (2, 2), (4, 0)], k=3) == ([1, 2, 3], [5.0, 2.0, 2.0])
+
+
+def test_merge_parts_sums_fresh_parts_and_reports_stale_ones() -> None:
+    import msgpack
+
+    parts = {b"a": msgpack.packb([100.0, [1, 2], [3.0, 1.0]]), b"b": msgpack.packb([95.0, [2, 3], [4.0, 1.0]]),
+             b"old": msgpack.packb([10.0, [9], [100.0]])}
+    assert live.merge_parts(parts, now=100.0, stale_s=30) == ([2, 1, 3], [5.0, 3.0, 1.0], [b"old"])
+
+
+@pytest.fixture
+def faust_app():
+    from app.main import app
+
+    app.finalize()  # store is memory:// by default (FAUST_STORE)
+    app.flow_control.resume()
+    return app
+
+
+@pytest.mark.redis_db(11)
+async def test_user_agent_folds_events_and_rekeys_film_actions(faust_app, redis_settings, monkeypatch) -> None:
+    monkeypatch.setattr(stats, "settings", redis_settings)
+    sent: list[tuple[bytes, bytes]] = []
+
+    async def capture(key: bytes, value: bytes) -> None:
+        sent.append((key, value))
+
+    monkeypatch.setattr(stats.film_actions_topic, "send", capture)
+    async with stats.user_stats_agent.test_context() as agent:
+        for event in USER_EVENTS:
+            await agent.put(event.to_bytes(), key=b"7")
+        await agent.put(b"{broken", key=b"7")
+        expected = None
+        for event in USER_EVENTS:
+            expected = stats.apply_user(expected, event)
+        assert user_stats[7] == expected
+    assert [FilmAction.from_bytes(v).event_type for _, v in sent] == ["play", "play", "complete", "rate", "rate"]
+    assert {k for k, _ in sent} == {b"1", b"2"}
+
+
+@pytest.mark.redis_db(11)
+async def test_film_agent_counts_unique_viewers_and_windows_expire(faust_app, redis_settings, monkeypatch) -> None:
+    monkeypatch.setattr(stats, "settings", redis_settings)
+    import time
+
+    now = time.time()
+    old = now - TRENDING_EXPIRES.total_seconds() - 7200
+    async with stats.film_stats_agent.test_context() as agent:
+        for user, ts in ((1, now - 10), (1, now - 5), (2, now - 1), (3, old)):
+            await agent.put(FilmAction(user, 42, "play", ts).to_bytes(), key=b"42")
+        assert film_stats[42]["views"] == 4 and film_stats[42]["viewers"] == 3
+        assert film_viewers["42:1"] is True
+        # three plays within the trending window of the newest event time
+        windows = {rng: value for (film, rng), value in film_plays_window.table.data.items() if film == 42}
+        assert max(windows.values()) == 3
+        assert any(end < old + 3600 for _, end in windows)  # the old play has windows of its own...
+        await film_plays_window.table._del_old_keys()
+        remaining = {rng for (film, rng) in film_plays_window.table.data if film == 42}
+        assert remaining and all(end > old + 3600 for _, end in remaining)  # ...which expired
