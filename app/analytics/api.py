@@ -144,7 +144,8 @@ def engagement(conn: Client, period: DateRange) -> dict[str, Any]:
     days = _by_day(
         conn.execute(q.ENGAGEMENT_BY_DAY, params), ("ratings", "rating_sum", "plays", "completes"), period
     )
-    watched = {row["day"]: row for row in _by_day(conn.execute(q.WATCH_RATIO_BY_DAY, params), ("viewings", "ratio_sum"), period)}
+    shares = _by_day(conn.execute(q.WATCH_RATIO_BY_DAY, params), ("viewings", "ratio_sum"), period)
+    watched = {row["day"]: row for row in shares}
     for row in days:
         row.update(watched[row["day"]])
         row["avg_rating"] = ratio(row["rating_sum"], row["ratings"])

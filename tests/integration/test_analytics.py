@@ -138,7 +138,8 @@ async def test_clickhouse_down_is_a_503_naming_it(redis_settings: Settings) -> N
 def run_report(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CLICKHOUSE_URL": settings.clickhouse_url}
     return subprocess.run(
-        [str(Path(sys.executable).parent / "cinerec"), "report", *args], env=env, capture_output=True, text=True, timeout=120
+        [str(Path(sys.executable).parent / "cinerec"), "report", *args],
+        env=env, capture_output=True, text=True, timeout=120,
     )
 
 

@@ -57,12 +57,14 @@ async def test_dashboard_draws_every_chart_without_console_errors(http: TestClie
             drawn = await page.evaluate(
                 """ids => Object.fromEntries(ids.map(id => {
                     const chart = Chart.getChart(id);
-                    const points = chart ? chart.data.datasets.reduce((n, d) => n + d.data.filter(v => v !== null).length, 0) : -1;
+                    const drawn = (n, d) => n + d.data.filter(v => v !== null).length;
+                    const points = chart ? chart.data.datasets.reduce(drawn, 0) : -1;
                     return [id, {points, width: chart ? chart.width : 0}];
                 }))""",
                 list(CHARTS),
             )
-            kpis = dict(zip(await page.locator(".kpi .label").all_text_contents(), await page.locator(".kpi .value").all_text_contents()))
+            labels = await page.locator(".kpi .label").all_text_contents()
+            kpis = dict(zip(labels, await page.locator(".kpi .value").all_text_contents()))
             ctr_labels = await page.evaluate("() => Chart.getChart('chart-ctr').data.labels")
             await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         finally:

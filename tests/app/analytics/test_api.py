@@ -36,7 +36,10 @@ def conn(clickhouse_settings: Settings) -> Iterator[Client]:
 
 
 def test_time_on_site_sums_sessions_per_user_and_day(conn: Client) -> None:
-    session_a = [ev(1, "page_view", "2026-03-01 10:00:00", session_id="a"), ev(1, "click", "2026-03-01 10:05:00", session_id="a")]
+    session_a = [
+        ev(1, "page_view", "2026-03-01 10:00:00", session_id="a"),
+        ev(1, "click", "2026-03-01 10:05:00", session_id="a"),
+    ]
     events = [
         *session_a,  # user 1, 03-01: 300 s
         ev(1, "page_view", "2026-03-01 12:00:00", session_id="b"),
@@ -97,7 +100,8 @@ def test_retention_of_daily_cohorts(conn: Client) -> None:
     # 03-01 (3 users): D1 = 2/3 (10, 11), D7 = 1/3 (10), D30 = 1/3 (10; 03-31 is observed)
     # 03-02 (1 user): D1 = 0/1, D7 = 1/1, D30 = 04-01 after the last day 03-31 -> not observable (None)
     assert result["cohorts"] == [
-        {"cohort": "2026-03-01", "size": 3, "d1": pytest.approx(2 / 3), "d7": pytest.approx(1 / 3), "d30": pytest.approx(1 / 3)},
+        {"cohort": "2026-03-01", "size": 3,
+         "d1": pytest.approx(2 / 3), "d7": pytest.approx(1 / 3), "d30": pytest.approx(1 / 3)},
         {"cohort": "2026-03-02", "size": 1, "d1": 0.0, "d7": 1.0, "d30": None},
     ]
     # D1: (2 + 0) / (3 + 1) = 0.5; D7: (1 + 1) / 4 = 0.5; D30: only cohort 03-01 is eligible: 1 / 3
@@ -201,11 +205,11 @@ def test_funnel_per_model_version_and_source(conn: Client) -> None:
     }
     by_source = {row["source"]: row for row in result["by_source"]}
     # home_recs: 6 impressions, 3 clicks -> 0.5; 6000 s; trending 1 / 2; search: a click with no impression -> CTR 0
-    assert (by_source["home_recs"]["impressions"], by_source["home_recs"]["clicks"], by_source["home_recs"]["ctr"]) == (6, 3, 0.5)
-    assert by_source["home_recs"]["watch_seconds"] == 6000.0
+    home, search = by_source["home_recs"], by_source["search"]
+    assert (home["impressions"], home["clicks"], home["ctr"]) == (6, 3, 0.5)
+    assert home["watch_seconds"] == 6000.0
     assert (by_source["trending"]["ctr"], by_source["trending"]["watch_seconds"]) == (0.5, 2000.0)
-    assert (by_source["search"]["impressions"], by_source["search"]["clicks"], by_source["search"]["ctr"]) == (0, 1, 0.0)
-    assert by_source["search"]["clicked"] == 0
+    assert (search["impressions"], search["clicks"], search["ctr"], search["clicked"]) == (0, 1, 0.0, 0)
     # totals: 8 impressions; click events v1 2 + v2 1 + trending 1 + search 1 = 5 -> 5 / 8 = 0.625;
     # clicked pairs (1,2) (1,3) (2,5) (3,6) = 4, of which 3 watched: 6000 + 2000 = 8000 s
     assert {k: result[k] for k in ("impressions", "clicks", "ctr", "clicked", "watched", "watch_seconds")} == {
@@ -234,17 +238,20 @@ def test_ingestion_lag_and_dead_letter_rate(conn: Client) -> None:
     process = result["since_process_start"]
     assert process["loaded"] - before["loaded"] == 6
     assert process["dead_lettered"] - before["dead_lettered"] == 2
-    assert process["dlq_rate"] == pytest.approx(process["dead_lettered"] / (process["loaded"] + process["dead_lettered"]))
+    dead, loaded = process["dead_lettered"], process["loaded"]
+    assert process["dlq_rate"] == pytest.approx(dead / (loaded + dead))
     assert process["dead_letters_by_reason"]["test_reason"] >= 2
 
 
 def test_model_runs_with_their_offline_metrics(conn: Client) -> None:
     conn.execute(
-        "INSERT INTO model_runs (version, started_at, finished_at, backend, status, published, metrics, baseline_metrics) VALUES",
+        "INSERT INTO model_runs"
+        " (version, started_at, finished_at, backend, status, published, metrics, baseline_metrics) VALUES",
         [
             ("20260301T0000", datetime(2026, 3, 1, 0, 0), datetime(2026, 3, 1, 0, 5), "implicit", "ok", 1,
              '{"ndcg@10": 0.21}', '{"ndcg@10": 0.12}'),
-            ("20260225T0000", datetime(2026, 2, 25, 0, 0), datetime(2026, 2, 25, 0, 5), "implicit", "ok", 1, "{}", "{}"),
+            ("20260225T0000", datetime(2026, 2, 25, 0, 0), datetime(2026, 2, 25, 0, 5), "implicit", "ok", 1,
+             "{}", "{}"),
         ],
     )
 
