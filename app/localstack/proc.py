@@ -32,13 +32,21 @@ def read_pid(pidfile: Path) -> int | None:
         return None
 
 
-def cmdline(pid: int) -> str:
-    """The command line of a live process ('' when it is gone or not ours to read)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+def cmdline(pid: int, attempts: int = 20) -> str:
+    """The command line of a live process ('' when it is gone or not ours to read).
+
+    Right after exec the kernel briefly shows an empty command line; retry a
+    little so a just-spawned server is not mistaken for a foreign process.
+    """
+    for _ in range(attempts):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return ""
+        if raw:
+            return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+        time.sleep(0.025)
+    return ""
 
 
 def is_zombie(pid: int) -> bool:
@@ -62,10 +70,14 @@ def owned_pid(pidfile: Path, marker: str) -> int | None:
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when something accepts TCP connections on host:port."""
+    """True when something accepts TCP connections on host:port.
+
+    A connect to a free port in the ephemeral range can "succeed" by TCP
+    simultaneous open with itself (same local and remote address); that is no listener.
+    """
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            return sock.getsockname() != sock.getpeername()
     except OSError:
         return False
 

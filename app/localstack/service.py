@@ -160,7 +160,8 @@ class LocalService:
     def _await_answer(self) -> Status:
         def alive() -> bool:
             # A daemonizing server writes its pid file a moment after the launcher exits.
-            return self.daemonizes or self.pid() is not None
+            pid = proc.read_pid(self.pidfile)
+            return self.daemonizes or (pid is not None and proc.pid_alive(pid))
 
         if proc.wait_for(self.answers, self.start_timeout_s, alive=alive):
             return Status(self.name, State.UP, self.address, f"started (pid {self.pid()}, logs {self.dir})")
