@@ -19,7 +19,8 @@ Days are UTC calendar days (`toDate(ts, 'UTC')`).
 Why queries and not materialized views: an MV sees every inserted block,
 re-deliveries included, so its counts would drift above the deduplicated
 truth; and plain views over the whole history cannot take the range as a
-parameter. At this scale a FINAL scan of the range answers in milliseconds.
+parameter. Cost: `bench/analytics.py` (300k events: the whole dashboard is about
+20 `count() FINAL` scans of the range, 1.4-2.4 s on the 2-core dev machine).
 """
 from __future__ import annotations
 
