@@ -10,11 +10,10 @@ partition.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from types import TracebackType
-from typing import Iterable, Iterator
+from typing import AsyncIterable, AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -125,15 +124,28 @@ class EventProducer:
             raise ProducerError(f"Kafka did not acknowledge a message on {self.topic}: {exc!r}") from None
 
 
-def _chunks(items: Iterable[tuple[bytes | None, bytes]], size: int) -> Iterator[list[tuple[bytes | None, bytes]]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
+Message = tuple[bytes | None, bytes]
+
+
+async def _as_async(items: Iterable[Message]) -> AsyncIterator[Message]:
+    for item in items:
+        yield item
+
+
+async def _chunks(items: Iterable[Message] | AsyncIterable[Message], size: int) -> AsyncIterator[list[Message]]:
+    chunk: list[Message] = []
+    async for item in items if isinstance(items, AsyncIterable) else _as_async(items):
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
         yield chunk
 
 
 async def produce_messages(
     settings: Settings,
-    messages: Iterable[tuple[bytes | None, bytes]],
+    messages: Iterable[Message] | AsyncIterable[Message],
     total: int,
     rate: float = 0.0,
     progress: bool = True,
@@ -150,7 +162,7 @@ async def produce_messages(
     sent, started = 0, time.monotonic()
     with tqdm(total=total, desc=desc, unit="ev", disable=not progress, mininterval=1.0) as bar:
         async with EventProducer(settings) as producer:
-            for batch in _chunks(messages, chunk):
+            async for batch in _chunks(messages, chunk):
                 sent += await producer.send_messages(batch)
                 bar.update(len(batch))
                 if rate:

@@ -15,13 +15,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import AsyncIterator
 
 import numpy as np
 
-from app.producer import produce_messages
+from app.producer import Message, produce_messages, to_message
 from app.settings import Settings
 from app.simulator import wire
 from app.simulator.history import EventColumns, generate_events
+from app.simulator.live import LiveStats, RecommendationClient, next_session
 from app.simulator.world import World, build_world
 from app.storage.films import write_films
 from app.storage.kafka_admin import ensure_topics
@@ -55,6 +57,21 @@ class RunSummary:
     messages_sent: int
     bad_messages: int
     seconds: float
+    live_sessions: int = 0
+    failed_fetches: int = 0
+
+
+async def _live_messages(
+    world: World, seed: int, n_events: int, recs: RecommendationClient, stats: LiveStats
+) -> AsyncIterator[Message]:
+    """Messages of live sessions until `n_events` (the last session cut)."""
+    rng = np.random.default_rng([seed, time.time_ns(), 6])
+    left = n_events
+    while left > 0:
+        session = (await next_session(world, rng, recs, stats))[:left]
+        left -= len(session)
+        for event in session:
+            yield to_message(event)
 
 
 async def run(
@@ -68,21 +85,33 @@ async def run(
     bad_fraction: float = 0.0,
     end_ts: float | None = None,
     progress: bool = True,
+    service_url: str | None = None,
 ) -> RunSummary:
-    """Write the catalog to ClickHouse and produce the history to Kafka.
+    """Write the catalog to ClickHouse and produce events to Kafka.
 
+    Without `service_url`: the history of the last `days`. With it: live
+    sessions now, shown the service's recommendations (app.simulator.live).
     `rate` > 0 paces production to that many messages per second (0 = as fast
     as the broker takes them).
     """
     if rate < 0:  # arguments are checked before the catalog is written
         raise ValueError(f"rate must be >= 0 events/s, got {rate}")
+    if service_url and bad_fraction:
+        raise ValueError("malformed messages (bad fraction) are only simulated for the history, not live")
     started = time.monotonic()
-    world, history = generate(users, films, events, seed, days, end_ts)
+    world, history = generate(users, films, 0 if service_url else events, seed, days, end_ts)
     bad = len(wire.bad_positions(len(history), bad_fraction, seed))
     n_films = await asyncio.to_thread(write_films, settings, world.catalog.rows())
     log.info("wrote %d films to ClickHouse %s.films", n_films, settings.clickhouse_database)
     await ensure_topics(settings)
-    messages = wire.messages(iter(history), len(history), bad_fraction, seed)
-    sent = await produce_messages(settings, messages, len(history), rate, progress)
+    stats = LiveStats()
+    if service_url:
+        async with RecommendationClient(service_url, settings.network_timeout_s) as recs:
+            messages = _live_messages(world, seed, events, recs, stats)
+            sent = await produce_messages(settings, messages, events, rate, progress, desc="live")
+        log.info("%d live sessions, %d failed recommendation fetches", stats.sessions, stats.failed_fetches)
+    else:
+        messages = wire.messages(iter(history), len(history), bad_fraction, seed)
+        sent = await produce_messages(settings, messages, len(history), rate, progress)
     log.info("produced %d messages (%d malformed) to %s", sent, bad, settings.topic_interactions)
-    return RunSummary(n_films, sent, bad, time.monotonic() - started)
+    return RunSummary(n_films, sent, bad, time.monotonic() - started, stats.sessions, stats.failed_fetches)

@@ -25,18 +25,29 @@ def _service_error(exc: Exception) -> click.ClickException:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--days", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="history length ending now")
 @click.option("--bad-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="share of malformed messages")
-def simulate(users: int, films: int, events: int, rate: float, seed: int, days: float, bad_fraction: float) -> None:
-    """Simulate site traffic: write a film catalog to ClickHouse and produce events to Kafka."""
+@click.option("--service-url", default=None, metavar="URL",
+              help="live mode: sessions happen now and are shown this service's recommendations")
+def simulate(
+    users: int, films: int, events: int, rate: float, seed: int, days: float, bad_fraction: float, service_url: str | None
+) -> None:
+    """Simulate site traffic: write a film catalog to ClickHouse and produce events to Kafka.
+
+    By default the history of the last --days; with --service-url, live
+    sessions with impressions and clicks attributed to the served model.
+    """
     from app.simulate import run
 
     settings = get_settings()
     try:
-        summary = asyncio.run(run(settings, users, films, events, seed, days, rate, bad_fraction))
+        summary = asyncio.run(
+            run(settings, users, films, events, seed, days, rate, bad_fraction, service_url=service_url)
+        )
     except Exception as exc:  # Kafka/ClickHouse errors: one readable line, not a traceback
         raise _service_error(exc) from None
     click.echo(
         f"simulate: {summary.films_written} films, {summary.messages_sent} messages "
         f"({summary.bad_messages} malformed) to {settings.topic_interactions} in {summary.seconds:.1f}s"
+        + (f"; {summary.live_sessions} live sessions, {summary.failed_fetches} failed fetches" if service_url else "")
     )
 
 

@@ -80,7 +80,7 @@ def uuid4_strings(rng: np.random.Generator, n: int) -> np.ndarray:
     return out.view("<U36").ravel()
 
 
-def _pick(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
+def pick(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
     """Indices drawn from an unnormalised cumulative distribution."""
     return np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(cdf) - 1)
 
@@ -114,7 +114,7 @@ def choose_films(
         candidate = np.empty(todo.size, dtype=np.int64)
         for g in np.unique(genre):
             sel = genre == g
-            candidate[sel] = _pick(rng, global_cdf if g < 0 else genre_cdf[g], int(sel.sum()))
+            candidate[sel] = pick(rng, global_cdf if g < 0 else genre_cdf[g], int(sel.sum()))
         accept = rng.random(todo.size) < world.appeal(candidate, at_ts[todo])
         out[todo[accept]] = candidate[accept]
         todo = todo[~accept]
@@ -122,6 +122,20 @@ def choose_films(
         old = cat.release_ts < world.window_start
         out[todo] = int(np.argmax(np.where(old, cat.popularity, -1.0)))
     return out
+
+
+def play_probability(affinity: np.ndarray) -> np.ndarray:
+    """A clicked film is played more often the better it matches the user's taste."""
+    return np.clip(0.35 + 0.6 * affinity, 0.0, 0.95)
+
+
+def complete_probability(affinity: np.ndarray) -> np.ndarray:
+    return 0.25 + 0.7 * affinity
+
+
+def draw_ratings(rng: np.random.Generator, affinity: np.ndarray) -> np.ndarray:
+    """Whole ratings 1..10, higher for a better taste match, with noise."""
+    return np.clip(np.round(2.0 + 8.0 * affinity + rng.normal(0.0, 1.2, len(affinity))), 1.0, 10.0)
 
 
 def _rows(sess: np.ndarray, ts: np.ndarray, kind: str, **values: np.ndarray | float) -> dict[str, np.ndarray]:
@@ -143,7 +157,7 @@ def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _session_batch(world: World, rng: np.random.Generator, n_sessions: int) -> dict[str, np.ndarray]:
     """Rows (not yet ids) of `n_sessions` independent sessions, ordered by session then time."""
     cat, ws, we = world.catalog, world.window_start, world.window_end
-    user = _pick(rng, np.cumsum(world.audience.activity), n_sessions)
+    user = pick(rng, np.cumsum(world.audience.activity), n_sessions)
     start = rng.uniform(ws, we, n_sessions)
     n_eng = np.minimum(1 + rng.poisson(1.2, n_sessions), MAX_ENGAGEMENTS)
     sess, rank = _expand(n_eng)
@@ -153,11 +167,11 @@ def _session_batch(world: World, rng: np.random.Generator, n_sessions: int) -> d
     aff = world.affinity(e_user, film)
     n = len(sess)
     dur = cat.duration_s[film]
-    played = rng.random(n) < np.clip(0.35 + 0.6 * aff, 0.0, 0.95)
-    completed = played & (rng.random(n) < 0.25 + 0.7 * aff)
+    played = rng.random(n) < play_probability(aff)
+    completed = played & (rng.random(n) < complete_probability(aff))
     watch = np.where(completed, dur, np.where(played, np.round(rng.uniform(0.03, 0.9, n) * dur), 0.0))
     rated = rng.random(n) < np.where(completed, 0.4, np.where(played, 0.1, 0.0))
-    rating = np.clip(np.round(2.0 + 8.0 * aff + rng.normal(0.0, 1.2, n)), 1.0, 10.0)
+    rating = draw_ratings(rng, aff)
     listed = ~played & (rng.random(n) < 0.25)
     click_at = rng.uniform(2.0, 20.0, n)
     play_at = click_at + rng.uniform(5.0, 40.0, n)

@@ -11,24 +11,20 @@ from app.settings import Settings
 from app.storage.clickhouse import client
 from tests.app.test_movielens import MOVIES, RATINGS
 from tests.integration.ingest_support import read_topic
+from tests.integration.simulate_support import pipeline_settings  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def settings(clickhouse_settings: Settings, kafka_settings: Settings) -> Settings:
-    return clickhouse_settings.with_overrides(
-        topic_interactions=kafka_settings.topic_interactions, topic_dlq=kafka_settings.topic_dlq
-    )
-
-
-async def test_import_twice_is_idempotent(settings: Settings, tmp_path: Path) -> None:
+async def test_import_twice_is_idempotent(pipeline_settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "movies.csv").write_text(MOVIES, encoding="utf-8")
     (tmp_path / "ratings.csv").write_text(RATINGS, encoding="utf-8")
-    first = await import_dir(settings, tmp_path, progress=False)
-    second = await import_dir(settings, tmp_path, progress=False)
+    first = await import_dir(pipeline_settings, tmp_path, progress=False)
+    second = await import_dir(pipeline_settings, tmp_path, progress=False)
     assert first == second
     assert (first.films, first.ratings, first.skipped_before_2000, first.messages) == (4, 3, 1, 9)
 
-    conn = client(settings)
+    conn = client(pipeline_settings)
     try:
         rows = conn.execute("SELECT film_id, title, genres FROM films FINAL ORDER BY film_id")
     finally:
@@ -36,7 +32,7 @@ async def test_import_twice_is_idempotent(settings: Settings, tmp_path: Path) ->
     assert [r[0] for r in rows] == [1, 2, 3, 4]
     assert rows[1][1:] == ("Misérables, Les", ["Drama", "War"])
 
-    records = await read_topic(settings, settings.topic_interactions, 18)
+    records = await read_topic(pipeline_settings, pipeline_settings.topic_interactions, 18)
     events = [parse_event(r.value) for r in records]
     assert len(events) == 18
     ids = [e.event_id for e in events]

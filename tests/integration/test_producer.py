@@ -12,6 +12,8 @@ from app.simulate import generate
 from app.storage.kafka_admin import ensure_topics
 from tests.integration.ingest_support import read_topic
 
+pytestmark = pytest.mark.integration
+
 END = 1_750_000_000.0
 
 

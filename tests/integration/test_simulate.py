@@ -8,24 +8,20 @@ from app.settings import Settings
 from app.simulate import run
 from app.storage.clickhouse import client
 from tests.integration.ingest_support import read_topic
+from tests.integration.simulate_support import pipeline_settings  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.integration
 
 END = 1_750_000_000.0
 
 
-@pytest.fixture
-def settings(clickhouse_settings: Settings, kafka_settings: Settings) -> Settings:
-    return clickhouse_settings.with_overrides(
-        topic_interactions=kafka_settings.topic_interactions, topic_dlq=kafka_settings.topic_dlq
-    )
-
-
-async def test_run_writes_films_idempotently_and_produces_all_messages(settings: Settings) -> None:
-    first = await run(settings, users=50, films=40, events=2_000, seed=3, days=5, bad_fraction=0.1,
+async def test_run_writes_films_idempotently_and_produces_all_messages(pipeline_settings: Settings) -> None:
+    first = await run(pipeline_settings, users=50, films=40, events=2_000, seed=3, days=5, bad_fraction=0.1,
                       end_ts=END, progress=False)
     assert (first.films_written, first.messages_sent, first.bad_messages) == (40, 2_000, 200)
-    await run(settings, users=50, films=40, events=10, seed=3, days=5, end_ts=END, progress=False)
+    await run(pipeline_settings, users=50, films=40, events=10, seed=3, days=5, end_ts=END, progress=False)
 
-    conn = client(settings)
+    conn = client(pipeline_settings)
     try:
         assert conn.execute("SELECT count(), uniqExact(film_id), min(film_id), max(film_id) FROM films FINAL") == [
             (40, 40, 1, 40)
@@ -35,7 +31,7 @@ async def test_run_writes_films_idempotently_and_produces_all_messages(settings:
     finally:
         conn.disconnect()
 
-    records = await read_topic(settings, settings.topic_interactions, 2_010)
+    records = await read_topic(pipeline_settings, pipeline_settings.topic_interactions, 2_010)
     assert len(records) == 2_010
     rejected = 0
     for record in records:
@@ -48,10 +44,10 @@ async def test_run_writes_films_idempotently_and_produces_all_messages(settings:
     assert rejected == 200
 
 
-async def test_bad_arguments_fail_before_anything_is_written(settings: Settings) -> None:
+async def test_bad_arguments_fail_before_anything_is_written(pipeline_settings: Settings) -> None:
     with pytest.raises(ValueError, match="bad fraction"):
-        await run(settings, users=5, films=5, events=10, bad_fraction=2.0, end_ts=END, progress=False)
-    conn = client(settings)
+        await run(pipeline_settings, users=5, films=5, events=10, bad_fraction=2.0, end_ts=END, progress=False)
+    conn = client(pipeline_settings)
     try:
         assert conn.execute("SELECT count() FROM films") == [(0,)]
     finally:
