@@ -5,6 +5,7 @@
 
 const COLORS = ["#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#6741d9", "#0b7285", "#e67700", "#5c940d", "#862e9c", "#364fc7"];
 const charts = {};
+const FETCH_TIMEOUT_MS = 60000; // the server gives up on ClickHouse after 30 s; this is a backstop
 
 function isoDay(date) { return date.toISOString().slice(0, 10); }
 
@@ -189,14 +190,19 @@ async function load(range) {
   setStatus(`loading ${range.from} … ${range.to}`);
   const query = new URLSearchParams(range).toString();
   let data;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
   try {
-    const response = await fetch(`/v1/analytics/dashboard?${query}`);
+    const response = await fetch(`/v1/analytics/dashboard?${query}`, { signal: controller.signal });
     data = await response.json();
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
   } catch (exc) {
-    setStatus(`could not load: ${exc.message}`, true);
+    const reason = exc.name === "AbortError" ? `no answer within ${FETCH_TIMEOUT_MS / 1000} s` : exc.message;
+    setStatus(`could not load: ${reason}`, true);
     document.body.dataset.state = "error";
     return;
+  } finally {
+    clearTimeout(timer);
   }
   kpis(data);
   drawTime(data);
