@@ -64,11 +64,7 @@ def prepare(settings: Settings, spec: PlantedTaste, reuse: bool) -> None:
 
 def bare_fit_seconds(settings: Settings) -> tuple[float, int]:
     """Seconds of a bare implicit fit on the same full matrix the pipeline fits (and its nnz)."""
-    conn = client(settings)
-    try:
-        dataset = build_dataset(load_interactions(conn, DATABASE), EventWeights())
-    finally:
-        conn.disconnect()
+    dataset = build_dataset(load_interactions(settings), EventWeights())
     params = ALSRecommender().params()
     matrix = dataset.matrix.astype(np.float32)
     with threadpool_limits(1, "blas"):

@@ -1,7 +1,7 @@
 """Load training data from ClickHouse in columnar numpy form.
 
-Millions of rows per retrain: the query returns numpy columns
-(`use_numpy`, clickhouse-driver's numpy extra) and the event type is turned
+Millions of rows per retrain: the query returns numpy columns (a `use_numpy`
+client, clickhouse-driver's numpy extra) and the event type is turned
 into its int8 code on the server, so no per-row Python object is built. Rows
 come from `interactions FINAL` so a re-delivered Kafka batch counts once.
 """
@@ -17,10 +17,11 @@ from clickhouse_driver import Client
 from app.recsys.dataset import Interactions
 from app.recsys.progress import Progress, no_progress
 from app.schema import EVENT_TYPES, FILM_EVENT_TYPES
+from app.settings import Settings
+from app.storage.clickhouse import client
 
 log = logging.getLogger(__name__)
 
-_NUMPY = {"use_numpy": True}
 _TYPE_ARRAY = "[" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + "]"
 _FILM_TYPES = "(" + ", ".join(f"'{t}'" for t in EVENT_TYPES if t in FILM_EVENT_TYPES) + ")"
 
@@ -62,19 +63,23 @@ def interactions_query(database: str, since: float | None, until: float | None) 
 
 
 def load_interactions(
-    conn: Client,
-    database: str,
+    settings: Settings,
     since: float | None = None,
     until: float | None = None,
     progress: Progress = no_progress,
 ) -> Interactions:
     """The deduplicated film events of the window, as columnar `Interactions`."""
+    database = settings.clickhouse_database
     query, params = interactions_query(database, since, until)
     started = time.perf_counter()
-    running = conn.execute_with_progress(query, params, columnar=True, settings=_NUMPY)
-    for rows_read, total_rows in running:
-        progress("load", int(rows_read), int(total_rows) or None)
-    result = running.get_result()
+    conn = client(settings, numpy=True)
+    try:
+        running = conn.execute_with_progress(query, params, columnar=True)
+        for rows_read, total_rows in running:
+            progress("load", int(rows_read), int(total_rows) or None)
+        result = running.get_result()
+    finally:
+        conn.disconnect()
     names = ("user_id", "film_id", "event_type", "ts", "watch_seconds", "duration_seconds", "rating")
     dtypes = (np.int64, np.int64, np.int8, np.float64, np.float32, np.float32, np.float32)
     if result:

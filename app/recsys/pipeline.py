@@ -167,8 +167,7 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
     weights = EventWeights()
     report.served_before = publish.current_version(conn)
     with report.stage("load"):
-        interactions = load_interactions(ch, settings.clickhouse_database, since=_window_start(ch, settings, config),
-                                         progress=progress)
+        interactions = load_interactions(settings, since=_window_start(ch, settings, config), progress=progress)
         films = load_films(ch, settings.clickhouse_database)
     with report.stage("matrix"):
         dataset = build_dataset(interactions, weights)

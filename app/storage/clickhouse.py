@@ -20,13 +20,18 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def client(settings: Settings, database: str | None = None) -> Client:
-    """A native-protocol client with timeouts on connect, send and receive."""
+def client(settings: Settings, database: str | None = None, numpy: bool = False) -> Client:
+    """A native-protocol client with timeouts on connect, send and receive.
+
+    `numpy=True` returns numpy columns (the trainer's bulk loads); the driver
+    only concatenates blocks as arrays when this is set on the client, not per query.
+    """
     timeout = settings.network_timeout_s
     kwargs = {
         "connect_timeout": timeout,
         "send_receive_timeout": max(timeout, 30.0),
         "sync_request_timeout": timeout,
+        "settings": {"use_numpy": True} if numpy else {},
     }
     url = settings.clickhouse_url
     if database is not None:
@@ -47,6 +52,7 @@ def _from_url(url: str, kwargs: dict) -> Client:
         connect_timeout=kwargs["connect_timeout"],
         send_receive_timeout=kwargs["send_receive_timeout"],
         sync_request_timeout=kwargs["sync_request_timeout"],
+        settings=kwargs["settings"],
     )
 
 
@@ -104,6 +110,44 @@ def migrations(database: str) -> list[str]:
             timings String
         ) ENGINE = ReplacingMergeTree(finished_at)
         ORDER BY version
+        """,
+        # Analyst views: daily activity per film and per user. Plain views over
+        # FINAL rather than materialized views: a materialized view sees every
+        # inserted block, so re-delivered batches would be counted twice, while
+        # these are exact (at the price of aggregating at query time; filter by
+        # day/film/user in the WHERE clause). 18.16-compatible (-If combinators).
+        f"""
+        CREATE VIEW IF NOT EXISTS {db}.film_daily AS
+        SELECT
+            toDate(ts) AS day,
+            film_id,
+            count() AS events,
+            countIf(event_type = 'play') AS plays,
+            uniqExactIf(user_id, event_type = 'play') AS viewers,
+            countIf(event_type = 'complete') AS completes,
+            countIf(event_type = 'rate') AS ratings,
+            sumIf(rating, event_type = 'rate') AS rating_sum,
+            countIf(event_type = 'impression') AS impressions,
+            countIf(event_type = 'click') AS clicks
+        FROM {db}.interactions FINAL
+        WHERE film_id > 0
+        GROUP BY day, film_id
+        """,
+        f"""
+        CREATE VIEW IF NOT EXISTS {db}.user_daily AS
+        SELECT
+            toDate(ts) AS day,
+            user_id,
+            count() AS events,
+            uniqExact(session_id) AS sessions,
+            countIf(event_type = 'play') AS plays,
+            uniqExactIf(film_id, event_type = 'play') AS films_played,
+            countIf(event_type = 'complete') AS completes,
+            countIf(event_type = 'rate') AS ratings,
+            min(ts) AS first_seen,
+            max(ts) AS last_seen
+        FROM {db}.interactions FINAL
+        GROUP BY day, user_id
         """,
     ]
 

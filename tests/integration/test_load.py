@@ -35,13 +35,8 @@ def test_load_is_columnar_deduplicated_and_codes_event_types(clickhouse_settings
     ]
     _insert(clickhouse_settings, rows)
     _insert(clickhouse_settings, rows[:2])  # a re-delivered Kafka batch
-    conn = client(clickhouse_settings)
-    try:
-        seen: list[tuple[int, int | None]] = []
-        loaded = load_interactions(conn, clickhouse_settings.clickhouse_database,
-                                   progress=lambda stage, done, total: seen.append((done, total)))
-    finally:
-        conn.disconnect()
+    seen: list[tuple[int, int | None]] = []
+    loaded = load_interactions(clickhouse_settings, progress=lambda stage, done, total: seen.append((done, total)))
 
     order = np.argsort(loaded.ts)
     assert len(loaded) == 3
@@ -56,20 +51,12 @@ def test_load_is_columnar_deduplicated_and_codes_event_types(clickhouse_settings
 
 def test_load_window_is_half_open(clickhouse_settings: Settings) -> None:
     _insert(clickhouse_settings, [(f"w{d}", 1, 10 + d, "play", T0 + d * DAY, 0.0, 0.0, 0.0) for d in range(5)])
-    conn = client(clickhouse_settings)
-    try:
-        loaded = load_interactions(conn, clickhouse_settings.clickhouse_database, since=T0 + DAY, until=T0 + 3 * DAY)
-    finally:
-        conn.disconnect()
+    loaded = load_interactions(clickhouse_settings, since=T0 + DAY, until=T0 + 3 * DAY)
     assert sorted(loaded.film_id.tolist()) == [11, 12]
 
 
 def test_empty_window_loads_empty_columns(clickhouse_settings: Settings) -> None:
-    conn = client(clickhouse_settings)
-    try:
-        loaded = load_interactions(conn, clickhouse_settings.clickhouse_database)
-    finally:
-        conn.disconnect()
+    loaded = load_interactions(clickhouse_settings)
     assert len(loaded) == 0 and loaded.ts.dtype == np.float64
 
 
