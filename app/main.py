@@ -47,6 +47,9 @@ app = CinerecApp(
     broker_request_timeout=max(settings.network_timeout_s * 6, 90.0),
     producer_request_timeout=max(settings.network_timeout_s * 6, 30.0),
     stream_wait_empty=False,
+    # Tables write a changelog message per update: without linger every one
+    # becomes its own produce request (profiled: half the worker time in send()).
+    producer_linger=0.01,
 )
 
 

@@ -36,15 +36,14 @@ def free_port() -> int:
 class WorkerProcess:
     """One `cinerec worker` child; `start()` returns once it is ready, `kill()` is a crash."""
 
-    def __init__(self, settings: Settings, logfile: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, logfile: Path) -> None:
         self.settings = settings.with_overrides(web_port=free_port())
         self.logfile = logfile
-        self.extra_env = extra_env or {}
         self.process: subprocess.Popen | None = None
         self._log_start = 0  # restarts append to the same log: look for "Ready" after this offset
 
     def start(self, timeout: float = 90.0) -> "WorkerProcess":
-        env = {**os.environ, **settings_env(self.settings), **self.extra_env}
+        env = {**os.environ, **settings_env(self.settings)}
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         with open(self.logfile, "ab") as out:
             self._log_start = out.tell()

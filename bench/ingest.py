@@ -105,8 +105,8 @@ async def group_done(settings: Settings) -> bool:
 
 def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, logdir: Path) -> float:
     """Start the workers, wait until everything is loaded; returns events/s."""
-    env = {"CINEREC_AGENTS": "loader,stats" if with_stats else "loader"}
-    procs = [WorkerProcess(settings, logdir / f"worker{i}.log", extra_env=env) for i in range(workers)]
+    procs = [WorkerProcess(settings.with_overrides(stats_enabled=with_stats), logdir / f"worker{i}.log")
+             for i in range(workers)]
     conn = client(settings)
     try:
         for worker in procs:
