@@ -48,6 +48,9 @@ class ClickHouse(LocalService):
     def argv(self) -> list[str]:
         return [server_binary() or "clickhouse-server", f"--config-file={self.dir / 'config.xml'}"]
 
+    def extra_listeners(self) -> list[str]:
+        return [f"http {self.host}:{HTTP_PORT}"]
+
     def failure_logs(self) -> Sequence[Path]:
         return [self.logfile, self.dir / "clickhouse-server.err.log"]
 

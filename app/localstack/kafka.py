@@ -55,6 +55,9 @@ class Kafka(LocalService):
     def controller_port(self) -> int:
         return self.port + 1
 
+    def extra_listeners(self) -> list[str]:
+        return [f"controller {self.host}:{self.controller_port}"]
+
     def installed(self) -> bool:
         return bool(shutil.which("java")) and self.stamp.is_file() and self.stamp.read_text().strip() == pom_digest()
 

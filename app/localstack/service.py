@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -110,6 +111,10 @@ class LocalService:
     def pid(self) -> int | None:
         return proc.owned_pid(self.pidfile, self.marker)
 
+    def extra_listeners(self) -> list[str]:
+        """Other addresses the server binds besides `address` (shown by the CLI)."""
+        return []
+
     def failure_logs(self) -> Sequence[Path]:
         return [self.logfile]
 
@@ -151,7 +156,7 @@ class LocalService:
         return self._await_answer()
 
     def _launch(self) -> None:
-        log.info("%s: starting `%s`", self.name, " ".join(self.argv()))
+        log.info("%s: starting %s", self.name, shlex.join(self.argv()))
         if self.daemonizes:
             proc.run(self.argv(), f"starting {self.name}", timeout=self.start_timeout_s)
         else:

@@ -19,8 +19,11 @@ def test_up_is_idempotent_and_status_reports_every_service() -> None:
     result = CliRunner().invoke(main, ["services", "up"])
     assert result.exit_code == 0, result.output
     assert {s.name: s.pid() for s in services(BASE)} == before  # nothing started or restarted
-    for line in result.output.splitlines():
+    service_lines = [line for line in result.output.splitlines() if line.split()[0] in before]
+    assert len(service_lines) == 3
+    for line in service_lines:
         assert "already running" in line or "external" in line, line
+    assert f"topic {BASE.topic_interactions}: exists" in result.output
 
     status = CliRunner().invoke(main, ["services", "status"])
     assert status.exit_code == 0, status.output
