@@ -1,9 +1,11 @@
 """The retrain gate and run configuration (the full pipeline: tests/integration/test_retrain.py)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from app.recsys.pipeline import RetrainConfig, gate
+from app.recsys.dataset import Interactions
+from app.recsys.pipeline import RetrainConfig, gate, sample_users
 
 
 def _metrics(ndcg: float, users: float = 50.0) -> dict[str, float]:
@@ -43,8 +45,23 @@ def test_gate_rejects_a_holdout_without_evaluable_users() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"holdout_days": 0}, {"window_days": 5, "holdout_days": 7}, {"k": 0}, {"max_drop": 1.0}, {"min_lift": -0.1}],
+    [{"holdout_days": 0}, {"window_days": 5, "holdout_days": 7}, {"k": 0}, {"max_drop": 1.0}, {"min_lift": -0.1},
+     {"eval_users": 0}],
 )
 def test_config_rejects_unusable_values(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         RetrainConfig(**kwargs)
+
+
+def test_sample_users_keeps_every_event_of_the_chosen_users() -> None:
+    users = np.repeat(np.arange(1, 101), 3)
+    events = Interactions.from_columns(
+        {"user_id": users, "film_id": np.arange(len(users)) + 1, "event_type": ["play"] * len(users),
+         "ts": np.arange(len(users), dtype=float)}
+    )
+    sample = sample_users(events, 10)
+    chosen = np.unique(sample.user_id)
+    assert len(chosen) == 10
+    assert len(sample) == 30  # all three events of each chosen user
+    assert np.array_equal(sample_users(events, 10).film_id, sample.film_id)  # fixed sample
+    assert sample_users(events, 100) is events and sample_users(events, None) is events
