@@ -38,5 +38,9 @@ run: migrate
 demo: migrate
 	$(BIN)/cinerec demo
 
+bench-serve: services
+	@command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python bench/serve.py $(BENCH_ARGS)
+
 clean: services-down
 	rm -rf .local
