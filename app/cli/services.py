@@ -32,16 +32,18 @@ def services() -> None:
 @click.argument("names", nargs=-1, type=NAMES)
 def up(names: tuple[str, ...]) -> None:
     """Install what is missing, start what is not running, wait until each answers."""
-    from app.localstack import ServiceError, services as local_services
+    from app.localstack import ServiceError, lifecycle_lock, services as local_services
 
+    settings = get_settings()
     started = time.monotonic()
     failed = []
-    for service in local_services(get_settings(), names):
-        try:
-            click.echo(_line(service.up(), service.extra_listeners()))
-        except ServiceError as exc:
-            failed.append(service.name)
-            click.echo(click.style(f"{service.name:11} FAILED    ", fg="red") + str(exc), err=True)
+    with lifecycle_lock(settings):
+        for service in local_services(settings, names):
+            try:
+                click.echo(_line(service.up(), service.extra_listeners()))
+            except ServiceError as exc:
+                failed.append(service.name)
+                click.echo(click.style(f"{service.name:11} FAILED    ", fg="red") + str(exc), err=True)
     if failed:
         raise click.ClickException(f"could not start: {', '.join(failed)} (see the log lines above)")
     if not names or "kafka" in names:
@@ -53,10 +55,12 @@ def up(names: tuple[str, ...]) -> None:
 @click.argument("names", nargs=-1, type=NAMES)
 def down(names: tuple[str, ...]) -> None:
     """Stop the processes `up` started (by pid); leave anything else alone."""
-    from app.localstack import services as local_services
+    from app.localstack import lifecycle_lock, services as local_services
 
-    for service in reversed(local_services(get_settings(), names)):
-        click.echo(_line(service.down()))
+    settings = get_settings()
+    with lifecycle_lock(settings):
+        for service in reversed(local_services(settings, names)):
+            click.echo(_line(service.down()))
 
 
 @services.command()

@@ -6,6 +6,7 @@ describe *what* to run, not *how* to babysit it.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -14,8 +15,9 @@ import socket
 import subprocess
 import time
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +165,27 @@ def stop(pid: int, timeout: float) -> bool:
         return False
     wait_for(lambda: not pid_alive(pid), 5.0, alive=lambda: True, interval=0.1)
     return True
+
+
+@contextmanager
+def exclusive(lockfile: Path, timeout: float) -> Iterator[None]:
+    """Hold an exclusive lock on `lockfile`: two `make test` runs calling
+    `services up` at once must not both start a server."""
+    lockfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(lockfile, "a") as fh:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ServiceError(f"another `cinerec services` holds {lockfile} for over {timeout:.0f}s") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def tail(path: Path, lines: int = 20) -> str:

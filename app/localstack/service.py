@@ -147,10 +147,10 @@ class LocalService:
         if pid is not None and self.answers():
             return Status(self.name, State.UP, self.address, f"already running (pid {pid})")
         if pid is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
             if not self.installed():
                 log.info("%s: installing", self.name)
                 self.install()
-            self.dir.mkdir(parents=True, exist_ok=True)
             self.prepare()
             self._launch()
         return self._await_answer()

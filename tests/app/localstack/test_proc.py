@@ -50,3 +50,13 @@ def test_tail_returns_the_last_lines(tmp_path: Path) -> None:
 def test_a_failing_setup_command_reports_its_output() -> None:
     with pytest.raises(proc.ServiceError, match=r"formatting failed \(exit 2\):\n  disk full"):
         proc.run([sys.executable, "-c", "import sys; print('disk full'); sys.exit(2)"], "formatting", timeout=30)
+
+
+def test_exclusive_lets_one_holder_in_at_a_time(tmp_path: Path) -> None:
+    lock = tmp_path / "services.lock"
+    with proc.exclusive(lock, timeout=1):
+        with pytest.raises(proc.ServiceError, match="another `cinerec services` holds"):
+            with proc.exclusive(lock, timeout=0.3):
+                pass
+    with proc.exclusive(lock, timeout=1):  # released after the first holder left
+        assert lock.exists()
