@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import click
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 NAMES = click.Choice(["kafka", "clickhouse", "redis"])
 
 
-def _line(status: "Status", extra: list[str] = ()) -> str:
+def _line(status: "Status", extra: Sequence[str] = ()) -> str:
     colour = {"up": "green", "external": "cyan", "starting": "yellow", "down": "red"}[status.state.value]
     state = click.style(f"{status.state.value:9}", fg=colour)
     also = f" [also {', '.join(extra)}]" if extra and status.state.value == "up" else ""
