@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,36 +22,44 @@ pytestmark = pytest.mark.integration
 
 async def test_kafka_round_trips_an_event(kafka_settings: Settings) -> None:
     s = kafka_settings
-    created = await ensure_topics(s, partitions=2)
-    assert sorted(created) == sorted([s.topic_interactions, s.topic_dlq])
     event = {"event_id": str(uuid.uuid4()), "user_id": 7, "film_id": 42, "event_type": "play"}
+    try:
+        created = await ensure_topics(s, partitions=2)
+        assert sorted(created) == sorted([s.topic_interactions, s.topic_dlq])
+        sent = await _produce(s, json.dumps(event).encode(), key=b"7")
+        message = await _consume_one(s)
+    finally:
+        await drop_topics(s)
+    assert (message.partition, message.offset) == (sent.partition, sent.offset)
+    assert message.key == b"7"
+    assert json.loads(message.value) == event
+
+
+async def _produce(s: Settings, value: bytes, key: bytes):
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=10_000)
     await producer.start()
     try:
-        sent = await asyncio.wait_for(
-            producer.send_and_wait(s.topic_interactions, json.dumps(event).encode(), key=b"7"), timeout=30
-        )
+        return await asyncio.wait_for(producer.send_and_wait(s.topic_interactions, value, key=key), timeout=30)
     finally:
         await producer.stop()
+
+
+async def _consume_one(s: Settings):
     consumer = AIOKafkaConsumer(
         s.topic_interactions, bootstrap_servers=s.kafka_bootstrap, group_id=s.app_id,
         auto_offset_reset="earliest", request_timeout_ms=10_000,
     )
     await consumer.start()
     try:
-        message = await asyncio.wait_for(consumer.getone(), timeout=60)
+        return await asyncio.wait_for(consumer.getone(), timeout=60)
     finally:
         await consumer.stop()
-    await drop_topics(s)
-    assert (message.partition, message.offset) == (sent.partition, sent.offset)
-    assert message.key == b"7"
-    assert json.loads(message.value) == event
 
 
 def _row(event_id: str) -> tuple:
     values = {
         "event_id": event_id, "user_id": 7, "film_id": 42, "event_type": "complete",
-        "ts": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc).replace(tzinfo=None),
+        "ts": datetime(2026, 1, 2, 3, 4, 5),  # naive = UTC: the server runs in UTC
         "session_id": "s1", "watch_seconds": 5400.0, "duration_seconds": 5400.0, "rating": 0.0,
         "source": "", "model_version": "", "position": -1,
     }
