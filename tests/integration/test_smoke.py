@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from app.schema import INTERACTION_COLUMNS
 from app.settings import Settings
@@ -35,7 +36,7 @@ async def test_kafka_round_trips_an_event(kafka_settings: Settings) -> None:
     assert json.loads(message.value) == event
 
 
-async def _produce(s: Settings, value: bytes, key: bytes):
+async def _produce(s: Settings, value: bytes, key: bytes) -> RecordMetadata:
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=10_000)
     await producer.start()
     try:
@@ -44,7 +45,7 @@ async def _produce(s: Settings, value: bytes, key: bytes):
         await producer.stop()
 
 
-async def _consume_one(s: Settings):
+async def _consume_one(s: Settings) -> ConsumerRecord:
     consumer = AIOKafkaConsumer(
         s.topic_interactions, bootstrap_servers=s.kafka_bootstrap, group_id=s.app_id,
         auto_offset_reset="earliest", request_timeout_ms=10_000,
