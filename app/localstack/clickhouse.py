@@ -29,6 +29,7 @@ class ClickHouse(LocalService):
     marker = "clickhouse-server"
     start_timeout_s = 60.0
     stop_timeout_s = 30.0
+    http_port = HTTP_PORT  # a throwaway second server (fault tests) sets its own
 
     def installed(self) -> bool:
         return server_binary() is not None
@@ -41,7 +42,7 @@ class ClickHouse(LocalService):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         render(
             "clickhouse/config.xml", self.dir / "config.xml",
-            dir=self.dir, host=self.host, tcp_port=self.port, http_port=HTTP_PORT,
+            dir=self.dir, host=self.host, tcp_port=self.port, http_port=self.http_port,
         )
         render("clickhouse/users.xml", self.dir / "users.xml")
 
@@ -49,7 +50,7 @@ class ClickHouse(LocalService):
         return [server_binary() or "clickhouse-server", f"--config-file={self.dir / 'config.xml'}"]
 
     def extra_listeners(self) -> list[str]:
-        return [f"http {self.host}:{HTTP_PORT}"]
+        return [f"http {self.host}:{self.http_port}"]
 
     def failure_logs(self) -> Sequence[Path]:
         return [self.logfile, self.dir / "clickhouse-server.err.log"]
