@@ -7,6 +7,7 @@ names and Faust app id, and a Redis database number chosen by the test module
 """
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from typing import Iterator
@@ -86,15 +87,31 @@ def redis_settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def kafka_settings() -> Settings:
-    """Settings with topic names and a Faust app id of their own."""
+def kafka_settings() -> Iterator[Settings]:
+    """Settings with topic names and a Faust app id of their own; the topics are
+    deleted afterwards (hundreds of leftover test partitions slow every broker start)."""
     require_service("kafka")
     suffix = uuid.uuid4().hex[:10]
-    return BASE.with_overrides(
+    settings = BASE.with_overrides(
         topic_interactions=f"interactions-{suffix}",
         topic_dlq=f"interactions-dlq-{suffix}",
         app_id=f"cinerec-test-{suffix}",
     )
+    yield settings
+    asyncio.run(drop_topics(settings))
+
+
+async def drop_topics(settings: Settings) -> None:
+    """Delete a test's topics: its interactions/DLQ pair and its Faust app's internal ones."""
+    from app.storage.kafka_admin import admin_client
+
+    async with admin_client(settings, timeout=10) as admin:
+        names = [
+            t for t in await admin.list_topics()
+            if t in (settings.topic_interactions, settings.topic_dlq) or t.startswith(f"{settings.app_id}-")
+        ]
+        if names:
+            await admin.delete_topics(names, timeout_ms=10_000)
 
 
 def pytest_configure(config: pytest.Config) -> None:

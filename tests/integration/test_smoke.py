@@ -16,7 +16,6 @@ from app.schema import INTERACTION_COLUMNS
 from app.settings import Settings
 from app.storage.clickhouse import client
 from app.storage.kafka_admin import ensure_topics
-from tests.integration.kafka_util import drop_topics
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +23,10 @@ pytestmark = pytest.mark.integration
 async def test_kafka_round_trips_an_event(kafka_settings: Settings) -> None:
     s = kafka_settings
     event = {"event_id": str(uuid.uuid4()), "user_id": 7, "film_id": 42, "event_type": "play"}
-    try:
-        created = await ensure_topics(s, partitions=2)
-        assert sorted(created) == sorted([s.topic_interactions, s.topic_dlq])
-        sent = await _produce(s, json.dumps(event).encode(), key=b"7")
-        message = await _consume_one(s)
-    finally:
-        await drop_topics(s)
+    created = await ensure_topics(s, partitions=2)
+    assert sorted(created) == sorted([s.topic_interactions, s.topic_dlq])
+    sent = await _produce(s, json.dumps(event).encode(), key=b"7")
+    message = await _consume_one(s)
     assert (message.partition, message.offset) == (sent.partition, sent.offset)
     assert message.key == b"7"
     assert json.loads(message.value) == event
