@@ -56,8 +56,8 @@ class ALSRecommender:
         self.iterations = int(iterations)
         self.random_state = int(random_state)
         self.show_progress = show_progress
-        self.users = IdMap(np.zeros(0, dtype=np.int64))
-        self.items = IdMap(np.zeros(0, dtype=np.int64))
+        self.users = IdMap.empty()
+        self.items = IdMap.empty()
         self.user_factors = np.zeros((0, self.factors), dtype=np.float32)
         self.item_factors = np.zeros((0, self.factors), dtype=np.float32)
         self._gram: np.ndarray | None = None
@@ -94,6 +94,15 @@ class ALSRecommender:
         self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
         self._gram = None
+
+    def with_factors(self, users: IdMap, items: IdMap, user_factors: np.ndarray, item_factors: np.ndarray) -> Self:
+        """A fitted model with these params and factors learned elsewhere (the Spark backend)."""
+        if user_factors.shape != (len(users), self.factors) or item_factors.shape != (len(items), self.factors):
+            raise ValueError(f"factors must be ({len(users)}, {self.factors}) and ({len(items)}, {self.factors}), "
+                             f"got {user_factors.shape} and {item_factors.shape}")
+        model = type(self)(**self.params())
+        model._set_factors(users, items, user_factors, item_factors)
+        return model
 
     @property
     def gram(self) -> np.ndarray:
@@ -150,16 +159,11 @@ class ALSRecommender:
         return fold_in(self.item_factors, self.gram, item_indices, self.alpha * conf, self.regularization)
 
     def save(self, directory: Path) -> None:
-        arrays = {"user_factors": self.user_factors, "item_factors": self.item_factors}
-        self.users.save(arrays, "user")
-        self.items.save(arrays, "item")
-        write_model(directory, self.name, self.params(), arrays)
+        write_model(directory, self, {"user_factors": self.user_factors, "item_factors": self.item_factors})
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        _, params, arrays = read_model(directory, cls.name)
-        model = cls(**params)
-        model._set_factors(
-            IdMap.load(arrays, "user"), IdMap.load(arrays, "item"), arrays["user_factors"], arrays["item_factors"]
-        )
+        saved = read_model(directory, cls.name)
+        model = cls(**saved.params)
+        model._set_factors(saved.users, saved.items, saved.arrays["user_factors"], saved.arrays["item_factors"])
         return model

@@ -8,6 +8,7 @@ name without pickle.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -45,12 +46,16 @@ class Recommender(Protocol):
     def params(self) -> dict[str, Any]: ...
 
 
-def write_model(directory: Path, name: str, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """Write `model.npz` + `meta.json`; meta last, so a directory with meta is complete."""
+def write_model(directory: Path, model: Recommender, arrays: dict[str, np.ndarray]) -> None:
+    """Write `model.npz` (arrays + the id maps) and `meta.json`; meta last, so a directory with meta is complete."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    arrays = dict(arrays)
+    model.users.save(arrays, "user")
+    model.items.save(arrays, "item")
     np.savez(directory / MODEL_FILE, **arrays)
-    (directory / META_FILE).write_text(json.dumps({"name": name, "params": params}, indent=2, sort_keys=True))
+    meta = {"name": model.name, "params": model.params()}
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
 
 def read_meta(directory: Path) -> dict[str, Any]:
@@ -61,15 +66,25 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return json.loads(meta_path.read_text())
 
 
-def read_model(directory: Path, expected_name: str | None = None) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
-    """(name, params, arrays) of a saved model; raises if it is another model or incomplete."""
+@dataclass(frozen=True)
+class SavedModel:
+    """What `read_model` found: constructor params, id maps and the model's own arrays."""
+
+    params: dict[str, Any]
+    users: IdMap
+    items: IdMap
+    arrays: dict[str, np.ndarray]
+
+
+def read_model(directory: Path, expected_name: str) -> SavedModel:
+    """A saved model of the expected kind; raises if it is another model or incomplete."""
     directory = Path(directory)
     meta = read_meta(directory)
-    if expected_name is not None and meta["name"] != expected_name:
+    if meta["name"] != expected_name:
         raise ValueError(f"{directory} holds a {meta['name']!r} model, not {expected_name!r}")
     with np.load(directory / MODEL_FILE, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
-    return meta["name"], meta["params"], arrays
+    return SavedModel(meta["params"], IdMap.load(arrays, "user"), IdMap.load(arrays, "item"), arrays)
 
 
 def check_indices(indices: np.ndarray, size: int, what: str) -> np.ndarray:

@@ -14,11 +14,16 @@ from app.recsys.dataset import DAY_S, Dataset, EventWeights, Interactions, build
 from app.recsys.metrics import compute_metrics, standard_metrics
 
 
-def time_holdout(interactions: Interactions, holdout_days: float) -> tuple[Interactions, Interactions]:
-    """(train, test) split at T = latest event - holdout_days."""
+def holdout_start(interactions: Interactions, holdout_days: float) -> float:
+    """T = latest event - holdout_days: events before T train, the rest test."""
     if holdout_days <= 0:
         raise ValueError(f"holdout_days must be > 0, got {holdout_days}")
-    return interactions.split_by_time(interactions.max_ts - holdout_days * DAY_S)
+    return interactions.max_ts - holdout_days * DAY_S
+
+
+def time_holdout(interactions: Interactions, holdout_days: float) -> tuple[Interactions, Interactions]:
+    """(train, test) split at `holdout_start`."""
+    return interactions.split_by_time(holdout_start(interactions, holdout_days))
 
 
 def per_user_last_fraction(interactions: Interactions, fraction: float = 0.2) -> tuple[Interactions, Interactions]:

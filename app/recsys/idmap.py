@@ -35,6 +35,11 @@ class IdMap:
             raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
         return cls(np.unique(arr.astype(np.int64, copy=False)))
 
+    @classmethod
+    def empty(cls) -> IdMap:
+        """The map of an unfitted model."""
+        return cls(np.zeros(0, dtype=np.int64))
+
     def __len__(self) -> int:
         return int(self.external.size)
 

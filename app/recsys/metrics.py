@@ -17,18 +17,18 @@ Ranking metrics are averaged over users; users with no relevant item are skipped
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
 
 @dataclass(frozen=True)
-class RankingMetric:
-    """A per-user metric of the hit pattern in the top K, averaged over users."""
+class Metric:
+    """A metric at cutoff K; `key` names it in result dicts (e.g. "ndcg@10")."""
 
     k: int
-    name: ClassVar[str] = "ranking"
+    name: ClassVar[str] = "metric"
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -37,6 +37,11 @@ class RankingMetric:
     @property
     def key(self) -> str:
         return f"{self.name}@{self.k}"
+
+
+@dataclass(frozen=True)
+class RankingMetric(Metric):
+    """A per-user metric of the hit pattern in the top K, averaged over users."""
 
     def per_user(self, hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
         """hits: bool (users, >=K) in rank order; n_relevant: (users,) > 0."""
@@ -90,46 +95,47 @@ class HitRate(RankingMetric):
 
 
 @dataclass(frozen=True)
-class Coverage:
-    """Share of the catalog that appears in anybody's top K."""
-
-    k: int
-    n_items: int
-    name: ClassVar[str] = "coverage"
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}@{self.k}"
+class CatalogMetric(Metric):
+    """A metric of the recommended items as a whole (not per user)."""
 
     def value(self, recommended: np.ndarray) -> float:
+        """recommended: item indices (users, >=K), -1 padded."""
+        raise NotImplementedError
+
+    def _top_items(self, recommended: np.ndarray) -> np.ndarray:
         top = recommended[:, : self.k]
-        return len(np.unique(top[top >= 0])) / self.n_items if self.n_items else 0.0
+        return top[top >= 0]
+
+
+@dataclass(frozen=True)
+class Coverage(CatalogMetric):
+    """Share of the catalog that appears in anybody's top K."""
+
+    n_items: int = field(kw_only=True)
+    name: ClassVar[str] = "coverage"
+
+    def value(self, recommended: np.ndarray) -> float:
+        return len(np.unique(self._top_items(recommended))) / self.n_items if self.n_items else 0.0
 
 
 @dataclass(frozen=True, eq=False)
-class Novelty:
+class Novelty(CatalogMetric):
     """Mean self-information -log2(share of training users) of recommended items: higher = less obvious."""
 
-    k: int
-    popularity_share: np.ndarray  # per item index, in (0, 1]
+    popularity_share: np.ndarray = field(kw_only=True)  # per item index, in (0, 1]
     name: ClassVar[str] = "novelty"
 
-    @property
-    def key(self) -> str:
-        return f"{self.name}@{self.k}"
-
     def value(self, recommended: np.ndarray) -> float:
-        top = recommended[:, : self.k]
-        items = top[top >= 0]
+        items = self._top_items(recommended)
         if not items.size:
             return 0.0
         share = np.clip(self.popularity_share[items], np.finfo(np.float64).tiny, 1.0)
         return float(np.mean(-np.log2(share)))
 
 
-def standard_metrics(k: int, n_items: int, popularity_share: np.ndarray) -> list:
+def standard_metrics(k: int, n_items: int, popularity_share: np.ndarray) -> list[Metric]:
     """The metric set every evaluation reports."""
-    return [Recall(k), NDCG(k), MAP(k), HitRate(k), Coverage(k, n_items), Novelty(k, popularity_share)]
+    return [Recall(k), NDCG(k), MAP(k), HitRate(k), Coverage(k, n_items=n_items), Novelty(k, popularity_share=popularity_share)]
 
 
 def hit_matrix(recommended: np.ndarray, relevant: Sequence[np.ndarray]) -> np.ndarray:
@@ -151,7 +157,9 @@ def hit_matrix(recommended: np.ndarray, relevant: Sequence[np.ndarray]) -> np.nd
     return (recommended >= 0) & (keys[pos] == rec_keys)
 
 
-def compute_metrics(recommended: np.ndarray, relevant: Sequence[np.ndarray], metrics: Sequence) -> dict[str, float]:
+def compute_metrics(
+    recommended: np.ndarray, relevant: Sequence[np.ndarray], metrics: Sequence[Metric]
+) -> dict[str, float]:
     """Every metric in `metrics` over users with at least one relevant item (others skipped)."""
     recommended = np.asarray(recommended, dtype=np.int64).reshape(len(relevant), -1)
     n_relevant = np.fromiter((len(np.unique(r)) for r in relevant), dtype=np.int64, count=len(relevant))
@@ -162,7 +170,9 @@ def compute_metrics(recommended: np.ndarray, relevant: Sequence[np.ndarray], met
     for metric in metrics:
         if isinstance(metric, RankingMetric):
             out[metric.key] = float(metric.per_user(hits, n_relevant[keep]).mean()) if keep.any() else 0.0
-        else:
+        elif isinstance(metric, CatalogMetric):
             out[metric.key] = metric.value(recommended)
+        else:
+            raise TypeError(f"not a ranking or catalog metric: {metric!r}")
     out["users"] = float(keep.sum())
     return out

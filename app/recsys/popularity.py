@@ -27,8 +27,8 @@ class _ItemScoreRecommender:
     name = "item-score"
 
     def __init__(self) -> None:
-        self.users = IdMap(np.zeros(0, dtype=np.int64))
-        self.items = IdMap(np.zeros(0, dtype=np.int64))
+        self.users = IdMap.empty()
+        self.items = IdMap.empty()
         self.item_scores = np.zeros(0, dtype=np.float32)
 
     def fit(self, dataset: Dataset) -> Self:
@@ -83,17 +83,14 @@ class _ItemScoreRecommender:
         raise NotImplementedError
 
     def save(self, directory: Path) -> None:
-        arrays: dict[str, np.ndarray] = {"item_scores": self.item_scores}
-        self.users.save(arrays, "user")
-        self.items.save(arrays, "item")
-        write_model(directory, self.name, self.params(), arrays)
+        write_model(directory, self, {"item_scores": self.item_scores})
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        _, params, arrays = read_model(directory, cls.name)
-        model = cls(**params)
-        model.users, model.items = IdMap.load(arrays, "user"), IdMap.load(arrays, "item")
-        model.item_scores = arrays["item_scores"].astype(np.float32)
+        saved = read_model(directory, cls.name)
+        model = cls(**saved.params)
+        model.users, model.items = saved.users, saved.items
+        model.item_scores = saved.arrays["item_scores"].astype(np.float32)
         return model
 
 
