@@ -1,0 +1,82 @@
+"""Ingestion under faults: ClickHouse down while events flow, worker killed with SIGKILL.
+
+Either way every event must end up visible exactly once (by event_id, FINAL).
+The ClickHouse outage uses a throwaway server of its own on free ports, so the
+shared one (and the other tests) are not disturbed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.localstack import proc
+from app.localstack.clickhouse import ClickHouse
+from app.storage.clickhouse import migrate
+from app.worker_process import WorkerProcess, free_port
+from tests.integration.ingest_support import (
+    count_final, make_events, messages_of, produce, stored_event_ids, wait_for_count,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.redis_db(9)]
+
+
+@pytest.fixture
+def throwaway_clickhouse(kafka_settings, tmp_path: Path):
+    """A ClickHouse server of this test only (own dir, TCP and HTTP ports), stopped at the end."""
+    port = free_port()
+    settings = kafka_settings.with_overrides(
+        local_dir=tmp_path / "local", clickhouse_url=f"clickhouse://default@127.0.0.1:{port}/cinerec_fault",
+    )
+    server = ClickHouse(settings)
+    server.http_port = free_port()
+    server.up()
+    migrate(settings)
+    yield server
+    server.down()
+
+
+def _settings(base, **changes):
+    return base.with_overrides(loader_batch_max=50, loader_batch_within_s=0.2, stats_enabled=False, **changes)
+
+
+def _log_has(path: Path, text: str) -> bool:
+    return text in path.read_text(errors="replace")
+
+
+async def test_clickhouse_outage_loses_and_duplicates_nothing(throwaway_clickhouse, tmp_path: Path) -> None:
+    settings = _settings(throwaway_clickhouse.settings)
+    events = make_events(1200, seed=11)
+    first, second = events[:600], events[600:]
+    log = tmp_path / "worker.log"
+    with WorkerProcess(settings, log) as worker:
+        await produce(settings, messages_of(first))
+        assert wait_for_count(settings, 100, timeout=60, alive=worker.alive) >= 100
+        throwaway_clickhouse.down()
+        await produce(settings, messages_of(second))
+        # the loader keeps the batch and retries with backoff while ClickHouse is away
+        assert proc.wait_for(lambda: _log_has(log, "ClickHouse insert of"), 60, alive=worker.alive), \
+            "the loader never reported a failed insert while ClickHouse was down"
+        throwaway_clickhouse.up()
+        seen = wait_for_count(settings, len(events), timeout=120, alive=worker.alive)
+    assert seen == len(events)
+    assert sorted(stored_event_ids(settings)) == sorted(e.event_id for e in events)
+
+
+async def test_worker_killed_mid_stream_redelivers_without_visible_duplicates(
+    clickhouse_settings, kafka_settings, tmp_path: Path
+) -> None:
+    settings = _settings(kafka_settings, clickhouse_url=clickhouse_settings.clickhouse_url)
+    events = make_events(3000, seed=12)
+    first = WorkerProcess(settings, tmp_path / "worker1.log").start()
+    try:
+        await produce(settings, messages_of(events))
+        assert wait_for_count(settings, 300, timeout=60, alive=first.alive) >= 300
+    finally:
+        first.kill()  # no graceful shutdown: uncommitted offsets are re-delivered
+    assert count_final(settings) < len(events), "the worker finished before it was killed; nothing tested"
+    with WorkerProcess(settings, tmp_path / "worker2.log") as second:
+        # the dead member leaves the group only after its session times out
+        seen = wait_for_count(settings, len(events), timeout=240, alive=second.alive)
+    assert seen == len(events)
+    assert sorted(stored_event_ids(settings)) == sorted(e.event_id for e in events)
