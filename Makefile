@@ -38,6 +38,10 @@ run: migrate
 demo: migrate
 	$(BIN)/cinerec demo
 
+# e.g. make bench-ingest BENCH_ARGS="--events 200000 --with-stats --workers 2"
+bench-ingest: services
+	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
+
 bench-serve: services
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python bench/serve.py $(BENCH_ARGS)
