@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= test,bench
 
-.PHONY: venv services services-down status migrate browser test run demo bench-ingest bench-train bench-quality bench-serve clean
+.PHONY: venv services services-down status migrate browser test run demo demo-down bench-ingest bench-train bench-quality bench-serve clean
 
 venv: $(VENV)/.installed
 
@@ -36,7 +36,11 @@ run: migrate
 	$(BIN)/honcho start
 
 demo: migrate
-	$(BIN)/cinerec demo
+	$(BIN)/cinerec demo $(DEMO_ARGS)
+
+demo-down: venv
+	$(BIN)/cinerec demo --stop
+	$(BIN)/cinerec services down
 
 # e.g. make bench-ingest BENCH_ARGS="--events 200000 --with-stats --workers 2"
 bench-ingest: services

@@ -1,0 +1,208 @@
+"""`cinerec demo`: the whole platform on this machine, end to end, in one command.
+
+Steps (each prints what it does): topics -> Procfile processes in the
+background (worker with agents + web, Celery beat, trainer) -> simulated
+history through Kafka into ClickHouse -> a foreground retrain that publishes
+to Redis -> a brand-new viewer whose plays arrive after training (fold-in) ->
+live sessions shown the served recommendations (funnel data for the
+dashboard) -> the URLs to try. `cinerec demo --stop` stops the Procfile processes.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import click
+
+from app.cli import main
+from app.settings import REPO_ROOT, Settings, get_settings
+
+PROCFILE_MARKER = "honcho"
+NEW_VIEWER_ID = 9_000_001
+
+
+def _paths(settings: Settings) -> tuple[Path, Path]:
+    folder = settings.local_dir / "demo"
+    return folder / "procfile.log", folder / "procfile.pid"
+
+
+def _get_json(url: str, timeout: float) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our own local URL)
+        return json.loads(response.read())
+
+
+def _step(text: str) -> None:
+    click.secho(f"==> {text}", fg="cyan", bold=True)
+
+
+def start_procfile(settings: Settings) -> int:
+    """Start `honcho start` (Procfile) in the background unless ours already runs."""
+    from app.localstack import proc
+
+    logfile, pidfile = _paths(settings)
+    pid = proc.owned_pid(pidfile, PROCFILE_MARKER)
+    if pid is not None:
+        click.echo(f"    Procfile processes already running (pid {pid}), log {logfile}")
+        return pid
+    honcho = Path(REPO_ROOT / ".venv" / "bin" / "honcho")
+    argv = [str(honcho) if honcho.exists() else "honcho", "start", "-f", str(REPO_ROOT / "Procfile")]
+    pid = proc.spawn(argv, logfile, pidfile, cwd=REPO_ROOT)
+    click.echo(f"    started worker, beat, trainer (honcho pid {pid}), log {logfile}")
+    return pid
+
+
+def wait_ready(settings: Settings, timeout: float = 180.0) -> None:
+    """Wait until the worker's web answers /health (the agents run once it does)."""
+    from app.localstack import proc
+
+    logfile, pidfile = _paths(settings)
+    url = f"{settings.web_url}/health"
+
+    def healthy() -> bool:
+        try:
+            return _get_json(url, 2.0).get("status") == "ok"
+        except (OSError, ValueError):
+            return False
+
+    alive = lambda: proc.owned_pid(pidfile, PROCFILE_MARKER) is not None  # noqa: E731
+    if not proc.wait_for(healthy, timeout, alive=alive, interval=1.0):
+        raise click.ClickException(f"worker did not answer {url} within {timeout:.0f}s; log:\n{proc.tail(logfile, 30)}")
+
+
+def loaded_count(settings: Settings) -> int:
+    """Distinct events visible to readers (ReplacingMergeTree read FINAL)."""
+    from app.storage.clickhouse import client
+
+    conn = client(settings)
+    try:
+        return conn.execute("SELECT count() FROM interactions FINAL")[0][0]
+    finally:
+        conn.disconnect()
+
+
+def wait_loaded(settings: Settings, before: int, sent: int, timeout: float = 600.0) -> int:
+    """Poll ClickHouse until the `sent` new events are visible on top of `before`."""
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + timeout
+    with tqdm(total=sent, desc="loaded into ClickHouse", unit="ev", leave=True) as bar:
+        while True:
+            new = loaded_count(settings) - before
+            bar.update(max(0, min(new, sent) - bar.n))
+            if new >= sent:
+                return new
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"only {new} of {sent} events reached ClickHouse in {timeout:.0f}s")
+            time.sleep(1.0)
+
+
+async def _new_viewer(settings: Settings, film_ids: list[int]) -> None:
+    from app.events import Event, new_event_id
+    from app.producer import EventProducer
+
+    now = time.time()
+    async with EventProducer(settings) as producer:
+        await producer.send_many(
+            Event(new_event_id(), NEW_VIEWER_ID, film, kind, now - 60 + i, session_id="demo-new-viewer")
+            for i, film in enumerate(film_ids)
+            for kind in ("play", "complete")
+        )
+
+
+def first_genre_films(settings: Settings, n: int = 3) -> list[int]:
+    """A few popular films sharing one genre: what a new viewer with a clear taste watches."""
+    from app.storage.clickhouse import client
+
+    conn = client(settings)
+    try:
+        rows = conn.execute(
+            "SELECT film_id, genres FROM films FINAL WHERE length(genres) > 0 ORDER BY film_id LIMIT 2000"
+        )
+    finally:
+        conn.disconnect()
+    genre = rows[0][1][0]
+    return [film for film, genres in rows if genres and genres[0] == genre][:n]
+
+
+def wait_foldin(settings: Settings, timeout: float = 30.0) -> dict:
+    url = f"{settings.web_url}/v1/users/{NEW_VIEWER_ID}/recommendations?limit=5"
+    deadline = time.monotonic() + timeout
+    answer: dict = {}
+    while time.monotonic() < deadline:
+        answer = _get_json(url, 5.0)
+        if answer.get("source") == "foldin":
+            break
+        time.sleep(1.0)
+    return answer
+
+
+@main.command()
+@click.option("--users", default=3_000, show_default=True, type=click.IntRange(min=10))
+@click.option("--films", default=800, show_default=True, type=click.IntRange(min=10))
+@click.option("--events", default=200_000, show_default=True, type=click.IntRange(min=1_000))
+@click.option("--live-events", default=5_000, show_default=True, type=click.IntRange(min=0))
+@click.option("--stop", is_flag=True, help="Stop the Procfile processes the demo started, and exit.")
+def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> None:
+    """Run the platform end to end on simulated traffic and print the URLs to try."""
+    from app.localstack import proc
+    from app.recsys import pipeline
+    from app.recsys.progress import TqdmProgress
+    from app.simulate import run as simulate
+    from app.storage.kafka_admin import ensure_topics
+
+    settings = get_settings()
+    if stop:
+        pid = proc.owned_pid(_paths(settings)[1], PROCFILE_MARKER)
+        if pid is not None:
+            proc.stop(pid, 30.0)
+        click.echo("demo: Procfile processes stopped" if pid else "demo: nothing was running")
+        return
+    _step(f"topics {settings.topic_interactions}, {settings.topic_dlq} ({settings.topic_partitions} partitions)")
+    asyncio.run(ensure_topics(settings))
+    _step("Procfile processes: worker (Faust agents + web), beat, trainer")
+    start_procfile(settings)
+    wait_ready(settings)
+    _step(f"simulated history: {users} users, {films} films, {events} events through Kafka")
+    before = loaded_count(settings)
+    summary = asyncio.run(simulate(settings, users, films, events, seed=0, days=30.0))
+    wait_loaded(settings, before, summary.messages_sent - summary.bad_messages)
+    _step("retrain: ALS vs Popular on a time holdout, gate, publish to Redis")
+    progress = TqdmProgress()
+    with pipeline.retrain_lock(settings) as acquired:
+        if not acquired:
+            raise click.ClickException("a retrain is already running (lock:retrain); run the demo again when it ends")
+        try:
+            report = pipeline.retrain(settings, pipeline.RetrainConfig(), progress=progress)
+        finally:
+            progress.close()
+    click.echo(f"    {report.version}: {report.status}: {report.reason}")
+    for name in ("ndcg@10", "recall@10", "map@10"):
+        click.echo(f"    {name:10} als {report.metrics.get(name, float('nan')):.4f}   "
+                   f"popular {report.baseline_metrics.get(name, float('nan')):.4f}")
+    _step(f"a new viewer (user {NEW_VIEWER_ID}) plays films after training: fold-in at request time")
+    asyncio.run(_new_viewer(settings, first_genre_films(settings)))
+    answer = wait_foldin(settings)
+    click.echo(f"    source={answer.get('source')} items={[i['film_id'] for i in answer.get('items', [])]}")
+    if live_events:
+        _step(f"live sessions shown the served recommendations ({live_events} events)")
+        asyncio.run(simulate(settings, users, films, live_events, seed=1, service_url=settings.web_url))
+    base = settings.web_url
+    _step("try these")
+    for label, path in (
+        ("warm user", "/v1/users/1/recommendations?limit=10"),
+        ("new viewer (fold-in)", f"/v1/users/{NEW_VIEWER_ID}/recommendations?limit=10"),
+        ("unknown user (trending)", "/v1/users/123456789/recommendations?limit=10"),
+        ("similar films", "/v1/films/1/similar?limit=10"),
+        ("popular", "/v1/films/popular?limit=10"),
+        ("trending", "/v1/films/trending?limit=10"),
+        ("served model", "/v1/models/current"),
+        ("dashboard", "/dashboard"),
+        ("metrics", "/metrics"),
+        ("readiness", "/ready"),
+    ):
+        click.echo(f"    {label:24} curl -s {base}{path}")
+    click.echo(f"    report                   .venv/bin/cinerec report --from <YYYY-MM-DD> --to <YYYY-MM-DD>")
+    click.echo("    stop                     make demo-down   (Procfile processes and services)")
