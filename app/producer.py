@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from types import TracebackType
 from typing import AsyncIterable, AsyncIterator, Iterable
 
@@ -24,13 +25,16 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Deliveries awaited together: bounds memory while keeping the pipeline full.
+# Messages in flight at most: bounds memory while keeping the pipeline full.
 WINDOW = 5_000
 
 
 def message_key(user_id: int) -> bytes:
     """The Kafka key of a user's events (DESIGN.md: key = user id)."""
     return str(user_id).encode()
+
+
+Message = tuple[bytes | None, bytes]
 
 
 def to_message(event: Event) -> tuple[bytes, bytes]:
@@ -95,27 +99,26 @@ class EventProducer:
         """Events pipelined in batches; returns how many were acknowledged."""
         return await self.send_messages(map(to_message, events))
 
-    async def send_messages(self, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
-        """(key, value) pairs pipelined: enqueue a window, then await its acks."""
-        pending: list[asyncio.Future] = []
+    async def send_messages(self, messages: Iterable[Message] | AsyncIterable[Message]) -> int:
+        """(key, value) pairs pipelined: at most WINDOW unacknowledged at a time.
+
+        Returns how many were acknowledged; raises ProducerError on the first failure.
+        """
+        pending: deque[asyncio.Future] = deque()
         count = 0
-        for key, value in messages:
+        async for key, value in messages if isinstance(messages, AsyncIterable) else _as_async(messages):
             pending.append(await self._producer.send(self.topic, value=value, key=key))
             if len(pending) >= WINDOW:
-                count += await self._drain(pending)
-        count += await self._drain(pending)
+                await self._await(pending.popleft())
+                count += 1
+        while pending:
+            await self._await(pending.popleft())
+            count += 1
+        self.sent += count
         return count
 
     async def flush(self) -> None:
         await asyncio.wait_for(self._producer.flush(), timeout=max(self._timeout_s * 6, 30.0))
-
-    async def _drain(self, pending: list[asyncio.Future]) -> int:
-        for future in pending:
-            await self._await(future)
-        n = len(pending)
-        self.sent += n
-        pending.clear()
-        return n
 
     async def _await(self, future: asyncio.Future) -> None:
         try:
@@ -124,23 +127,22 @@ class EventProducer:
             raise ProducerError(f"Kafka did not acknowledge a message on {self.topic}: {exc!r}") from None
 
 
-Message = tuple[bytes | None, bytes]
-
-
 async def _as_async(items: Iterable[Message]) -> AsyncIterator[Message]:
     for item in items:
         yield item
 
 
-async def _chunks(items: Iterable[Message] | AsyncIterable[Message], size: int) -> AsyncIterator[list[Message]]:
-    chunk: list[Message] = []
-    async for item in items if isinstance(items, AsyncIterable) else _as_async(items):
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+async def _paced(
+    messages: Iterable[Message] | AsyncIterable[Message], rate: float, bar: tqdm
+) -> AsyncIterator[Message]:
+    """The messages, counted on the progress bar, held back to `rate` per second when > 0."""
+    started, n = time.monotonic(), 0
+    async for message in messages if isinstance(messages, AsyncIterable) else _as_async(messages):
+        if rate and (ahead := started + n / rate - time.monotonic()) > 0.005:
+            await asyncio.sleep(ahead)
+        yield message
+        n += 1
+        bar.update(1)
 
 
 async def produce_messages(
@@ -158,16 +160,9 @@ async def produce_messages(
     """
     if rate < 0:
         raise ValueError(f"rate must be >= 0 messages/s, got {rate}")
-    chunk = max(1, int(rate / 10)) if rate else WINDOW
-    sent, started = 0, time.monotonic()
     with tqdm(total=total, desc=desc, unit="ev", disable=not progress, mininterval=1.0) as bar:
         async with EventProducer(settings) as producer:
-            async for batch in _chunks(messages, chunk):
-                sent += await producer.send_messages(batch)
-                bar.update(len(batch))
-                if rate:
-                    await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
-    return sent
+            return await producer.send_messages(_paced(messages, rate, bar))
 
 
 def produce_sync(settings: Settings, events: Iterable[Event], topic: str | None = None) -> int:

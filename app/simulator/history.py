@@ -28,7 +28,9 @@ _BEFORE_S, _AFTER_S = 60.0, 150.0
 MAX_SESSION_S = 5.0 + MAX_ENGAGEMENTS * (_BEFORE_S + MAX_FILM_S + _AFTER_S)
 SOURCES: tuple[str, ...] = ("", "home")
 _TYPE = {name: code for code, name in enumerate(EVENT_TYPES)}
+# Byte -> its two hex digits as two UCS-4 code points packed in one uint64.
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8).astype(np.uint32)
+_BYTE_HEX = np.stack([_HEX[np.arange(256) >> 4], _HEX[np.arange(256) & 0x0F]], axis=1).copy().view(np.uint64).ravel()
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,10 @@ def uuid4_strings(rng: np.random.Generator, n: int) -> np.ndarray:
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
     # Built as UCS-4 code points so the array is viewed as str without a conversion.
-    digits = np.empty((n, 32), dtype=np.uint32)
-    digits[:, 0::2] = _HEX[raw >> 4]
-    digits[:, 1::2] = _HEX[raw & 0x0F]
-    out = np.full((n, 36), ord("-"), dtype=np.uint32)
-    for src, dst in ((0, 0), (8, 9), (12, 14), (16, 19), (20, 24)):
-        width = 12 if src == 20 else (8 if src == 0 else 4)
+    digits = _BYTE_HEX[raw].view(np.uint32)
+    out = np.empty((n, 36), dtype=np.uint32)
+    out[:, [8, 13, 18, 23]] = ord("-")
+    for src, dst, width in ((0, 0, 8), (8, 9, 4), (12, 14, 4), (16, 19, 4), (20, 24, 12)):
         out[:, dst : dst + width] = digits[:, src : src + width]
     return out.view("<U36").ravel()
 
@@ -213,7 +213,7 @@ def _session_batch(world: World, rng: np.random.Generator, n_sessions: int) -> d
     rows = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     order = np.lexsort((rows["ts"], rows["sess"]))
     rows = {name: column[order] for name, column in rows.items()}
-    rows["session_id"] = uuid4_strings(rng, n_sessions)[rows.pop("sess")]
+    rows["session_ids"] = uuid4_strings(rng, n_sessions)
     return rows
 
 
@@ -229,11 +229,16 @@ def generate_events(world: World, n_events: int, rng: np.random.Generator, ids_r
         batches.append(batch)
         total += len(batch["ts"])
         per_session = max(len(batch["ts"]) / n_sessions, 1.0)
-    names = ("ts", "type", "user", "film", "watch", "dur", "rating", "position", "source", "session_id")
+    # Session numbers made global across batches; their id strings are looked up once at the end.
+    first_session = np.cumsum([0] + [len(b["session_ids"]) for b in batches])
+    for batch, offset in zip(batches, first_session):
+        batch["sess"] = batch["sess"] + offset
+    names = ("ts", "type", "user", "film", "watch", "dur", "rating", "position", "source", "sess")
     rows = {
-        name: np.concatenate([b[name] for b in batches])[:n_events] if batches else np.empty(0)
+        name: np.concatenate([b[name] for b in batches])[:n_events] if batches else np.empty(0, np.int64)
         for name in names
     }
+    session_ids = np.concatenate([b["session_ids"] for b in batches]) if batches else np.empty(0, "U36")
     lo, hi = np.ceil(world.window_start * 1000) / 1000, np.floor(world.window_end * 1000) / 1000
     ts = np.clip(np.round(rows["ts"] * 1000) / 1000, lo, hi)
     order = np.argsort(ts, kind="stable")
@@ -245,7 +250,7 @@ def generate_events(world: World, n_events: int, rng: np.random.Generator, ids_r
         film_id=np.where(film >= 0, world.catalog.film_ids[np.maximum(film, 0)], 0),
         event_type=np.array(EVENT_TYPES)[rows["type"][order].astype(np.int64)],
         ts=ts[order],
-        session_id=rows["session_id"][order],
+        session_id=session_ids[rows["sess"][order]],
         watch_seconds=rows["watch"][order].astype(float),
         duration_seconds=rows["dur"][order].astype(float),
         rating=rows["rating"][order].astype(float),
