@@ -90,16 +90,19 @@ class ALSRecommender:
         return self
 
     def _set_factors(self, users: IdMap, items: IdMap, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
+        expected = ((len(users), self.factors), (len(items), self.factors))
+        if (np.shape(user_factors), np.shape(item_factors)) != expected:
+            raise ValueError(
+                f"factors of shape {np.shape(user_factors)}/{np.shape(item_factors)} do not match "
+                f"{len(users)} users / {len(items)} items x {self.factors} factors"
+            )
         self.users, self.items = users, items
         self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
         self._gram = None
 
     def with_factors(self, users: IdMap, items: IdMap, user_factors: np.ndarray, item_factors: np.ndarray) -> Self:
-        """A fitted model with these params and factors learned elsewhere (the Spark backend)."""
-        if user_factors.shape != (len(users), self.factors) or item_factors.shape != (len(items), self.factors):
-            raise ValueError(f"factors must be ({len(users)}, {self.factors}) and ({len(items)}, {self.factors}), "
-                             f"got {user_factors.shape} and {item_factors.shape}")
+        """A fitted model with these params and factors learned elsewhere (the Spark backend, a saved model)."""
         model = type(self)(**self.params())
         model._set_factors(users, items, user_factors, item_factors)
         return model
@@ -164,6 +167,6 @@ class ALSRecommender:
     @classmethod
     def load(cls, directory: Path) -> Self:
         saved = read_model(directory, cls.name)
-        model = cls(**saved.params)
-        model._set_factors(saved.users, saved.items, saved.arrays["user_factors"], saved.arrays["item_factors"])
-        return model
+        return cls(**saved.params).with_factors(
+            saved.users, saved.items, saved.arrays["user_factors"], saved.arrays["item_factors"]
+        )

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.recsys.idmap import IdMap
-from app.schema import EVENT_TYPES, NO_RATING
+from app.schema import EVENT_TYPES, NO_RATING, WATCH_EVENT_TYPES
 
 DAY_S = 86_400.0
 REQUIRED_COLUMNS = ("user_id", "film_id", "event_type", "ts")
@@ -168,7 +168,7 @@ class EventWeights:
     def weights(self, interactions: Interactions) -> np.ndarray:
         """Per-event weight, float32, vectorised."""
         w = self.base_table()[interactions.event_type]
-        watch = np.isin(interactions.event_type, [_EVENT_CODES[t] for t in ("play", "progress", "complete")])
+        watch = np.isin(interactions.event_type, [_EVENT_CODES[t] for t in WATCH_EVENT_TYPES])
         has_duration = watch & (interactions.duration_seconds > 0)
         if self.completion_bonus and has_duration.any():
             frac = np.zeros(len(interactions), dtype=np.float32)

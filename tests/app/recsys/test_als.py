@@ -89,3 +89,11 @@ def test_bad_input_raises(split, als):
         als.recommend_vectors(np.zeros((2, 8)), 5, seen=split[0].matrix)
     with pytest.raises(ValueError):
         ALSRecommender(factors=0)
+
+
+def test_with_factors_builds_a_fitted_copy_and_checks_shapes(als):
+    copy = als.with_factors(als.users, als.items, als.user_factors, als.item_factors)
+    assert copy is not als and copy.params() == als.params()
+    np.testing.assert_array_equal(copy.similar_items(np.arange(3), 4)[0], als.similar_items(np.arange(3), 4)[0])
+    with pytest.raises(ValueError, match="do not match"):
+        als.with_factors(als.users, als.items, als.user_factors[:, :2], als.item_factors)
