@@ -50,5 +50,9 @@ bench-serve: services
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python bench/serve.py $(BENCH_ARGS)
 
+# offline model quality on MovieLens; BENCH_ARGS=--tune reruns the ALS grid
+bench-quality: venv
+	$(BIN)/python bench/quality.py $(BENCH_ARGS)
+
 clean: services-down
 	rm -rf .local
