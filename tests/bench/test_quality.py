@@ -1,0 +1,46 @@
+"""The MovieLens loader of bench/quality.py: what it refuses and what it drops."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.schema import EVENT_TYPES
+
+_SPEC = importlib.util.spec_from_file_location("bench_quality", Path(__file__).parents[2] / "bench" / "quality.py")
+quality = importlib.util.module_from_spec(_SPEC)
+sys.modules[_SPEC.name] = quality  # dataclasses look their module up there
+_SPEC.loader.exec_module(quality)
+
+MOVIES = "movieId,title,genres\n1,Toy Story (1995),Animation\n2,Jumanji (1995),Adventure\n"
+
+
+def write(tmp_path: Path, ratings: str) -> Path:
+    (tmp_path / "movies.csv").write_text(MOVIES)
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + ratings)
+    return tmp_path
+
+
+def test_loads_ratings_as_rate_events_on_the_ten_point_scale_and_drops_unknown_films(tmp_path):
+    # the last line has no newline and a film movies.csv does not know (as in the shared copy)
+    data = write(tmp_path, "1,1,4.5,964982703\n1,2,0.5,964982704\n999,999999,5.0,1493846415")
+    interactions, dropped = quality.load_movielens(data)
+    assert dropped == 1
+    assert interactions.film_id.tolist() == [1, 2]
+    assert interactions.rating.tolist() == [9.0, 1.0]
+    assert {EVENT_TYPES[c] for c in interactions.event_type} == {"rate"}
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [("1,1,4.0", "cannot parse"), ("1,x,4.0,964982703", "cannot parse"), ("1,1,7.0,964982703", "rating"),
+     ("1,1,4.0,964982703,9", "rating")],
+)
+def test_refuses_malformed_lines_with_their_line_number(tmp_path, line, problem):
+    with pytest.raises(quality.DataError, match=f"ratings.csv:2: .*{problem}"):
+        quality.load_movielens(write(tmp_path, line + "\n"))
+
+
+def test_missing_folder_names_the_option(tmp_path):
+    with pytest.raises(quality.DataError, match="--data"):
+        quality.load_movielens(tmp_path / "nowhere")
