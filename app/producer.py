@@ -117,9 +117,6 @@ class EventProducer:
         self.sent += count
         return count
 
-    async def flush(self) -> None:
-        await asyncio.wait_for(self._producer.flush(), timeout=max(self._timeout_s * 6, 30.0))
-
     async def _await(self, future: asyncio.Future) -> None:
         try:
             await future
