@@ -1,6 +1,6 @@
 """Vectorised generation of browsing and watching sessions over a `World`.
 
-A session is: a home page view, a row of popular films shown (impressions),
+Sessions start more often in the evening than at night (HOURLY). A session is: a home page view, a row of popular films shown (impressions),
 then one to six engagements. An engagement is a shown film the user clicked:
 film page view, click, then with a probability rising with taste match a play
 with progress heartbeats every 15 minutes, a complete when finished, sometimes
@@ -27,6 +27,8 @@ MAX_FILM_S = 10_800.0
 _BEFORE_S, _AFTER_S = 60.0, 150.0
 MAX_SESSION_S = 5.0 + MAX_ENGAGEMENTS * (_BEFORE_S + MAX_FILM_S + _AFTER_S)
 SOURCES: tuple[str, ...] = ("", "home")
+# Relative share of session starts by hour of day (UTC): quiet nights, an evening peak.
+HOURLY = np.array([3, 2, 1, 1, 1, 1, 2, 3, 4, 4, 4, 5, 5, 5, 5, 5, 6, 7, 9, 10, 10, 9, 7, 5], dtype=float)
 _TYPE = {name: code for code, name in enumerate(EVENT_TYPES)}
 # Byte -> its two hex digits as two UCS-4 code points packed in one uint64.
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8).astype(np.uint32)
@@ -154,11 +156,23 @@ def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(len(owner)) - first[owner]
 
 
+def _session_starts(rng: np.random.Generator, n: int, start: float, end: float) -> np.ndarray:
+    """Uniform times in [start, end) thinned by the hour-of-day profile (rejection sampling)."""
+    out = rng.uniform(start, end, n)
+    for _ in range(30):
+        hour = ((out // 3600) % 24).astype(np.int64)
+        redo = rng.random(n) >= HOURLY[hour] / HOURLY.max()
+        if not redo.any():
+            break
+        out[redo] = rng.uniform(start, end, int(redo.sum()))
+    return out
+
+
 def _session_batch(world: World, rng: np.random.Generator, n_sessions: int) -> dict[str, np.ndarray]:
     """Rows (not yet ids) of `n_sessions` independent sessions, ordered by session then time."""
     cat, ws, we = world.catalog, world.window_start, world.window_end
     user = pick(rng, np.cumsum(world.audience.activity), n_sessions)
-    start = rng.uniform(ws, we, n_sessions)
+    start = _session_starts(rng, n_sessions, ws, we)
     n_eng = np.minimum(1 + rng.poisson(1.2, n_sessions), MAX_ENGAGEMENTS)
     sess, rank = _expand(n_eng)
     e_user = user[sess]

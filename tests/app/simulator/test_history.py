@@ -85,3 +85,10 @@ def test_sessions_belong_to_one_user_and_play_follows_click(events: EventColumns
             assert types.index("play") < types.index("complete")
     page_views = events.film_id[events.event_type == "page_view"]
     assert (page_views == 0).any() and (page_views > 0).any()
+
+
+def test_sessions_start_more_in_the_evening_than_at_night(events: EventColumns) -> None:
+    home = (events.event_type == "page_view") & (events.film_id == 0)
+    hours = (events.ts[home] // 3600 % 24).astype(int)
+    evening, night = np.isin(hours, [19, 20, 21]).sum(), np.isin(hours, [2, 3, 4]).sum()
+    assert evening > 3 * night
