@@ -14,7 +14,7 @@ Both run as their own process pinned to one core, wrk (`--threads 1`) to the
 other, with the same Lua-scripted mix: 80% warm users, 10% fold-in users, 10%
 users with no history. The two are measured alternately for `--rounds` rounds
 and each keeps its best round (the machine is shared and noisy).
-Prints requests/s, p50 and p99 of both and the service/baseline ratios.
+Prints requests/s, p50, p99 and server CPU per request of both, and the ratios.
 Targets: throughput >= 80% of the baseline, p99 <= 10 ms at 8 connections.
 """
 from __future__ import annotations
@@ -129,13 +129,25 @@ def pin(pid: int, cpu: int) -> None:
         os.sched_setaffinity(pid, {cpu})
 
 
-def wrk(url: str, script: Path, connections: int, duration: int) -> dict[str, float]:
-    """Run wrk; requests/s, p50/p99 in ms and error count from its report."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat fields 14, 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, script: Path, connections: int, duration: int, pid: int) -> dict[str, float]:
+    """Run wrk; requests/s, p50/p99 in ms, errors, and the server's CPU microseconds per request.
+
+    CPU per request is the steadier figure on a shared machine: other tenants
+    steal wall time (and so requests/s), not the server's own CPU time.
+    """
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, timeout=duration + 60, check=True,
         preexec_fn=lambda: pin(0, 1),
     ).stdout
+    cpu = cpu_seconds(pid) - cpu_before
     unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
     def percentile(p: str) -> float:
@@ -144,8 +156,10 @@ def wrk(url: str, script: Path, connections: int, duration: int) -> dict[str, fl
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "cpu_us": cpu / max(requests, 1) * 1e6,
         "p50": percentile("50"),
         "p99": percentile("99"),
         "errors": float(errors.group(1)) if errors else 0.0,
@@ -187,11 +201,11 @@ def main() -> None:
                 port = free_port()
                 servers[name] = start([*argv, str(port)], env, port, Path(tmp) / f"{name}.log"), f"http://127.0.0.1:{port}"
                 pin(servers[name][0].pid, 0)
-                wrk(servers[name][1], script, args.connections, 2)  # warm-up: connections, caches, titles
+                wrk(servers[name][1], script, args.connections, 2, servers[name][0].pid)  # warm-up: caches, titles
             # Alternate the two so both see the same (shared, noisy) machine; keep each one's best round.
             for _ in tqdm(range(args.rounds), desc="wrk rounds", unit="round"):
-                for name, (_, url) in servers.items():
-                    runs[name].append(wrk(url, script, args.connections, args.duration))
+                for name, (server, url) in servers.items():
+                    runs[name].append(wrk(url, script, args.connections, args.duration, server.pid))
         finally:
             for server, _ in servers.values():
                 server.terminate()
@@ -201,13 +215,15 @@ def main() -> None:
 
     print(f"\nGET /v1/users/{{id}}/recommendations, wrk -t1 -c{args.connections} -d{args.duration}s, "
           f"mix 80% warm / 10% fold-in / 10% cold, {args.users:,} users")
-    print(f"{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8}")
+    print(f"{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'non-2xx':>8} {'sock err':>8}")
     for name, r in results.items():
-        print(f"{name:10} {r['rps']:>10,.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['errors']:>8.0f} "
-              f"{r['socket_errors']:>8.0f}")
+        print(f"{name:10} {r['rps']:>10,.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['cpu_us']:>11.0f} "
+              f"{r['errors']:>8.0f} {r['socket_errors']:>8.0f}")
     svc, bare = results["service"], results["baseline"]
     ratio = svc["rps"] / bare["rps"]
     print(f"throughput ratio service/baseline: {ratio:.2f} (target >= 0.80)")
+    print(f"CPU per request ratio baseline/service: {bare['cpu_us'] / svc['cpu_us']:.2f} "
+          "(the throughput ratio a dedicated core would give)")
     print(f"p99 ratio service/baseline: {svc['p99'] / bare['p99']:.2f}; service p99 {svc['p99']:.2f} ms (target <= 10)")
     if svc["errors"] or svc["socket_errors"]:
         raise SystemExit("the service answered errors under load")

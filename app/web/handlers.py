@@ -76,7 +76,7 @@ async def recommendations(request: web.Request) -> web.Response:
     except BadRequest as exc:
         return error(400, str(exc))
     answer = await request.app[READER].recommend(user_id, limit)
-    metrics.RECOMMENDATIONS.labels(answer.source, "true" if answer.degraded else "false").inc()
+    metrics.count_recommendation(answer.source, answer.degraded)
     return json_response({"user_id": user_id, **answer_body(answer)})
 
 

@@ -32,6 +32,17 @@ RECOMMENDATIONS = Counter(
     "Recommendation lists served, by the path that answered and whether Redis was down.",
     ["source", "degraded"],
 )
+_RECOMMENDATION_COUNTERS: dict[tuple[str, bool], Counter] = {}
+
+
+def count_recommendation(source: str, degraded: bool) -> None:
+    counter = _RECOMMENDATION_COUNTERS.get((source, degraded))
+    if counter is None:
+        counter = RECOMMENDATIONS.labels(source, "true" if degraded else "false")
+        _RECOMMENDATION_COUNTERS[(source, degraded)] = counter
+    counter.inc()
+
+
 MODEL_VERSION = Gauge(
     "cinerec_served_model_info",
     "1 for the model version this process serves (label `version`).",
@@ -49,6 +60,7 @@ def set_served_version(version: str | None) -> None:
 def instrumented(route: str, handler: Handler) -> Handler:
     """Wrap a handler: count and time it under `route`; an unexpected error is a JSON 500, logged."""
     seconds = REQUEST_SECONDS.labels(route)
+    counters: dict[tuple[str, int], Counter] = {}  # labels() costs a lock and a tuple per call
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
         start = time.perf_counter()
@@ -65,7 +77,11 @@ def instrumented(route: str, handler: Handler) -> Handler:
             return web.json_response({"error": "internal error"}, status=500)
         finally:
             seconds.observe(time.perf_counter() - start)
-            REQUESTS.labels(route, request.method, str(status)).inc()
+            key = (request.method, status)
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = REQUESTS.labels(route, request.method, str(status))
+            counter.inc()
 
     wrapper.__name__ = getattr(handler, "__name__", "handler")
     wrapper.__doc__ = handler.__doc__
