@@ -177,6 +177,7 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
     with report.stage("load"):
         interactions = load_interactions(settings, since=_window_start(ch, settings, config), progress=progress)
         films = load_films(ch, settings.clickhouse_database)
+        ch.disconnect()  # idle for the whole fit otherwise; the driver reconnects for the record
     with report.stage("matrix"):
         dataset = build_dataset(interactions, weights)
         train, test = time_holdout(interactions, config.holdout_days)
