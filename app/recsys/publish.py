@@ -142,14 +142,20 @@ def write_ranked_batches(
     total: int,
     stage: str,
     progress: Progress = no_progress,
-) -> int:
-    """`write_ranked` over a stream of (owner ids, film ids, scores) blocks, with progress."""
-    written = 0
+) -> tuple[int, float]:
+    """`write_ranked` over a stream of (owner ids, film ids, scores) blocks, with progress.
+
+    Returns (lists written, seconds spent writing): producing the blocks (the
+    model's top-n) is not counted, so the two costs can be told apart.
+    """
+    written, write_s = 0, 0.0
     progress(stage, 0, total)
     for owner_ids, film_ids, scores in batches:
+        started = time.perf_counter()
         written += write_ranked(conn, key, owner_ids, film_ids, scores)
+        write_s += time.perf_counter() - started
         progress(stage, written, total)
-    return written
+    return written, round(write_s, 3)
 
 
 def write_titles(conn: redis.Redis, titles: Mapping[int, str], batch: int = BATCH_KEYS) -> int:
