@@ -65,6 +65,11 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the worker used so far: a rate that a busy machine does not skew."""
+        fields_ = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no offset commit (crash simulation)."""
         if self.alive():

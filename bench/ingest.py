@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -72,7 +73,12 @@ async def produce(settings: Settings, messages: list[tuple[bytes, bytes]]) -> No
         await producer.stop()
 
 
-async def bare_consumer_rate(settings: Settings, n: int) -> float:
+class Rate(NamedTuple):
+    wall: float  # events per second of wall time
+    cpu: float  # events per CPU second of the measured process (robust to other load on the machine)
+
+
+async def bare_consumer_rate(settings: Settings, n: int) -> Rate:
     """Events/s of an aiokafka consumer that only reads the topic (the baseline)."""
     consumer = AIOKafkaConsumer(settings.topic_interactions, bootstrap_servers=settings.kafka_bootstrap,
                                 group_id=f"bench-baseline-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
@@ -80,11 +86,11 @@ async def bare_consumer_rate(settings: Settings, n: int) -> float:
     await asyncio.wait_for(consumer.start(), 60)
     seen = 0
     try:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         while seen < n:
             for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                 seen += len(records)
-        return n / (time.perf_counter() - started)
+        return Rate(n / (time.perf_counter() - started), n / (time.process_time() - cpu_started))
     finally:
         await consumer.stop()
 
@@ -103,8 +109,8 @@ async def group_done(settings: Settings) -> bool:
     return all(committed.get(tp) is not None and committed[tp].offset >= ends[tp] for tp in tps)
 
 
-def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, logdir: Path) -> float:
-    """Start the workers, wait until everything is loaded; returns events/s."""
+def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, logdir: Path) -> Rate:
+    """Start the workers, wait until everything is loaded; returns events/s (wall, per worker CPU s)."""
     procs = [WorkerProcess(settings.with_overrides(stats_enabled=with_stats), logdir / f"worker{i}.log")
              for i in range(workers)]
     conn = client(settings)
@@ -112,6 +118,7 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
         for worker in procs:
             worker.start(timeout=120)
         started = time.perf_counter()
+        cpu_started = sum(w.cpu_seconds() for w in procs)
         loaded = 0
         with tqdm(total=n, desc="pipeline", unit="ev", mininterval=2) as bar:
             while loaded < n:
@@ -124,10 +131,11 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
         while with_stats and not asyncio.run(group_done(settings)):
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
+        cpu = sum(w.cpu_seconds() for w in procs) - cpu_started
         final = conn.execute("SELECT count() FROM interactions FINAL")[0][0]
         if final != n:
             raise RuntimeError(f"expected {n} distinct rows, found {final}")
-        return n / elapsed
+        return Rate(n / elapsed, n / cpu)
     finally:
         for worker in procs:
             worker.stop()
@@ -168,9 +176,11 @@ def main() -> None:
         conn.execute(f"DROP DATABASE IF EXISTS bench_{suffix}")
         conn.disconnect()
     label = "loader+stats" if args.with_stats else "loader only"
-    print(f"pipeline ({label}, {args.workers} worker(s), {args.partitions} partitions): {rate:,.0f} events/s")
-    print(f"baseline (bare aiokafka consumer, same topic):  {baseline:,.0f} events/s")
-    print(f"ratio pipeline/baseline: {rate / baseline:.2f}")
+    print(f"pipeline ({label}, {args.workers} worker(s), {args.partitions} partitions): "
+          f"{rate.wall:,.0f} events/s wall, {rate.cpu:,.0f} events per worker CPU-second")
+    print(f"baseline (bare aiokafka consumer, same topic): "
+          f"{baseline.wall:,.0f} events/s wall, {baseline.cpu:,.0f} events per CPU-second")
+    print(f"ratio pipeline/baseline: {rate.wall / baseline.wall:.3f} wall, {rate.cpu / baseline.cpu:.3f} CPU")
 
 
 if __name__ == "__main__":
