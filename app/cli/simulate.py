@@ -11,9 +11,12 @@ from app.settings import get_settings
 
 
 def _service_error(exc: Exception) -> click.ClickException:
+    """One readable line: ClickHouse errors carry a server stack trace we cut off."""
     settings = get_settings()
+    message = " ".join(str(exc).split("Stack trace:")[0].split())
     return click.ClickException(
-        f"{type(exc).__name__} (Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_url}): {exc}"
+        f"{type(exc).__name__} (Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_url}): {message}"
+        " (are the services up and `cinerec db migrate` run?)"
     )
 
 
