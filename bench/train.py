@@ -38,7 +38,7 @@ from app.recsys.dataset import EventWeights, build_dataset  # noqa: E402
 from app.recsys.load import load_interactions  # noqa: E402
 from app.recsys.models import ALSRecommender  # noqa: E402
 from app.recsys.progress import TqdmProgress  # noqa: E402
-from app.recsys.synthetic import PlantedTaste, insert_films, insert_planted_taste  # noqa: E402
+from app.recsys.synthetic import PlantedTaste, seed  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.storage.clickhouse import client, migrate  # noqa: E402
 
@@ -55,8 +55,7 @@ def prepare(settings: Settings, spec: PlantedTaste, reuse: bool) -> None:
         (count,), = admin.execute(f"SELECT count() FROM {DATABASE}.interactions")
         if count == 0:
             started = time.perf_counter()
-            insert_planted_taste(admin, DATABASE, spec)
-            insert_films(admin, DATABASE, spec.films)
+            seed(settings, spec)
             admin.execute(f"OPTIMIZE TABLE {DATABASE}.interactions FINAL")
             print(f"generated {spec.events:,} events in ClickHouse in {time.perf_counter() - started:.1f}s")
         else:

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from clickhouse_driver import Client
 
+from app.settings import Settings
+from app.storage.clickhouse import client
+
 DAY_S = 86_400
 
 
@@ -94,3 +97,13 @@ def insert_films(conn: Client, database: str, films: int) -> None:
         """,
         {"films": films},
     )
+
+
+def seed(settings: Settings, spec: PlantedTaste) -> None:
+    """Planted-taste events plus their film catalog into the settings' database."""
+    conn = client(settings)
+    try:
+        insert_planted_taste(conn, settings.clickhouse_database, spec)
+        insert_films(conn, settings.clickhouse_database, spec.films)
+    finally:
+        conn.disconnect()

@@ -11,7 +11,7 @@ import redis
 
 from app.recsys import pipeline, publish
 from app.recsys.foldin import unpack_factors
-from app.recsys.synthetic import PlantedTaste, insert_films, insert_planted_taste
+from app.recsys.synthetic import PlantedTaste, seed
 from app.settings import Settings
 from app.storage import redis_keys as keys
 from app.storage.clickhouse import client
@@ -24,12 +24,7 @@ SPEC = PlantedTaste(users=300, films=200, events=15_000)
 @pytest.fixture
 def settings(clickhouse_settings: Settings, redis_settings: Settings, tmp_path: Path) -> Settings:
     """Test ClickHouse database with planted-taste events + flushed Redis db + temp model dir."""
-    conn = client(clickhouse_settings)
-    try:
-        insert_planted_taste(conn, clickhouse_settings.clickhouse_database, SPEC)
-        insert_films(conn, clickhouse_settings.clickhouse_database, SPEC.films)
-    finally:
-        conn.disconnect()
+    seed(clickhouse_settings, SPEC)
     return clickhouse_settings.with_overrides(redis_url=redis_settings.redis_url, model_dir=tmp_path / "models")
 
 

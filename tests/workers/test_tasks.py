@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 
 from app.recsys import pipeline, publish
-from app.recsys.synthetic import PlantedTaste, insert_films, insert_planted_taste
+from app.recsys.synthetic import PlantedTaste, seed
 from app.settings import Settings, get_settings
 from app.storage.clickhouse import client
 from workers.tasks import done_key, retrain
@@ -19,13 +19,7 @@ pytestmark = pytest.mark.redis_db(11)
 def settings(clickhouse_settings: Settings, redis_settings: Settings, tmp_path: Path,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """The task reads the process settings: point them at the test database, Redis db and model dir."""
-    spec = PlantedTaste(users=200, films=100, events=8_000)
-    conn = client(clickhouse_settings)
-    try:
-        insert_planted_taste(conn, clickhouse_settings.clickhouse_database, spec)
-        insert_films(conn, clickhouse_settings.clickhouse_database, spec.films)
-    finally:
-        conn.disconnect()
+    seed(clickhouse_settings, PlantedTaste(users=200, films=100, events=8_000))
     monkeypatch.setenv("CLICKHOUSE_URL", clickhouse_settings.clickhouse_url)
     monkeypatch.setenv("REDIS_URL", redis_settings.redis_url)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
