@@ -25,7 +25,7 @@ from app.web import metrics
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
-# Titles rarely change; dropping the cache this often bounds how stale one can be.
+# Titles rarely change; reloading them this often bounds how stale one can be.
 TITLE_TTL_S = 60.0
 
 Ranked = tuple[list[int], list[float]]
@@ -68,7 +68,7 @@ class ModelCache:
         self.trending: Ranked = EMPTY
         # film id -> title, or None for a film without one (cached too, so it costs no lookup)
         self.titles: dict[int, str | None] = {}
-        self._titles_since = time.monotonic()
+        self._titles_at = -TITLE_TTL_S  # monotonic time of the last full load; loaded on the first refresh
         self.redis_ok = False
 
     async def refresh(self) -> bool:
@@ -88,9 +88,8 @@ class ModelCache:
         if not self.redis_ok:
             log.info("redis reachable; serving version %s", self.snapshot.version)
         self.redis_ok = True
-        if time.monotonic() - self._titles_since > TITLE_TTL_S:
-            self.titles = {}
-            self._titles_since = time.monotonic()
+        if time.monotonic() - self._titles_at > TITLE_TTL_S:
+            await self._load_titles()
         return True
 
     async def _switch(self, version: str | None) -> None:
@@ -112,6 +111,17 @@ class ModelCache:
             )
         metrics.set_served_version(version)
         log.info("serving model version %s (was %s)", version, old)
+
+    async def _load_titles(self) -> None:
+        """The whole `films:title` hash (a catalog is at most ~100k short strings), so that
+        requests find every title in memory; films added since are fetched by `Reader`."""
+        try:
+            raw = await self._client.hgetall(redis_keys.FILM_TITLES)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("cannot load film titles, keeping %d cached: %s", len(self.titles), exc)
+            return
+        self.titles = {int(film_id): title.decode() for film_id, title in raw.items()}
+        self._titles_at = time.monotonic()
 
     def remember_titles(self, film_ids: Iterable[int], titles: Iterable[bytes | None]) -> None:
         for film_id, title in zip(film_ids, titles):
