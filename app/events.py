@@ -18,8 +18,9 @@ from app.schema import EVENT_TYPES, NO_POSITION, NO_RATING
 
 # Events further in the future than this (clock skew allowance) are rejected.
 MAX_FUTURE_SKEW_S = 300.0
-# Events older than 2000-01-01 are certainly a unit mistake (seconds vs ms).
-MIN_TS_S = 946_684_800.0
+# Events older than 1990-01-01 are certainly a unit mistake (epoch seconds sent
+# as ms land in January 1970); MovieLens history starts in 1995, so it passes.
+MIN_TS_S = 631_152_000.0
 MAX_ID = 2**63 - 1
 MAX_STR = 256
 _EVENT_TYPES = frozenset(EVENT_TYPES)
@@ -155,7 +156,7 @@ def validate(data: Any, now: float | None = None) -> Event:
     if ts > now + MAX_FUTURE_SKEW_S:
         raise InvalidEvent("future_ts", f"ts is {ts - now:.0f}s in the future")
     if ts < MIN_TS_S:
-        raise InvalidEvent("bad_ts", "ts before 2000-01-01 (seconds sent instead of ms?)")
+        raise InvalidEvent("bad_ts", "ts before 1990-01-01 (seconds sent instead of ms?)")
     rating = _number(data, "rating", NO_RATING, 1.0, 10.0)
     if event_type == "rate" and rating == NO_RATING:
         raise InvalidEvent("missing_rating", "rate events need a rating 1..10")

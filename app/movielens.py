@@ -17,7 +17,7 @@ all with session_id "movielens-{u}-{day of t}". Event ids are uuid5 of
 (u, m, type) in a fixed namespace, so a re-import sends the same events and the
 store deduplicates them. Timestamps are kept as they are (the trainer's window
 is relative to the newest event, not to the wall clock); ratings dated before
-2000-01-01, which the event validator refuses as unit mistakes, are skipped
+1990-01-01 (none in MovieLens), which the event validator refuses as unit mistakes, are skipped
 and counted. Events are sent in time order, like a replay of the site.
 """
 from __future__ import annotations
@@ -140,7 +140,7 @@ def rating_events(rating: Rating) -> list[Event]:
 
 
 def importable(ratings: Sequence[Rating]) -> tuple[list[Rating], int]:
-    """Ratings the validator accepts, in time order, and how many were skipped (before 2000)."""
+    """Ratings the validator accepts, in time order, and how many were skipped (before 1990)."""
     kept = sorted((r for r in ratings if r.ts >= MIN_TS_S), key=lambda r: (r.ts, r.user_id, r.movie_id))
     return kept, len(ratings) - len(kept)
 
@@ -149,7 +149,7 @@ def importable(ratings: Sequence[Rating]) -> tuple[list[Rating], int]:
 class ImportSummary:
     films: int
     ratings: int
-    skipped_before_2000: int
+    skipped_too_old: int
     messages: int
 
 
@@ -160,7 +160,7 @@ async def import_dir(settings: Settings, directory: Path = DEFAULT_DIR, progress
     ratings = read_ratings(directory / "ratings.csv")
     kept, skipped = importable(ratings)
     if skipped:
-        log.info("skipping %d ratings dated before 2000-01-01 (the event validator refuses them)", skipped)
+        log.info("skipping %d ratings dated before 1990-01-01 (the event validator refuses them)", skipped)
     n_films = await asyncio.to_thread(write_films, settings, movies)
     log.info("wrote %d films to ClickHouse %s.films", n_films, settings.clickhouse_database)
     await ensure_topics(settings)

@@ -72,5 +72,5 @@ def import_movielens(directory: Path | None) -> None:
         raise _service_error(exc) from None
     click.echo(
         f"import-movielens: {summary.films} films, {summary.ratings} ratings -> {summary.messages} messages "
-        f"to {settings.topic_interactions} ({summary.skipped_before_2000} ratings before 2000 skipped)"
+        f"to {settings.topic_interactions} ({summary.skipped_too_old} ratings before 1990 skipped)"
     )

@@ -30,7 +30,7 @@ RATINGS = """userId,movieId,rating,timestamp
 1,1,4.0,964982703
 1,2,0.5,1100000000
 2,1,5.0,1500000000
-2,4,3.5,900000000
+2,4,3.5,600000000
 """
 
 
@@ -85,9 +85,9 @@ def test_event_ids_are_deterministic_and_distinct(movielens: Path) -> None:
     assert all(uuid.UUID(i).version == 5 for i in first)
 
 
-def test_ratings_before_2000_are_skipped_and_the_rest_time_ordered(movielens: Path) -> None:
+def test_ratings_before_1990_are_skipped_and_the_rest_time_ordered(movielens: Path) -> None:
     kept, skipped = importable(read_ratings(movielens / "ratings.csv"))
-    assert skipped == 1  # 900000000 is in 1998
+    assert skipped == 1  # 600000000 is in 1989
     assert [r.ts for r in kept] == [964_982_703, 1_100_000_000, 1_500_000_000]
 
 

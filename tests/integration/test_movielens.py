@@ -22,7 +22,7 @@ async def test_import_twice_is_idempotent(pipeline_settings: Settings, tmp_path:
     first = await import_dir(pipeline_settings, tmp_path, progress=False)
     second = await import_dir(pipeline_settings, tmp_path, progress=False)
     assert first == second
-    assert (first.films, first.ratings, first.skipped_before_2000, first.messages) == (4, 3, 1, 9)
+    assert (first.films, first.ratings, first.skipped_too_old, first.messages) == (4, 3, 1, 9)
 
     conn = client(pipeline_settings)
     try:
