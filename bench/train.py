@@ -6,7 +6,7 @@
    FROM numbers(); app.recsys.synthetic) into a database of the benchmark's
    own (`cinerec_bench_train`, kept with --reuse for repeated runs).
 2. `pipeline.retrain` runs against it and a Redis database of its own
-   (default 12): load, matrix, evaluate (holdout fit of ALS + Popular),
+   (default 3): load, matrix, evaluate (holdout fit of ALS + Popular),
    fit on everything, publish every user's top-100 and every film's similar
    list, save. Stage times come from the run report.
 3. Baseline, same run: a bare `implicit.cpu.als.AlternatingLeastSquares` fit
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--films", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=5_000_000)
-    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--redis-db", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="keep the generated database from a previous run")
     args = parser.parse_args()
 

@@ -12,7 +12,7 @@ from app.recsys import publish
 from app.settings import Settings
 from app.storage import redis_keys as keys
 
-pytestmark = pytest.mark.redis_db(11)
+pytestmark = pytest.mark.redis_db(10)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from app.settings import Settings
 from app.storage import redis_keys as keys
 from app.storage.clickhouse import client
 
-pytestmark = pytest.mark.redis_db(11)
+pytestmark = pytest.mark.redis_db(10)
 
 SPEC = PlantedTaste(users=300, films=200, events=15_000)
 

@@ -12,7 +12,7 @@ from app.settings import Settings, get_settings
 from app.storage.clickhouse import client
 from workers.tasks import done_key, retrain
 
-pytestmark = pytest.mark.redis_db(11)
+pytestmark = pytest.mark.redis_db(10)
 
 
 @pytest.fixture

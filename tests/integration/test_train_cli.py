@@ -1,0 +1,81 @@
+"""`cinerec train`, `cinerec models`, `cinerec rollback` against real ClickHouse and Redis (app/cli/train.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from app.recsys import pipeline, publish
+from app.recsys.synthetic import PlantedTaste, seed
+from app.settings import Settings, get_settings
+
+pytestmark = pytest.mark.redis_db(10)
+
+
+@pytest.fixture
+def settings(clickhouse_settings: Settings, redis_settings: Settings, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The CLI reads the process settings: point them at the test database, Redis db and model dir."""
+    seed(clickhouse_settings, PlantedTaste(users=200, films=100, events=8_000))
+    monkeypatch.setenv("CLICKHOUSE_URL", clickhouse_settings.clickhouse_url)
+    monkeypatch.setenv("REDIS_URL", redis_settings.redis_url)
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def _current(settings: Settings) -> str | None:
+    conn = publish.connect(settings)
+    try:
+        return publish.current_version(conn)
+    finally:
+        conn.close()
+
+
+def test_train_prints_metrics_and_the_decision_then_models_lists_the_run(settings: Settings) -> None:
+    runner = CliRunner()
+    trained = runner.invoke(main, ["train"])
+    assert trained.exit_code == 0, trained.output
+    version = _current(settings)
+    assert f"{version}: PUBLISHED: ALS ndcg@10" in trained.output
+    assert "ndcg@10" in trained.output and "popular" in trained.output
+
+    listed = runner.invoke(main, ["models"])
+    assert listed.exit_code == 0, listed.output
+    assert f"*  {version}" in listed.output
+    assert f"served: {version}" in listed.output
+
+
+def test_rollback_command(settings: Settings) -> None:
+    first_run = pipeline.retrain(settings)
+    first = first_run.version
+    assert first_run.published, first_run.reason
+    second = pipeline.retrain(settings, pipeline.RetrainConfig(force=True)).version
+    runner = CliRunner()
+
+    result = runner.invoke(main, ["rollback", first])
+    assert result.exit_code == 0, result.output
+    assert _current(settings) == first
+
+    unknown = runner.invoke(main, ["rollback", "20200101T000000Z-abcdef"])
+    assert unknown.exit_code != 0 and "never published" in unknown.output
+    assert _current(settings) == first
+    assert second != first
+
+
+def test_train_refuses_while_another_run_holds_the_lock(settings: Settings) -> None:
+    with pipeline.retrain_lock(settings) as held:
+        assert held
+        result = CliRunner().invoke(main, ["train"])
+    assert result.exit_code != 0
+    assert "lock:retrain" in result.output
+    assert _current(settings) is None
+
+
+def test_train_rejects_a_holdout_longer_than_the_window(settings: Settings) -> None:
+    result = CliRunner().invoke(main, ["train", "--window-days", "5", "--holdout-days", "7"])
+    assert result.exit_code != 0 and "holdout_days" in result.output
