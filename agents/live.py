@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import msgpack
 import redis.asyncio as aioredis
@@ -70,13 +70,15 @@ class LiveMirror:
         self.redis = redis_client(settings)
         self.name = worker_name(settings)
         self._recent: dict[int, list[int]] = {}
-        self._trending: tuple[list[int], list[float]] | None = None
+        self._trending: Callable[[], tuple[list[int], list[float]]] | None = None
 
     def set_recent(self, user_id: int, film_ids: Sequence[int]) -> None:
         self._recent[user_id] = list(film_ids)
 
-    def set_trending(self, film_ids: list[int], scores: list[float]) -> None:
-        self._trending = (film_ids, scores)
+    def set_trending(self, compute: Callable[[], tuple[list[int], list[float]]]) -> None:
+        """Trending changed; `compute()` gives the ranked list, called at the next flush
+        (so it runs at most once per flush and always sees the latest counts)."""
+        self._trending = compute
 
     async def flush(self) -> None:
         """Write what is buffered; on a Redis error keep it for the next try."""
@@ -86,7 +88,7 @@ class LiveMirror:
             if recent:
                 await self._write_recent(recent)
             if trending is not None:
-                await self._write_trending(*trending)
+                await self._write_trending(*trending())
         except (RedisError, OSError) as exc:
             log.warning("redis mirror flush failed (%s); will retry", exc)
             self._recent = {**recent, **self._recent}

@@ -5,16 +5,16 @@
   Redis, and re-keys film actions (play/complete/rate) by film onto
   `film_actions_topic` (what `group_by(film_id)` would do, with a compact value).
 - `film_stats_agent` reads that topic and folds into `film_stats`,
-  `film_viewers` and the windowed `film_plays_window`, from which it computes
-  this worker's trending part about once a second.
+  `film_viewers` and the windowed `film_plays_window`, from which the mirror
+  computes this worker's trending part at each flush after new plays.
 Invalid events are skipped here; the loader dead-letters them.
 The fold functions are pure so they can be tested with hand-built events.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import time
 from typing import Any
 
 from app.events import Event, InvalidEvent, parse_event
@@ -28,7 +28,6 @@ from tables.stats import film_plays_trailing, film_plays_window, film_stats, fil
 log = logging.getLogger(__name__)
 
 FILM_ACTION_TYPES = frozenset({"play", "complete", "rate"})
-TRENDING_EVERY_S = 1.0
 
 
 def new_user_stats() -> dict[str, Any]:
@@ -110,16 +109,15 @@ async def fold_user_events(stream) -> None:
         flusher.cancel()
 
 
-def trending_now() -> tuple[list[int], list[float]]:
-    """Top films by plays in the last TRENDING_WINDOW (event time) up to the current action."""
-    return top_k(film_plays_trailing.items())
+def trending_at(event) -> tuple[list[int], list[float]]:
+    """Top films by plays in the last TRENDING_WINDOW (event time) up to `event`'s action."""
+    return top_k(film_plays_trailing.items(event))
 
 
 async def fold_film_actions(stream) -> None:
     """Fold film actions into per-film stats and windowed plays; publish trending ~1/s."""
     mirror = LiveMirror(settings)
     flusher = asyncio.ensure_future(mirror.run())
-    next_trending = 0.0
     try:
         async for raw in stream:
             action = FilmAction.from_bytes(raw)
@@ -131,9 +129,8 @@ async def fold_film_actions(stream) -> None:
                     film_viewers[pair] = True
                 film_plays_window[action.film_id] += 1
             film_stats[action.film_id] = apply_film(film_stats.get(action.film_id), action, new_viewer)
-            if time.monotonic() >= next_trending:
-                next_trending = time.monotonic() + TRENDING_EVERY_S
-                mirror.set_trending(*trending_now())
+            if action.event_type == "play":
+                mirror.set_trending(functools.partial(trending_at, stream.current_event))
     finally:
         flusher.cancel()
 

@@ -44,3 +44,8 @@ def insert_events(conn: Client, events: Sequence[Event]) -> int:
         return 0
     conn.execute(_INSERT, to_columns(unique_events), columnar=True, types_check=False)
     return len(unique_events)
+
+
+def visible_count(conn: Client) -> int:
+    """Distinct events readers see (FINAL collapses re-delivered copies)."""
+    return conn.execute("SELECT count() FROM interactions FINAL")[0][0]

@@ -6,12 +6,14 @@ import random
 import time
 from typing import Iterable, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from app.events import Event, new_event_id
 from app.localstack import proc
+from app.producer import produce_messages, to_message
 from app.settings import Settings
 from app.storage.clickhouse import client
+from app.storage.interactions import visible_count
 
 # (raw bytes, the reason the loader must give) for each kind of bad event.
 BAD_EVENTS: list[tuple[bytes, str]] = [
@@ -51,19 +53,12 @@ def make_events(n: int, seed: int = 7, start_ts: float | None = None) -> list[Ev
 
 def messages_of(events: Sequence[Event]) -> list[tuple[bytes, bytes]]:
     """(key, value) as the site sends them: key = user id."""
-    return [(str(e.user_id).encode(), e.to_bytes()) for e in events]
+    return [to_message(e) for e in events]
 
 
-async def produce(settings: Settings, messages: Iterable[tuple[bytes, bytes]]) -> None:
+async def produce(settings: Settings, messages: Sequence[tuple[bytes, bytes]]) -> None:
     """Send (key, value) pairs to the interactions topic and wait for all acks."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20,
-                                request_timeout_ms=int(settings.network_timeout_s * 6000))
-    await asyncio.wait_for(producer.start(), settings.network_timeout_s * 2)
-    try:
-        futures = [await producer.send(settings.topic_interactions, value=v, key=k) for k, v in messages]
-        await asyncio.wait_for(asyncio.gather(*futures), 60)
-    finally:
-        await producer.stop()
+    await produce_messages(settings, messages, total=len(messages), progress=False)
 
 
 async def read_topic(settings: Settings, topic: str, expected: int, timeout: float = 60.0) -> list:
@@ -96,7 +91,7 @@ def stored_event_ids(settings: Settings) -> list[str]:
 def count_final(settings: Settings) -> int:
     conn = client(settings)
     try:
-        return conn.execute("SELECT count() FROM interactions FINAL")[0][0]
+        return visible_count(conn)
     finally:
         conn.disconnect()
 
