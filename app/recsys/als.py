@@ -130,17 +130,7 @@ class ALSRecommender:
         vectors = np.ascontiguousarray(np.atleast_2d(user_vectors), dtype=np.float32)
         if seen is not None and seen.shape != (len(vectors), len(self.items)):
             raise ValueError(f"seen must be ({len(vectors)}, {len(self.items)}), got {seen.shape}")
-        k = min(n, len(self.items))
-        if k == 0 or not len(vectors):
-            return pad_ranked(np.zeros((len(vectors), 0)), np.zeros((len(vectors), 0)), n)
-        ids, scores = topk(
-            self.item_factors,
-            vectors,
-            k,
-            filter_query_items=None if seen is None else sp.csr_matrix(seen, dtype=np.float32),
-            num_threads=0,
-        )
-        return pad_ranked(ids, scores, n)
+        return _top_k(self.item_factors, vectors, n, None if seen is None else sp.csr_matrix(seen, dtype=np.float32))
 
     def similar_items(self, item_indices: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest items by cosine of item factors, the item itself excluded."""
@@ -151,9 +141,7 @@ class ALSRecommender:
         itself = sp.csr_matrix(
             (np.ones(len(items), dtype=np.float32), items, np.arange(len(items) + 1)), shape=(len(items), len(unit))
         )
-        k = min(n, len(self.items))
-        ids, scores = topk(unit, unit[items], k, filter_query_items=itself, num_threads=0)
-        return pad_ranked(ids, scores, n)
+        return _top_k(unit, unit[items], n, itself)
 
     def fold_in(self, item_indices: np.ndarray, confidences: np.ndarray) -> np.ndarray:
         """User vector for a user not in training, from raw weights (scaled by alpha like in fit)."""
@@ -170,3 +158,19 @@ class ALSRecommender:
         return cls(**saved.params).with_factors(
             saved.users, saved.items, saved.arrays["user_factors"], saved.arrays["item_factors"]
         )
+
+
+def _top_k(
+    items: np.ndarray, queries: np.ndarray, n: int, exclude: sp.csr_matrix | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """implicit's batch top-k (multithreaded, never a dense users x items block), padded to n.
+
+    BLAS is held to one thread inside: implicit already runs one thread per
+    core, and nested BLAS threads made it ~3x slower on a busy 2-core machine.
+    """
+    k = min(n, len(items))
+    if k == 0 or not len(queries):
+        return pad_ranked(np.zeros((len(queries), 0)), np.zeros((len(queries), 0)), n)
+    with threadpool_limits(1, "blas"):
+        ids, scores = topk(items, queries, k, filter_query_items=exclude, num_threads=0)
+    return pad_ranked(ids, scores, n)

@@ -138,23 +138,25 @@ def standard_metrics(k: int, n_items: int, popularity_share: np.ndarray) -> list
     return [Recall(k), NDCG(k), MAP(k), HitRate(k), Coverage(k, n_items=n_items), Novelty(k, popularity_share=popularity_share)]
 
 
-def hit_matrix(recommended: np.ndarray, relevant: Sequence[np.ndarray]) -> np.ndarray:
-    """bool (users, n): recommended[u, i] is in relevant[u]; -1 padding never hits.
+def hit_matrix(recommended: np.ndarray, relevant: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(hits, n_relevant): hits[u, i] = recommended[u, i] is in relevant[u] (-1 padding never
+    hits); n_relevant[u] = distinct relevant items of u.
 
-    Vectorised as a sorted array of (user, item) keys and one searchsorted.
+    Vectorised as one sorted array of unique (user, item) keys and a searchsorted.
     """
     recommended = np.asarray(recommended, dtype=np.int64)
     if len(relevant) != len(recommended):
         raise ValueError(f"{len(recommended)} recommendation rows but {len(relevant)} relevant sets")
     lengths = [len(r) for r in relevant]
     if not sum(lengths):
-        return np.zeros(recommended.shape, dtype=bool)
+        return np.zeros(recommended.shape, dtype=bool), np.zeros(len(relevant), dtype=np.int64)
     flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant])
     width = max(int(recommended.max(initial=0)), int(flat.max())) + 1
     keys = np.unique(np.repeat(np.arange(len(relevant)), lengths) * width + flat)
+    n_relevant = np.bincount(keys // width, minlength=len(relevant))
     rec_keys = np.arange(len(recommended))[:, None] * width + recommended
     pos = np.minimum(np.searchsorted(keys, rec_keys), len(keys) - 1)
-    return (recommended >= 0) & (keys[pos] == rec_keys)
+    return (recommended >= 0) & (keys[pos] == rec_keys), n_relevant
 
 
 def compute_metrics(
@@ -162,14 +164,13 @@ def compute_metrics(
 ) -> dict[str, float]:
     """Every metric in `metrics` over users with at least one relevant item (others skipped)."""
     recommended = np.asarray(recommended, dtype=np.int64).reshape(len(relevant), -1)
-    n_relevant = np.fromiter((len(np.unique(r)) for r in relevant), dtype=np.int64, count=len(relevant))
+    hits, n_relevant = hit_matrix(recommended, relevant)
     keep = n_relevant > 0
-    recommended = recommended[keep]
-    hits = hit_matrix(recommended, [r for r, k in zip(relevant, keep) if k])
+    recommended, hits, n_relevant = recommended[keep], hits[keep], n_relevant[keep]
     out: dict[str, float] = {}
     for metric in metrics:
         if isinstance(metric, RankingMetric):
-            out[metric.key] = float(metric.per_user(hits, n_relevant[keep]).mean()) if keep.any() else 0.0
+            out[metric.key] = float(metric.per_user(hits, n_relevant).mean()) if keep.any() else 0.0
         elif isinstance(metric, CatalogMetric):
             out[metric.key] = metric.value(recommended)
         else:

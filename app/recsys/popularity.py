@@ -17,8 +17,10 @@ from app.recsys.dataset import DAY_S, Dataset
 from app.recsys.idmap import IdMap
 from app.recsys.topn import pad_ranked, top_n
 
-# Rows scored at once: bounds the dense (rows x items) block to ~16 MB of float32.
-_BLOCK_CELLS = 1 << 22
+# Rows ranked at once; a row costs n + (most excluded items in its block), not
+# the catalog; the cell cap bounds the block's mask and sort to ~100 MB.
+_BLOCK_ROWS = 4096
+_BLOCK_CELLS = 1 << 23
 
 
 class _ItemScoreRecommender:
@@ -49,29 +51,48 @@ class _ItemScoreRecommender:
         """Top-n by item score; `seen` rows (indexed by user index) are filtered out."""
         check_fitted(self)
         users = check_indices(user_indices, seen.shape[0] if seen is not None else len(self.users), "user")
-        n_items = len(self.items)
-        ids = np.empty((len(users), n), dtype=np.int64)
-        scores = np.empty((len(users), n), dtype=np.float32)
-        block = max(1, _BLOCK_CELLS // max(n_items, 1))
-        for start in range(0, len(users), block):
-            rows = users[start : start + block]
-            dense = np.tile(self.item_scores, (len(rows), 1))
-            if seen is not None:
-                sub = seen[rows]
-                dense[np.repeat(np.arange(len(rows)), np.diff(sub.indptr)), sub.indices] = -np.inf
-            ids[start : start + block], scores[start : start + block] = top_n(dense, n)
-        return ids, scores
+        excluded = seen[users] if seen is not None else sp.csr_matrix((len(users), len(self.items)))
+        return self._ranked_excluding(excluded, n)
 
     def similar_items(self, item_indices: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Not personalised: the top items, minus the item itself."""
         check_fitted(self)
         items = check_indices(item_indices, len(self.items), "item")
-        best_ids, best_scores = top_n(self.item_scores[None, :], n + 1)
-        keep = best_ids != items[:, None]  # (items, n+1): drop self where present
-        order = np.argsort(~keep, axis=1, kind="stable")
-        ids = np.take_along_axis(np.broadcast_to(best_ids, keep.shape), order, axis=1)[:, :n]
-        scores = np.take_along_axis(np.broadcast_to(best_scores, keep.shape), order, axis=1)[:, :n]
-        return pad_ranked(ids, scores, n)
+        itself = sp.csr_matrix(
+            (np.ones(len(items)), items, np.arange(len(items) + 1)), shape=(len(items), len(self.items))
+        )
+        return self._ranked_excluding(itself, n)
+
+    def _ranked_excluding(self, excluded: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of `excluded`, the first n items of the one global ranking that the row does not hold.
+
+        Only the first n + (most items excluded in one row) ranks can be
+        needed, so a block costs rows x that, never rows x catalog.
+        """
+        order = np.argsort(-self.item_scores, kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        ids = np.empty((excluded.shape[0], n), dtype=np.int64)
+        scores = np.empty((excluded.shape[0], n), dtype=np.float32)
+        lengths = np.diff(excluded.indptr)
+        start = 0
+        while start < excluded.shape[0]:
+            stop = min(excluded.shape[0], start + _BLOCK_ROWS)
+            width = min(len(order), n + int(lengths[start:stop].max(initial=0)))
+            if (stop - start) * width > _BLOCK_CELLS:  # a heavy user in the block: fewer rows
+                stop = start + max(1, _BLOCK_CELLS // width)
+                width = min(len(order), n + int(lengths[start:stop].max(initial=0)))
+            block = excluded[start:stop]
+            entry_rank = rank[block.indices]
+            in_window = entry_rank < width
+            mask = np.zeros((stop - start, width), dtype=bool)
+            rows = np.repeat(np.arange(stop - start), np.diff(block.indptr))
+            mask[rows[in_window], entry_rank[in_window]] = True
+            first = np.argsort(mask, axis=1, kind="stable")[:, :n]  # ranks not excluded, best first
+            first_scores = np.where(np.take_along_axis(mask, first, axis=1), -np.inf, self.item_scores[order[first]])
+            ids[start:stop], scores[start:stop] = pad_ranked(order[first], first_scores, n)
+            start = stop
+        return ids, scores
 
     def top(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-n (item indices, scores) for anybody: the cold-start list."""

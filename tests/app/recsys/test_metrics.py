@@ -18,7 +18,9 @@ RELEVANT = [np.array([2, 4, 9]), np.array([6]), np.array([], dtype=np.int64), np
 
 
 def test_hit_matrix():
-    assert hit_matrix(RECOMMENDED, RELEVANT).astype(int).tolist() == [
+    hits, n_relevant = hit_matrix(RECOMMENDED, RELEVANT)
+    assert n_relevant.tolist() == [3, 1, 0, 1]
+    assert hits.astype(int).tolist() == [
         [0, 1, 0, 1],
         [0, 1, 0, 0],
         [0, 0, 0, 0],
@@ -61,6 +63,11 @@ def test_cutoff_below_list_length():
 def test_perfect_ranking_scores_one():
     out = compute_metrics(np.array([[3, 1, 2]]), [np.array([1, 2, 3])], [Recall(3), NDCG(3), MAP(3)])
     assert out == {"recall@3": 1.0, "ndcg@3": pytest.approx(1.0), "map@3": 1.0, "users": 1.0}
+
+
+def test_duplicate_relevant_items_count_once():
+    # relevant {2, 2} is one item: recall 1/min(1, 2) = 1
+    assert compute_metrics(np.array([[2, 5]]), [np.array([2, 2])], [Recall(2)])["recall@2"] == 1.0
 
 
 def test_novelty_is_mean_self_information():

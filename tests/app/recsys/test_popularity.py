@@ -68,3 +68,31 @@ def test_bad_params():
         PopularRecommender(window_days=0)
     with pytest.raises(ValueError):
         TrendingRecommender(half_life_days=-1)
+
+
+def test_recommend_matches_a_full_sort_with_heavy_users_and_small_blocks(monkeypatch):
+    """The windowed ranking must equal the brute-force one, also when blocks are cut short."""
+    import app.recsys.popularity as popularity
+
+    rng = np.random.default_rng(1)
+    n_events = 3000
+    events = Interactions.from_columns(
+        {
+            "user_id": np.r_[rng.integers(1, 60, n_events), np.full(150, 99)],  # user 99 saw 150 films
+            "film_id": np.r_[rng.zipf(1.5, n_events) % 200, np.arange(150)] + 1,
+            "event_type": ["click"] * (n_events + 150),
+            "ts": np.zeros(n_events + 150),
+        }
+    )
+    dataset = build_dataset(events)
+    model = PopularRecommender().fit(dataset)
+    monkeypatch.setattr(popularity, "_BLOCK_ROWS", 7)
+    monkeypatch.setattr(popularity, "_BLOCK_CELLS", 100)
+    users = np.arange(len(dataset.users))
+    ids, scores = model.recommend(users, 20, seen=dataset.matrix)
+    dense = np.tile(model.item_scores, (len(users), 1))
+    dense[dataset.matrix.toarray() > 0] = -np.inf
+    order = np.argsort(-dense, axis=1, kind="stable")[:, :20]
+    expected = np.where(np.isneginf(np.take_along_axis(dense, order, axis=1)), -1, order)
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_array_equal(scores[ids >= 0], np.take_along_axis(dense, order, axis=1)[ids >= 0])
