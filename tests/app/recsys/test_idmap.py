@@ -47,3 +47,15 @@ def test_save_load_through_npz(tmp_path):
     np.savez(tmp_path / "m.npz", **arrays)
     with np.load(tmp_path / "m.npz", allow_pickle=False) as npz:
         assert IdMap.load(npz, "item") == IdMap.from_ids([1, 5, 9])
+
+
+def test_dense_and_sparse_ids_give_the_same_lookups():
+    rng = np.random.default_rng(0)
+    dense = IdMap.from_ids(rng.choice(np.arange(100, 400), size=200, replace=False))  # table path
+    sparse = IdMap.from_ids(np.r_[dense.external, 10**15])  # one far id: binary-search path
+    queries = np.r_[np.arange(90, 410), 10**15, -5]
+    want = np.array([dense.external.tolist().index(q) if q in dense.external else -1 for q in queries])
+    want[-2] = -1
+    np.testing.assert_array_equal(dense.to_index(queries), want)
+    want[-2] = len(dense)
+    np.testing.assert_array_equal(sparse.to_index(queries), want)
