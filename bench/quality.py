@@ -105,13 +105,19 @@ class PlainImplicitALS:
             self.model.fit(self.binary, show_progress=False)
         return self
 
-    def recommend(self, user_indices: np.ndarray, n: int, seen: sp.csr_matrix | None = None):
-        ids, scores = self.model.recommend(user_indices, self.binary[user_indices], N=n)
+    def recommend(
+        self, user_indices: np.ndarray, n: int, seen: sp.csr_matrix | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """implicit filters the users' training rows itself (what `seen` holds in evaluate)."""
+        with threadpool_limits(1, "blas"):
+            ids, scores = self.model.recommend(user_indices, self.binary[user_indices], N=n)
         return pad_ranked(ids, scores, n)
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """One point of the grid: the weighting and the ALS parameters."""
+
     rating_exponent: float
     alpha: float
     regularization: float
