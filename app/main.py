@@ -24,6 +24,9 @@ class CinerecApp(faust.App):
         after it), so the consumer subscribes to topics that exist.
         """
         self.conf.datadir.parent.mkdir(parents=True, exist_ok=True)  # faust makes only the leaf
+        # Table changelog writes queue in this buffer; at more than `max_messages`
+        # (100 by default) every stream pauses and logs "producer buffer full".
+        self.producer.buffer.max_messages = 2000
         await super().on_first_start()
         if self.in_worker:
             from app.storage.kafka_admin import ensure_topics
@@ -50,6 +53,9 @@ app = CinerecApp(
     # Tables write a changelog message per update: without linger every one
     # becomes its own produce request (profiled: half the worker time in send()).
     producer_linger=0.01,
+    # aiokafka makes a send wait while its partition's batch is full; changelog
+    # values are ~0.4 kB, so the default 16 kB batch throttled the stats agents.
+    producer_max_batch_size=512 * 1024,
 )
 
 
