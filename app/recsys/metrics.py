@@ -164,6 +164,9 @@ def compute_metrics(
 ) -> dict[str, float]:
     """Every metric in `metrics` over users with at least one relevant item (others skipped)."""
     recommended = np.asarray(recommended, dtype=np.int64).reshape(len(relevant), -1)
+    ordered = np.sort(recommended, axis=1)
+    if ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any():
+        raise ValueError("a recommendation row repeats an item: hits would be counted twice")
     hits, n_relevant = hit_matrix(recommended, relevant)
     keep = n_relevant > 0
     recommended, hits, n_relevant = recommended[keep], hits[keep], n_relevant[keep]

@@ -1,6 +1,8 @@
 import math
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 import pytest
 
 from app.recsys.metrics import MAP, NDCG, Coverage, HitRate, Novelty, Recall, compute_metrics, hit_matrix
@@ -81,3 +83,24 @@ def test_bad_input():
         Recall(0)
     with pytest.raises(ValueError, match="relevant sets"):
         hit_matrix(RECOMMENDED, RELEVANT[:2])
+    with pytest.raises(ValueError, match="repeats an item"):
+        compute_metrics(np.array([[3, 3, -1]]), [np.array([3])], [Recall(3)])
+    # padding may repeat
+    assert compute_metrics(np.array([[3, -1, -1]]), [np.array([3])], [Recall(3)])["recall@3"] == 1.0
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.permutations(range(-1, 30)).map(lambda p: p[:5]), st.sets(st.integers(0, 30), max_size=8)),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_ranking_metrics_stay_within_bounds_and_agree_on_hits(rows):
+    recommended = np.array([r for r, _ in rows])
+    relevant = [np.array(sorted(s), dtype=np.int64) for _, s in rows]
+    out = compute_metrics(recommended, relevant, [Recall(5), NDCG(5), MAP(5), HitRate(5)])
+    for key in ("recall@5", "ndcg@5", "map@5", "hit_rate@5"):
+        assert 0.0 <= out[key] <= 1.0 + 1e-9
+    # a user with any hit has a positive recall, ndcg and map: all three are zero together
+    assert (out["recall@5"] == 0) == (out["ndcg@5"] == 0) == (out["map@5"] == 0) == (out["hit_rate@5"] == 0)
