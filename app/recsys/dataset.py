@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -183,9 +184,13 @@ class EventWeights:
             w = w * factor
         return w.astype(np.float32, copy=False)
 
-    def params(self) -> dict:
-        return {"base": dict(self.base), "completion_bonus": self.completion_bonus,
-                "rating_exponent": self.rating_exponent}
+    def params(self) -> dict[str, Any]:
+        """JSON-ready, for run records next to the model's params."""
+        return {
+            "base": dict(self.base),
+            "completion_bonus": self.completion_bonus,
+            "rating_exponent": self.rating_exponent,
+        }
 
 
 @dataclass(frozen=True)
