@@ -187,6 +187,10 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
     if not dataset.matrix.nnz:
         report.status, report.reason = "rejected", "no interactions in the training window"
         return
+    if not train_dataset.matrix.nnz:
+        report.status = "rejected"
+        report.reason = f"no events before the {config.holdout_days:g}-day holdout: nothing to evaluate a model on"
+        return
     als = ALSRecommender(**config.als)
     report.params = {"als": als.params(), "weights": weights.params(), "config": _config_params(config)}
     with report.stage("evaluate"):
@@ -203,10 +207,10 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
     with report.stage("fit"):
         als.fit(dataset)
         popular = PopularRecommender().fit(dataset)
+    with report.stage("save"):  # the artifact first: a served version always has one
+        als.save(settings.model_dir / report.version)
     with report.stage("publish"):
         _publish(conn, report, config, dataset, als, popular, films.as_mapping(), progress)
-    with report.stage("save"):
-        als.save(settings.model_dir / report.version)
     report.status, report.published = "published", True
 
 

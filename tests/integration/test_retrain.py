@@ -173,3 +173,13 @@ def test_rollback_serves_the_previous_version_again(settings: Settings, conn: re
     publish.rollback(conn, first)
     assert publish.current_version(conn) == first
     assert conn.exists(keys.user_recs(first, 1)) and conn.exists(keys.factors(first))
+
+
+def test_history_shorter_than_the_holdout_is_rejected(clickhouse_settings: Settings, redis_settings: Settings,
+                                                     tmp_path: Path) -> None:
+    seed(clickhouse_settings, PlantedTaste(users=50, films=20, events=1_000, days=5))
+    settings = clickhouse_settings.with_overrides(redis_url=redis_settings.redis_url, model_dir=tmp_path)
+    report = pipeline.retrain(settings, pipeline.RetrainConfig(holdout_days=7, force=True))
+    assert (report.status, report.published) == ("rejected", False)
+    assert "no events before the 7-day holdout" in report.reason
+    assert recorded(settings)[report.version]["status"] == "rejected"
