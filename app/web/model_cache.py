@@ -8,19 +8,18 @@ restart, and when Redis is down the last good copy keeps answering (degraded).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.storage import redis_keys
 from app.web import metrics
+from app.web.foldin_cache import FoldInRanker, Ranked, load_ranker
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,6 @@ POLL_S = 1.0
 # Titles rarely change; reloading them this often bounds how stale one can be.
 TITLE_TTL_S = 60.0
 
-Ranked = tuple[list[int], list[float]]
 EMPTY: Ranked = ([], [])
 
 
@@ -39,24 +37,7 @@ class Snapshot:
     version: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     popular: Ranked = EMPTY
-    foldin: Any = None  # app.recsys.foldin.FoldInModel, or None when the version has no factors
-
-
-def load_foldin(raw: bytes | None) -> Any:
-    """Decode `recs:{v}:factors` (None when absent or unreadable: fold-in users then get trending)."""
-    if not raw:
-        return None
-    from app.recsys.foldin import unpack_factors
-
-    try:
-        model = unpack_factors(raw)
-    except Exception:  # a broken blob must not stop serving the rest of the version
-        log.exception("cannot decode fold-in factors; fold-in disabled for this version")
-        return None
-    # fold_in() casts the whole factor matrix to float64 on every call before
-    # picking the user's rows (~200 us for 5k films x 64): hold it as float64
-    # once, so that cast is free. Remove when foldin indexes before casting.
-    return dataclasses.replace(model, item_factors=model.item_factors.astype(np.float64))
+    foldin: FoldInRanker | None = None  # None when the version has no (readable) factors
 
 
 class ModelCache:
@@ -102,7 +83,7 @@ class ModelCache:
                 pipe.get(redis_keys.popular(version))
                 pipe.get(redis_keys.factors(version))
                 meta, popular, factors = await pipe.execute()
-            foldin = await asyncio.to_thread(load_foldin, factors)
+            foldin = await asyncio.to_thread(load_ranker, factors)
             self.snapshot = Snapshot(
                 version=version,
                 meta=json.loads(meta) if meta else {},

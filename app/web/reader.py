@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -68,12 +66,6 @@ def merge_ranked(limit: int, exclude: set[int], *lists: Ranked) -> Ranked:
     return out_ids, out_scores
 
 
-def confidences(recent: Sequence[int]) -> tuple[list[int], list[float]]:
-    """Recent watches (newest first, repeats allowed) -> distinct films and how often each was watched."""
-    counts = Counter(recent)
-    return list(counts), [float(c) for c in counts.values()]
-
-
 class Reader:
     """Domain logic of the read endpoints; raises UnknownFilm / NoModel, never Redis errors."""
 
@@ -113,9 +105,7 @@ class Reader:
         else:
             source, ranked = "", ([], [])
             if recent and snap.foldin is not None:
-                film_ids, weights = confidences(recent)
-                ids, scores = snap.foldin.recommend(film_ids, weights, limit, film_ids)
-                ranked = (ids.tolist(), scores.tolist())
+                ranked = snap.foldin.top(tuple(recent), limit)
                 source = "foldin" if ranked[0] else ""
             if not source:
                 source = "trending" if self.cache.trending[0] else "popular"

@@ -1,10 +1,10 @@
-"""Pure parts of the request path: merging ranked lists, fold-in confidences."""
+"""Merging ranked lists: the filtering and padding of every answer."""
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.web.reader import confidences, merge_ranked
+from app.web.reader import merge_ranked
 
 film_lists = st.lists(st.integers(1, 50), max_size=30).map(lambda ids: (ids, [float(-i) for i in range(len(ids))]))
 
@@ -30,7 +30,3 @@ def test_merge_properties(limit: int, exclude: set[int], lists: list[tuple[list[
     first_seen = list(dict.fromkeys(available))
     assert ids == first_seen[: len(ids)]
 
-
-def test_confidences_count_repeated_watches() -> None:
-    assert confidences([4, 9, 4, 4]) == ([4, 9], [3.0, 1.0])
-    assert confidences([]) == ([], [])
