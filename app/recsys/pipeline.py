@@ -210,7 +210,11 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
     with report.stage("save"):  # the artifact first: a served version always has one
         als.save(settings.model_dir / report.version)
     with report.stage("publish"):
-        _publish(conn, report, config, dataset, als, popular, films.as_mapping(), progress)
+        try:
+            _publish(conn, report, config, dataset, als, popular, films.as_mapping(), progress)
+        except Exception:
+            _discard_partial(conn, report.version)
+            raise
     report.status, report.published = "published", True
 
 
@@ -253,6 +257,17 @@ def _publish(conn: redis.Redis, report: RunReport, config: RetrainConfig, datase
         "params": report.params,
         "reason": report.reason,
     })
+
+
+def _discard_partial(conn: redis.Redis, version: str) -> None:
+    """Keys of a publish that failed before the switch: nothing reads or expires them, so delete them."""
+    try:
+        deleted = publish.discard(conn, version)
+        log.warning("[%s] publish failed: deleted its %d keys; the served version is unchanged", version, deleted)
+    except publish.PublishError:
+        log.warning("[%s] publish failed after the switch: the version stays served", version)
+    except Exception:  # Redis may be what failed; the publish error matters more
+        log.exception("[%s] publish failed and its keys could not be deleted", version)
 
 
 def sample_users(interactions: Interactions, limit: int | None, seed: int = 0) -> Interactions:

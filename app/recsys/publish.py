@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import redis
+from redis.client import Pipeline
 
 from app.recsys.progress import Progress, no_progress
 from app.settings import Settings
@@ -180,21 +181,24 @@ def activate(conn: redis.Redis, version: str, meta: Mapping[str, object]) -> Non
     expire_old_versions(conn)
 
 
-def _version_keys(conn: redis.Redis, version: str) -> Iterable[bytes]:
-    return conn.scan_iter(match=keys.version_pattern(version), count=10_000)
-
-
-def _set_ttl(conn: redis.Redis, version: str, ttl_s: int | None) -> int:
-    """EXPIRE (or PERSIST when `ttl_s` is None) every key of a version, pipelined."""
-    changed = 0
+def _each_key(conn: redis.Redis, version: str, command: Callable[[Pipeline, bytes], object]) -> int:
+    """Run `command(pipe, key)` on every key of a version (SCAN), pipelined; returns the key count."""
+    count = 0
     pipe = conn.pipeline(transaction=False)
-    for key in _version_keys(conn, version):
-        pipe.persist(key) if ttl_s is None else pipe.expire(key, ttl_s)
-        changed += 1
-        if changed % BATCH_KEYS == 0:
+    for key in conn.scan_iter(match=keys.version_pattern(version), count=10_000):
+        command(pipe, key)
+        count += 1
+        if count % BATCH_KEYS == 0:
             pipe.execute()
     pipe.execute()
-    return changed
+    return count
+
+
+def discard(conn: redis.Redis, version: str) -> int:
+    """Delete the keys of a version that never went live (a publish that failed midway)."""
+    if current_version(conn) == version:
+        raise PublishError(f"version {version!r} is being served; roll back before discarding it")
+    return _each_key(conn, version, lambda pipe, key: pipe.unlink(key))
 
 
 def expire_old_versions(
@@ -215,7 +219,7 @@ def expire_old_versions(
         if ttl == -2:  # meta gone: the version has expired
             conn.zrem(keys.VERSIONS, version)
         elif ttl == -1:
-            n = _set_ttl(conn, version, ttl_s)
+            n = _each_key(conn, version, lambda pipe, key: pipe.expire(key, ttl_s))
             log.info("version %s: %d keys expire in %ds", version, n, ttl_s)
             expired.append(version)
     return expired
@@ -234,7 +238,7 @@ def rollback(conn: redis.Redis, version: str) -> None:
     if conn.zscore(keys.VERSIONS, version) is None:
         raise PublishError(f"version {version!r} was never published here")
     if conn.ttl(keys.meta(version)) >= 0:
-        _set_ttl(conn, version, None)
+        _each_key(conn, version, lambda pipe, key: pipe.persist(key))
     switched = conn.eval(_ROLLBACK, 3, keys.CURRENT, keys.VERSIONS, keys.meta(version), version)
     if not switched:
         raise PublishError(f"version {version!r} has expired; pick one of `cinerec models`")

@@ -96,3 +96,14 @@ def test_rollback_refuses_unknown_and_expired_versions(conn: redis.Redis) -> Non
 def test_titles_hash(conn: redis.Redis) -> None:
     assert publish.write_titles(conn, {1: "Alien", 2: "Heat", 3: "Ran"}, batch=2) == 3
     assert conn.hgetall(keys.FILM_TITLES) == {b"1": b"Alien", b"2": b"Heat", b"3": b"Ran"}
+
+
+def test_discard_deletes_an_unpublished_version_but_never_the_served_one(conn: redis.Redis) -> None:
+    served = _publish_version(conn)
+    publish.write_ranked(conn, partial(keys.user_recs, "half-done"), np.arange(1, 12), np.ones((11, 3), dtype=np.int64),
+                         np.ones((11, 3)), batch=4)
+    assert publish.discard(conn, "half-done") == 11
+    assert not list(conn.scan_iter(match=keys.version_pattern("half-done")))
+    with pytest.raises(publish.PublishError, match="being served"):
+        publish.discard(conn, served)
+    assert conn.exists(keys.user_recs(served, 1))

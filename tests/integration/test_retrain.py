@@ -183,3 +183,19 @@ def test_history_shorter_than_the_holdout_is_rejected(clickhouse_settings: Setti
     assert (report.status, report.published) == ("rejected", False)
     assert "no events before the 7-day holdout" in report.reason
     assert recorded(settings)[report.version]["status"] == "rejected"
+
+
+def test_a_publish_failing_before_the_switch_leaves_no_keys_behind(
+    settings: Settings, conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = pipeline.retrain(settings).version
+
+    def switch_fails(*args: object, **kwargs: object) -> None:
+        raise redis.ConnectionError("connection lost before the switch")
+
+    monkeypatch.setattr(publish, "activate", switch_fails)
+    with pytest.raises(redis.ConnectionError):
+        pipeline.retrain(settings, pipeline.RetrainConfig(force=True), version="20260101T000000Z-0ff0ff")
+    assert publish.current_version(conn) == served
+    assert not list(conn.scan_iter(match=keys.version_pattern("20260101T000000Z-0ff0ff")))
+    assert recorded(settings)["20260101T000000Z-0ff0ff"]["status"] == "failed"
