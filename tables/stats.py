@@ -1,7 +1,8 @@
 """Stream state of the stats agents (declarations only; agents/stats.py fills them).
 
 - `user_stats`: user id -> dict (agents.stats.apply_user); keyed like the
-  source topic (key = user id), so no re-partitioning is needed.
+  source topic (key = user id), so no re-partitioning is needed; written per
+  batch, its changelog partition is chosen by key (see below).
 - `film_stats`: film id -> dict (agents.stats.apply_film), fed from the
   film-keyed `film_actions_topic`.
 - `film_viewers`: "film_id:user_id" -> True, an exact unique-viewer set stored
@@ -33,8 +34,12 @@ def _trailing_time(event) -> float:
     return _action_time(event) - (TRENDING_WINDOW - TRENDING_STEP).total_seconds()
 
 
+# use_partitioner: the changelog partition comes from the key, not from the
+# event being processed, so the batched user agent may write after its loop.
+# The key serializes to the same bytes as the source message key (b"123") and
+# both producers use Kafka's default (murmur2) partitioner: same partition.
 user_stats = app.Table(
-    "user-stats", default=None, partitions=settings.topic_partitions, key_type=int,
+    "user-stats", default=None, partitions=settings.topic_partitions, key_type=int, use_partitioner=True,
 )
 film_stats = app.Table(
     "film-stats", default=None, partitions=settings.topic_partitions, key_type=int,

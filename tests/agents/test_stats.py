@@ -84,25 +84,68 @@ def faust_app():
     return app
 
 
+def test_fold_users_folds_each_user_in_order_from_the_stored_value() -> None:
+    stored = {7: stats.apply_user(None, USER_EVENTS[0])}
+    other = ev(50, 8, 3, "play", T0 + 5)
+    folded = stats.fold_users(stored.get, [*USER_EVENTS[1:4], other, *USER_EVENTS[4:]])
+    expected = None
+    for event in USER_EVENTS:
+        expected = stats.apply_user(expected, event)
+    assert folded == {7: expected, 8: stats.apply_user(None, other)}
+
+
+async def _until(condition, what: str, timeout: float = 10.0) -> None:
+    """Poll (the agent batches for up to USER_BATCH_WITHIN_S) until `condition()`; fail naming `what`."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.redis_db(11)
 async def test_user_agent_folds_events_and_rekeys_film_actions(faust_app, redis_settings, monkeypatch) -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+    from faust.types import TP
+
     monkeypatch.setattr(stats, "settings", redis_settings)
+    # No broker here: place changelog keys the way the (unstarted) Kafka producer would.
+    partitions = list(range(redis_settings.topic_partitions))
+    monkeypatch.setattr(faust_app.producer, "key_partition",
+                        lambda topic, key: TP(topic, DefaultPartitioner()(key, partitions, partitions)))
     sent: list[tuple[bytes, bytes]] = []
 
     async def capture(key: bytes, value: bytes) -> None:
         sent.append((key, value))
 
     monkeypatch.setattr(stats.film_actions_topic, "send", capture)
+    expected = None
+    for event in USER_EVENTS:
+        expected = stats.apply_user(expected, event)
     async with stats.user_stats_agent.test_context() as agent:
         for event in USER_EVENTS:
             await agent.put(event.to_bytes(), key=b"7")
         await agent.put(b"{broken", key=b"7")
-        expected = None
-        for event in USER_EVENTS:
-            expected = stats.apply_user(expected, event)
+        await _until(lambda: user_stats.get(7) is not None, "the user agent's batch")
         assert user_stats[7] == expected
     assert [FilmAction.from_bytes(v).event_type for _, v in sent] == ["play", "play", "complete", "rate", "rate"]
     assert {k for k, _ in sent} == {b"1", b"2"}
+
+
+def test_user_changelog_lands_on_the_source_partition() -> None:
+    """use_partitioner is only right if a key's changelog partition is its source partition."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from app.producer import message_key
+
+    partitions = list(range(8))
+    partition = DefaultPartitioner()
+    for user_id in (1, 7, 123, 99_999, 2**40):
+        changelog_key = user_stats.changelog_topic.prepare_key(user_id, None)[0]
+        assert partition(changelog_key, partitions, partitions) == partition(message_key(user_id), partitions, partitions)
 
 
 @pytest.mark.redis_db(11)
