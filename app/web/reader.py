@@ -80,9 +80,6 @@ class Reader:
     def _trip(self) -> None:
         self._skip_until = time.monotonic() + BREAKER_S
 
-    def _fallback(self) -> Ranked:
-        return self.cache.trending if self.cache.trending[0] else self.cache.snapshot.popular
-
     async def recommend(self, user_id: int, limit: int) -> Answer:
         snap = self.cache.snapshot
         if not self._redis_usable():
