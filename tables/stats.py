@@ -47,9 +47,13 @@ film_stats = app.Table(
 film_viewers = app.Table(
     "film-viewers", default=None, partitions=settings.topic_partitions, key_type=str,
 )
+# No key_type here: the changelog key of a windowed table is (film_id, (start, end)),
+# JSON-encoded as a list; `key_type=int` made every changelog recovery (standby
+# replicas, a partition moving to another worker, a restart) fail on int(list)
+# and the worker never left recovery (tests/integration/test_multiworker.py).
 film_plays_window = (
     app.Table(
-        "film-plays-window", default=int, partitions=settings.topic_partitions, key_type=int,
+        "film-plays-window", default=int, partitions=settings.topic_partitions,
     )
     .hopping(TRENDING_WINDOW, TRENDING_STEP, expires=TRENDING_EXPIRES, key_index=True)
     .relative_to(_action_time)

@@ -12,6 +12,7 @@ import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, for_code
 
@@ -57,6 +58,22 @@ async def cluster_answers(settings: Settings, timeout: float = 3.0) -> bool:
 async def topic_partitions(admin: AIOKafkaAdminClient) -> dict[str, int]:
     """Partition count of every topic; asks for all topics so nothing gets auto-created."""
     return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(None) if t["error_code"] == 0}
+
+
+async def group_caught_up(settings: Settings) -> bool:
+    """True when the worker group (`app_id`) committed the end offset of every `interactions` partition:
+    every agent acked every event so far (benchmarks and tests wait on it)."""
+    tps = [TopicPartition(settings.topic_interactions, p) for p in range(settings.topic_partitions)]
+    async with admin_client(settings) as admin:
+        committed = await admin.list_consumer_group_offsets(settings.app_id, partitions=tps)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                request_timeout_ms=int(settings.network_timeout_s * 6000))
+    await asyncio.wait_for(consumer.start(), settings.network_timeout_s * 6)
+    try:
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return all(committed.get(tp) is not None and committed[tp].offset >= ends[tp] for tp in tps)
 
 
 async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:

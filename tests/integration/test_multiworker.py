@@ -1,0 +1,126 @@
+"""Two Faust workers in one consumer group on an 8-partition `interactions` topic.
+
+Each worker is a `cinerec worker` subprocess (app.worker_process) with the
+same app id, its own web port and its own datadir (derived from the port).
+What must hold:
+- the group shares the partitions: both workers own some, none owns one twice;
+- stopping one worker while events are still arriving hands its partitions
+  to the other, and every event is in ClickHouse exactly once (FINAL, by event_id);
+- the user stats of the moved partitions are rebuilt in the survivor from
+  the table changelogs: they equal the totals folded by hand.
+
+The stats check uses the users of the first half, whose events were all
+processed and committed before the stop. The second half's users (other ids)
+are only checked in ClickHouse: table updates are at-least-once, so an event
+in flight at the stop may be counted twice in their stats, by design.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from agents.stats import apply_user
+from app.events import Event
+from app.localstack import proc
+from app.storage.kafka_admin import group_caught_up
+from app.web.debug import user_partition
+from app.worker_process import WorkerProcess
+from tests.integration.ingest_support import make_events, messages_of, produce, stored_event_ids, wait_for_count
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.redis_db(7)]
+
+PARTITIONS = 8
+SETTLE_S = 180.0  # rebalances on a busy 2-core machine are slow; polls end as soon as the state is reached
+
+
+@pytest.fixture
+def group_settings(clickhouse_settings, kafka_settings, redis_settings, tmp_path: Path):
+    return kafka_settings.with_overrides(
+        clickhouse_url=clickhouse_settings.clickhouse_url, redis_url=redis_settings.redis_url,
+        topic_partitions=PARTITIONS, local_dir=tmp_path, loader_batch_within_s=0.2, loader_batch_max=100,
+    )
+
+
+def _get(worker: WorkerProcess, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"{worker.settings.web_url}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _actives(worker: WorkerProcess) -> set[int]:
+    return set(_get(worker, "/debug/partitions/")[1]["actives"])
+
+
+def _shared(a: WorkerProcess, b: WorkerProcess) -> bool:
+    mine, theirs = _actives(a), _actives(b)
+    return bool(mine) and bool(theirs) and not mine & theirs and mine | theirs == set(range(PARTITIONS))
+
+
+def _caught_up(settings) -> bool:
+    return asyncio.run(group_caught_up(settings))
+
+
+def _fold(events: list[Event]) -> dict[int, dict]:
+    """Per-user stats the stats agent must hold for these events (send order per user)."""
+    state: dict[int, dict] = {}
+    for event in events:
+        state[event.user_id] = apply_user(state.get(event.user_id), event)
+    return state
+
+
+def _held_stats(worker: WorkerProcess, users: list[int]) -> dict[int, dict]:
+    """Stats of `users` that `worker` holds for partitions it actively owns."""
+    out = {}
+    for user in users:
+        status, body = _get(worker, f"/debug/user-stats/{user}/")
+        if status == 200 and body["active"]:
+            out[user] = body["stats"]
+    return out
+
+
+def test_two_workers_share_partitions_and_one_takes_over(group_settings, tmp_path: Path) -> None:
+    first = make_events(300, seed=11)  # users 1..40
+    second = [e._replace(user_id=e.user_id + 1000) for e in make_events(300, seed=12)]  # other users
+    expected = _fold(first)
+
+    a = WorkerProcess(group_settings, tmp_path / "worker-a.log").start(timeout=SETTLE_S)
+    b = WorkerProcess(group_settings, tmp_path / "worker-b.log")
+    try:
+        b.start(timeout=SETTLE_S)
+        both = lambda: a.alive() and b.alive()  # noqa: E731
+        assert proc.wait_for(lambda: _shared(a, b), SETTLE_S, alive=both), \
+            f"partitions not shared: a={_actives(a)} b={_actives(b)}"
+        moved = _actives(a)
+
+        asyncio.run(produce(group_settings, messages_of(first)))
+        assert wait_for_count(group_settings, len(first), timeout=SETTLE_S, alive=both) == len(first)
+        assert proc.wait_for(lambda: _caught_up(group_settings), SETTLE_S, alive=both), "first half never committed"
+        moved_users = sorted(u for u in expected if user_partition(u, PARTITIONS) in moved)
+        assert moved_users, "no user of the first half hashed to worker a's partitions"
+        assert _held_stats(a, moved_users) == {u: expected[u] for u in moved_users}
+
+        # Mid-stream: half of the second batch is in Kafka (maybe in a's hands) when a stops.
+        asyncio.run(produce(group_settings, messages_of(second[:150])))
+        a.stop()
+        asyncio.run(produce(group_settings, messages_of(second[150:])))
+
+        assert proc.wait_for(lambda: _actives(b) == set(range(PARTITIONS)), SETTLE_S, alive=b.alive), \
+            f"b did not take over a's partitions: b={_actives(b)}"
+        loaded = wait_for_count(group_settings, len(first) + len(second), timeout=SETTLE_S, alive=b.alive)
+        want = {u: expected[u] for u in moved_users}
+        proc.wait_for(lambda: _held_stats(b, moved_users) == want, SETTLE_S, alive=b.alive)
+        recovered = _held_stats(b, moved_users)
+    finally:
+        b.stop()
+        a.stop()
+
+    assert loaded == len(first) + len(second)
+    assert sorted(stored_event_ids(group_settings)) == sorted(e.event_id for e in first + second)
+    assert recovered == want
