@@ -55,7 +55,7 @@ def fold_in(
         raise ValueError("confidences must be > 0")
     items, inverse = np.unique(item_indices, return_inverse=True)
     conf = np.bincount(inverse.ravel(), weights=confidences, minlength=len(items))
-    yu = np.asarray(item_factors, dtype=np.float64)[items]
+    yu = np.asarray(item_factors[items], dtype=np.float64)
     a = gram + regularization * np.eye(len(gram)) + (yu.T * (conf - 1.0)) @ yu
     b = yu.T @ conf
     return np.linalg.solve(a, b).astype(np.float32)
