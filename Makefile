@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= test,bench
+EXTRAS ?= test,bench,spark
 
 .PHONY: venv services services-down status migrate browser test run demo demo-down bench-ingest bench-train bench-quality bench-serve clean
 

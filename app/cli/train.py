@@ -16,18 +16,23 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 
 
 @main.command()
-@click.option("--backend", type=click.Choice(["implicit"]), default="implicit", show_default=True,
-              help="ALS implementation.")
+@click.option("--backend", type=click.Choice(["implicit", "spark"]), default=None,
+              help="ALS implementation  [default: TRAIN_BACKEND, implicit]")
+@click.option("--spark-master", default=None,
+              help="Spark master URL for --backend spark, e.g. spark://host:7077  [default: SPARK_MASTER, local[*]]")
 @click.option("--force", is_flag=True, help="Publish even if the gate rejects the model (recorded as forced).")
 @click.option("--holdout-days", type=click.FloatRange(min=0, min_open=True), default=7.0, show_default=True)
 @click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=365.0, show_default=True,
               help="History used, counted back from the newest event.")
-def train(backend: str, force: bool, holdout_days: float, window_days: float) -> None:
+def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float,
+          window_days: float) -> None:
     """Retrain in the foreground: load, evaluate vs Popular, gate, publish, record."""
     from app.recsys import pipeline
     from app.recsys.progress import TqdmProgress
 
-    settings = get_settings().with_overrides(train_backend=backend)
+    settings = get_settings()
+    settings = settings.with_overrides(train_backend=backend or settings.train_backend,
+                                       spark_master=spark_master or settings.spark_master)
     try:
         config = pipeline.RetrainConfig(holdout_days=holdout_days, window_days=window_days, force=force)
     except ValueError as exc:

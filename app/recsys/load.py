@@ -8,6 +8,7 @@ come from `interactions FINAL` so a re-delivered Kafka batch counts once.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -37,16 +38,27 @@ class Films:
         return dict(zip(self.film_id.tolist(), self.title))
 
 
-def interactions_query(database: str, since: float | None, until: float | None) -> tuple[str, dict]:
-    """SQL (and parameters) of the training window `[since, until)`, epoch seconds."""
+def window_conditions(since: float | None, until: float | None) -> tuple[list[str], dict[str, int]]:
+    """WHERE conditions (and parameters) of the film events in `[since, until)`, epoch seconds.
+
+    Shared by the driver load below and the Spark trainer's per-slice queries,
+    so both backends train on exactly the same rows. `ts` is whole seconds, so
+    rounding `since` and `until` up keeps the half-open interval exact.
+    """
     where = [f"event_type IN {_FILM_TYPES}", "film_id != 0"]
     params: dict[str, int] = {}
     if since is not None:
         where.append("ts >= toDateTime(%(since)s)")
-        params["since"] = int(since)
+        params["since"] = math.ceil(since)
     if until is not None:
         where.append("ts < toDateTime(%(until)s)")
-        params["until"] = int(until)
+        params["until"] = math.ceil(until)
+    return where, params
+
+
+def interactions_query(database: str, since: float | None, until: float | None) -> tuple[str, dict]:
+    """SQL (and parameters) of the training window `[since, until)`, epoch seconds."""
+    where, params = window_conditions(since, until)
     query = f"""
         SELECT
             toInt64(user_id),

@@ -14,16 +14,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import redis
 from clickhouse_driver import Client
+from redis.exceptions import LockError
 from threadpoolctl import threadpool_limits
 
 from app.recsys import publish
 from app.recsys.dataset import Dataset, EventWeights, Interactions, build_dataset
-from app.recsys.evaluate import evaluate, time_holdout
+from app.recsys.evaluate import evaluate, holdout_start, time_holdout
 from app.recsys.foldin import pack_factors
 from app.recsys.load import load_films, load_interactions
 from app.recsys.metrics import NDCG
@@ -36,6 +37,9 @@ from app.storage.clickhouse import client as clickhouse_client
 log = logging.getLogger(__name__)
 
 RETRAIN_LOCK_TIMEOUT_S = 6 * 3600  # above the longest retrain; Celery's visibility timeout matches
+
+# (dataset, since, until) -> ALS fitted on the events of [since, until) that `dataset` holds.
+FitALS = Callable[[Dataset, float | None, float | None], ALSRecommender]
 
 
 @dataclass(frozen=True)
@@ -151,8 +155,8 @@ def retrain(
     try:
         # implicit runs its own threads; BLAS threads underneath only oversubscribe
         # the cores (implicit warns about it): top-n is ~2x faster with BLAS at 1.
-        with threadpool_limits(1, "blas"):
-            _run(settings, config, progress, report, ch, conn)
+        with threadpool_limits(1, "blas"), als_fitter(settings, config) as fit_als:
+            _run(settings, config, progress, report, ch, conn, fit_als)
     except Exception as exc:
         report.status, report.reason = "failed", f"{type(exc).__name__}: {exc}"
         report.finished_at = datetime.now(timezone.utc)
@@ -170,12 +174,26 @@ def retrain(
     return report
 
 
+@contextlib.contextmanager
+def als_fitter(settings: Settings, config: RetrainConfig) -> Iterator[FitALS]:
+    """How ALS is fitted under TRAIN_BACKEND: `implicit` on the loaded matrix, or Spark
+    reading the same window from ClickHouse itself (app.recsys.spark_als); same model type either way."""
+    if settings.train_backend != "spark":
+        yield lambda dataset, since, until: ALSRecommender(**config.als).fit(dataset)
+        return
+    from app.recsys.spark_als import SparkALSTrainer
+
+    with SparkALSTrainer(settings, config.als) as trainer:
+        yield lambda dataset, since, until: trainer.fit(dataset.users, dataset.items, since, until)
+
+
 def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: RunReport,
-         ch: Client, conn: redis.Redis) -> None:
+         ch: Client, conn: redis.Redis, fit_als: FitALS) -> None:
     weights = EventWeights()
     report.served_before = publish.current_version(conn)
+    since = _window_start(ch, settings, config)
     with report.stage("load"):
-        interactions = load_interactions(settings, since=_window_start(ch, settings, config), progress=progress)
+        interactions = load_interactions(settings, since=since, progress=progress)
         films = load_films(ch, settings.clickhouse_database)
         ch.disconnect()  # idle for the whole fit otherwise; the driver reconnects for the record
     with report.stage("matrix"):
@@ -191,10 +209,11 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
         report.status = "rejected"
         report.reason = f"no events before the {config.holdout_days:g}-day holdout: nothing to evaluate a model on"
         return
-    als = ALSRecommender(**config.als)
-    report.params = {"als": als.params(), "weights": weights.params(), "config": _config_params(config)}
+    report.params = {"als": ALSRecommender(**config.als).params(), "weights": weights.params(),
+                     "config": _config_params(config), "backend": settings.train_backend}
     with report.stage("evaluate"):
-        report.metrics = evaluate(ALSRecommender(**config.als).fit(train_dataset), train_dataset, test, k=config.k)
+        holdout_model = fit_als(train_dataset, since, holdout_start(interactions, config.holdout_days))
+        report.metrics = evaluate(holdout_model, train_dataset, test, k=config.k)
         report.baseline_metrics = evaluate(PopularRecommender().fit(train_dataset), train_dataset, test, k=config.k)
     served = (publish.read_meta(conn, report.served_before) or {}).get("metrics") if report.served_before else None
     ok, report.reason = gate(report.metrics, report.baseline_metrics, served, config)
@@ -205,7 +224,7 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
     if not ok:
         report.reason = f"forced: {report.reason}"
     with report.stage("fit"):
-        als.fit(dataset)
+        als = fit_als(dataset, since, None)
         popular = PopularRecommender().fit(dataset)
     with report.stage("save"):  # the artifact first: a served version always has one
         als.save(settings.model_dir / report.version)
@@ -321,5 +340,8 @@ def retrain_lock(settings: Settings, timeout_s: float = RETRAIN_LOCK_TIMEOUT_S) 
         yield acquired
     finally:
         if acquired:
-            lock.release()
+            try:
+                lock.release()
+            except LockError:  # held past its timeout: another run may own it now, leave that alone
+                log.warning("lock:retrain expired before the run ended (timeout %ss)", timeout_s)
         conn.close()
