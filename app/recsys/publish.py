@@ -178,7 +178,10 @@ def activate(conn: redis.Redis, version: str, meta: Mapping[str, object]) -> Non
     pipe.set(keys.CURRENT, version)
     pipe.execute()
     log.info("recs:current -> %s", version)
-    expire_old_versions(conn)
+    try:
+        expire_old_versions(conn)
+    except redis.RedisError:  # housekeeping only: the switch is done, the next publish retries it
+        log.exception("could not age old versions after publishing %s", version)
 
 
 def _each_key(conn: redis.Redis, version: str, command: Callable[[Pipeline, bytes], object]) -> int:

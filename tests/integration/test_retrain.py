@@ -199,3 +199,14 @@ def test_a_publish_failing_before_the_switch_leaves_no_keys_behind(
     assert publish.current_version(conn) == served
     assert not list(conn.scan_iter(match=keys.version_pattern("20260101T000000Z-0ff0ff")))
     assert recorded(settings)["20260101T000000Z-0ff0ff"]["status"] == "failed"
+
+
+def test_a_lock_that_timed_out_during_a_run_is_left_to_its_new_owner(settings: Settings, conn: redis.Redis) -> None:
+    with pipeline.retrain_lock(settings) as first:
+        assert first
+        conn.delete(keys.RETRAIN_LOCK)  # what the timeout does to an overlong run
+        with pipeline.retrain_lock(settings) as second:
+            assert second
+            token = conn.get(keys.RETRAIN_LOCK)
+        conn.set(keys.RETRAIN_LOCK, token)  # the second run still holds it when the first ends
+    assert conn.get(keys.RETRAIN_LOCK) == token
