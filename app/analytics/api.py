@@ -29,6 +29,10 @@ class InvalidRange(ValueError):
     """A date range we refuse; the message is meant for the person who sent it."""
 
 
+FIRST_DAY = date(1970, 1, 2)
+LAST_DAY = date(2105, 12, 31)
+
+
 @dataclass(frozen=True)
 class DateRange:
     """Inclusive range of UTC calendar days."""
@@ -64,9 +68,12 @@ def _parse_day(name: str, value: str | None) -> date:
     if not value:
         raise InvalidRange(f"'{name}' is required, as YYYY-MM-DD")
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise InvalidRange(f"'{name}' must be a date as YYYY-MM-DD, got {value[:40]!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:  # ClickHouse DateTime cannot hold the rest
+        raise InvalidRange(f"'{name}' must be between {FIRST_DAY} and {LAST_DAY}, got {day}")
+    return day
 
 
 def _epoch(day: date) -> int:

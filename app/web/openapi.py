@@ -62,6 +62,28 @@ _LIST_PROPS = {
     "model_version": {"type": "string", "nullable": True},
     "degraded": {"type": "boolean", "description": "true when Redis is down and an in-process copy answered"},
 }
+_DATE = {"type": "string", "format": "date", "example": "2026-11-01"}
+_RANGE = [
+    {"name": "from", "in": "query", "required": True, "description": "first UTC day, YYYY-MM-DD", "schema": _DATE},
+    {"name": "to", "in": "query", "required": True, "description": "last UTC day (inclusive)", "schema": _DATE},
+]
+
+
+def _analytics_op(summary: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": _RANGE,
+            "responses": {
+                "200": _json({"type": "object", "required": ["from", "to"]}, summary),
+                "400": _json(_ref("Error"), "missing, malformed or reversed date range"),
+                "503": _json(_ref("Error"), "ClickHouse unreachable"),
+                "504": _json(_ref("Error"), "ClickHouse did not answer in time"),
+            },
+        }
+    }
+
+
 _CHECK = {"type": "object", "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}
 
 SPEC: dict[str, Any] = {
@@ -100,6 +122,16 @@ SPEC: dict[str, Any] = {
                     "403": _json(_ref("Error"), "wrong token"),
                     "503": _json(_ref("Error"), "ADMIN_TOKEN unset or broker down"),
                 },
+            }
+        },
+        "/v1/analytics/summary": _analytics_op(
+            "Business metrics of a date range: time on site, retention, rating, completion, funnel"
+        ),
+        "/v1/analytics/dashboard": _analytics_op("Every per-day series the dashboard draws"),
+        "/dashboard": {
+            "get": {
+                "summary": "Business and operations dashboard (HTML, charts served by the app)",
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}},
             }
         },
         "/health": {

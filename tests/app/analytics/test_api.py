@@ -286,6 +286,7 @@ def test_empty_range_gives_zeros(conn: Client) -> None:
         ("2026-03-01", "2026-02-30", "'to' must be a date"),
         ("2026-03-02", "2026-03-01", "is after 'to'"),
         ("2025-01-01", "2026-03-01", "at most 366 days"),
+        ("0086-02-25", "0086-02-25", "must be between 1970-01-02 and 2105-12-31"),  # found by schemathesis
     ],
 )
 def test_bad_ranges_are_refused_with_a_reason(first: str | None, last: str | None, message: str) -> None:
