@@ -1,14 +1,17 @@
 """The Celery retrain task body, run with `task.apply()` against real ClickHouse and Redis."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from clickhouse_driver.errors import NetworkError
 
 from app.recsys import pipeline, publish
 from app.recsys.synthetic import PlantedTaste, seed
 from app.settings import Settings, get_settings
+from app.storage import redis_keys as keys
 from app.storage.clickhouse import client
 from workers.tasks import done_key, retrain
 
@@ -60,5 +63,27 @@ def test_task_is_skipped_while_another_run_holds_the_lock(settings: Settings) ->
     conn = publish.connect(settings)
     try:
         assert publish.current_version(conn) is None
+    finally:
+        conn.close()
+
+
+def test_connection_errors_are_retried_with_backoff_then_fail(
+    redis_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:1/nothing_listens_here")
+    monkeypatch.setenv("REDIS_URL", redis_settings.redis_url)
+    get_settings.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="celery.app.trace"):
+            result = retrain.apply()
+    finally:
+        get_settings.cache_clear()
+    assert result.failed() and isinstance(result.result, NetworkError)
+    retries = [r.getMessage() for r in caplog.records if "Retry in" in r.getMessage()]
+    assert len(retries) == retrain.max_retries
+    conn = publish.connect(redis_settings)
+    try:
+        assert publish.current_version(conn) is None
+        assert not conn.exists(keys.RETRAIN_LOCK), "every attempt releases the lock"
     finally:
         conn.close()
