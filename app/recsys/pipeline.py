@@ -105,8 +105,8 @@ class RunReport:
     def row(self) -> dict[str, Any]:
         return {
             "version": self.version,
-            "started_at": self.started_at.replace(tzinfo=None),
-            "finished_at": (self.finished_at or datetime.now(timezone.utc)).replace(tzinfo=None),
+            "started_at": self.started_at,  # aware: the driver converts from UTC whatever the server's zone
+            "finished_at": self.finished_at or datetime.now(timezone.utc),
             "backend": self.backend,
             "status": self.status,
             "published": int(self.published),
