@@ -22,55 +22,25 @@ import uuid
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka import AIOKafkaConsumer
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.settings import Settings  # noqa: E402
+from app.producer import produce_messages  # noqa: E402
+from app.simulate import generate  # noqa: E402
 from app.simulator import wire  # noqa: E402
-from app.simulator.history import generate_events  # noqa: E402
-from app.simulator.world import build_world  # noqa: E402
 from app.storage.clickhouse import client, migrate  # noqa: E402
-from app.storage.kafka_admin import admin_client, ensure_topics  # noqa: E402
+from app.storage.interactions import visible_count  # noqa: E402
+from app.storage.kafka_admin import ensure_topics, group_caught_up  # noqa: E402
 from app.worker_process import WorkerProcess  # noqa: E402
-
-DAY_S = 86_400.0
 
 
 def simulated_messages(n: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
     """n (key, value) messages of the simulated world over the last 30 days."""
-    now = time.time()
-    world = build_world(users=max(n // 50, 100), films=2_000, seed=seed, window_start=now - 30 * DAY_S, window_end=now - 60)
-    events = generate_events(world, n, np.random.default_rng(seed), np.random.default_rng(seed + 1))
-    return list(wire.messages(iter(events), n))
-
-
-async def produce(settings: Settings, messages: list[tuple[bytes, bytes]]) -> None:
-    """Fast bulk produce: one batch per partition at a time, keys placed by the default partitioner."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_batch_size=1 << 20,
-                                request_timeout_ms=60_000)
-    await asyncio.wait_for(producer.start(), 30)
-    partitioner = DefaultPartitioner()
-    partitions = list(range(settings.topic_partitions))
-    batches = {p: producer.create_batch() for p in partitions}
-    sends = []
-    try:
-        for key, value in tqdm(messages, desc="produce", unit="ev", mininterval=2):
-            p = partitioner(key, partitions, partitions)
-            if batches[p].append(key=key, value=value, timestamp=None) is None:
-                batches[p].close()
-                sends.append(await producer.send_batch(batches[p], settings.topic_interactions, partition=p))
-                batches[p] = producer.create_batch()
-                batches[p].append(key=key, value=value, timestamp=None)
-        for p, batch in batches.items():
-            batch.close()
-            sends.append(await producer.send_batch(batch, settings.topic_interactions, partition=p))
-        await asyncio.wait_for(asyncio.gather(*sends), 300)
-    finally:
-        await producer.stop()
+    _, history = generate(users=max(n // 50, 100), films=2_000, events=n, seed=seed, end_ts=time.time() - 60)
+    return list(wire.messages(iter(history), n))
 
 
 class Rate(NamedTuple):
@@ -95,20 +65,6 @@ async def bare_consumer_rate(settings: Settings, n: int) -> Rate:
         await consumer.stop()
 
 
-async def group_done(settings: Settings) -> bool:
-    """True when the worker's consumer group committed the end offset of every partition."""
-    tps = [TopicPartition(settings.topic_interactions, p) for p in range(settings.topic_partitions)]
-    async with admin_client(settings) as admin:
-        committed = await admin.list_consumer_group_offsets(settings.app_id, partitions=tps)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30_000)
-    await asyncio.wait_for(consumer.start(), 30)
-    try:
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    return all(committed.get(tp) is not None and committed[tp].offset >= ends[tp] for tp in tps)
-
-
 def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, logdir: Path) -> Rate:
     """Start the workers, wait until everything is loaded; returns events/s (wall, per worker CPU s)."""
     procs = [WorkerProcess(settings.with_overrides(stats_enabled=with_stats), logdir / f"worker{i}.log")
@@ -117,25 +73,24 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
     try:
         for worker in procs:
             worker.start(timeout=120)
-        started = time.perf_counter()
-        cpu_started = sum(w.cpu_seconds() for w in procs)
-        loaded = 0
-        with tqdm(total=n, desc="pipeline", unit="ev", mininterval=2) as bar:
+        # Workers that got ready first may have started already: count only what is left.
+        started, cpu_started = time.perf_counter(), sum(w.cpu_seconds() for w in procs)
+        loaded = head_start = visible_count(conn)
+        with tqdm(total=n, initial=loaded, desc="pipeline", unit="ev", mininterval=2) as bar:
             while loaded < n:
                 if not all(w.alive() for w in procs):
                     raise RuntimeError(f"a worker died; logs in {logdir}")
-                time.sleep(0.25)
-                current = conn.execute("SELECT count() FROM interactions")[0][0]
+                time.sleep(0.5)
+                current = visible_count(conn)  # FINAL: copies re-delivered after a rebalance do not count
                 bar.update(current - loaded)
                 loaded = current
-        while with_stats and not asyncio.run(group_done(settings)):
+        while with_stats and not asyncio.run(group_caught_up(settings)):
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
         cpu = sum(w.cpu_seconds() for w in procs) - cpu_started
-        final = conn.execute("SELECT count() FROM interactions FINAL")[0][0]
-        if final != n:
-            raise RuntimeError(f"expected {n} distinct rows, found {final}")
-        return Rate(n / elapsed, n / cpu)
+        if loaded != n:
+            raise RuntimeError(f"expected {n} distinct rows, found {loaded}")
+        return Rate((n - head_start) / elapsed, (n - head_start) / cpu)
     finally:
         for worker in procs:
             worker.stop()
@@ -164,7 +119,7 @@ def main() -> None:
     print(f"generating {args.events:,} events ...", flush=True)
     messages = simulated_messages(args.events)
     asyncio.run(ensure_topics(settings))
-    asyncio.run(produce(settings, messages))
+    asyncio.run(produce_messages(settings, messages, total=len(messages)))
     del messages
     migrate(settings)
     try:
