@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from typing import Any, Callable, Iterable
 
 from app.events import Event, InvalidEvent, parse_event
@@ -24,8 +23,6 @@ from app.storage.redis_keys import RECENT_MAX
 from app.topics import FilmAction, film_actions_topic, interactions_topic
 from agents.live import LiveMirror, top_k
 from tables.stats import film_plays_trailing, film_plays_window, film_stats, film_viewers, user_stats
-
-log = logging.getLogger(__name__)
 
 FILM_ACTION_TYPES = frozenset({"play", "complete", "rate"})
 # Batch window of the user agent: with the 0.5 s mirror flush, a new user's

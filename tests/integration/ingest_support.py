@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from aiokafka import AIOKafkaConsumer
 
