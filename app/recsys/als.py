@@ -71,21 +71,36 @@ class ALSRecommender:
             "random_state": self.random_state,
         }
 
-    def fit(self, dataset: Dataset) -> Self:
-        """Factorise `dataset.matrix` (users x items confidences)."""
+    def fit(self, dataset: Dataset, warm_start: ALSRecommender | None = None, iterations: int | None = None) -> Self:
+        """Factorise `dataset.matrix` (users x items confidences).
+
+        `warm_start`: begin from that model's factors (matched by external id;
+        new users/items start random), so a few `iterations` (default: the
+        model's own) refine it instead of a full fit from scratch: the retrain's
+        final fit starts from its holdout model.
+        """
         if dataset.matrix.nnz == 0:
             raise ValueError("cannot fit ALS on an empty matrix")
+        if iterations is not None and iterations < 1:
+            raise ValueError("iterations must be >= 1")
+        if warm_start is not None and warm_start.factors != self.factors:
+            raise ValueError(f"cannot warm-start {self.factors} factors from a model with {warm_start.factors}")
         # implicit parallelises itself; a multithreaded BLAS underneath only oversubscribes.
         with threadpool_limits(1, "blas"):
             als = AlternatingLeastSquares(
                 factors=self.factors,
                 regularization=self.regularization,
                 alpha=self.alpha,
-                iterations=self.iterations,
+                iterations=iterations or self.iterations,
                 random_state=self.random_state,
                 num_threads=0,
             )
-            als.fit(dataset.matrix.astype(np.float32), show_progress=self.show_progress)
+            if warm_start is not None:  # implicit.cpu.als keeps factors preset before fit
+                rng = np.random.default_rng(self.random_state)
+                als.user_factors = _initial_factors(rng, dataset.users, warm_start.users, warm_start.user_factors)
+                als.item_factors = _initial_factors(rng, dataset.items, warm_start.items, warm_start.item_factors)
+            # implicit converts anything but float32 itself: no copy of ours on top
+            als.fit(dataset.matrix, show_progress=self.show_progress)
         self._set_factors(dataset.users, dataset.items, als.user_factors, als.item_factors)
         return self
 
@@ -158,6 +173,15 @@ class ALSRecommender:
         return cls(**saved.params).with_factors(
             saved.users, saved.items, saved.arrays["user_factors"], saved.arrays["item_factors"]
         )
+
+
+def _initial_factors(rng: np.random.Generator, ids: IdMap, known: IdMap, factors: np.ndarray) -> np.ndarray:
+    """Rows of `factors` for the ids `known` has, implicit's random init (U[0, 0.01)) for the others."""
+    init = rng.random((len(ids), factors.shape[1]), dtype=np.float32) * np.float32(0.01)
+    idx = known.to_index(ids.external)
+    found = idx >= 0
+    init[found] = factors[idx[found]]
+    return init
 
 
 def _top_k(

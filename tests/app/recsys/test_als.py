@@ -3,8 +3,11 @@ import pytest
 
 from app.recsys.als import ALSRecommender
 from app.recsys.dataset import build_dataset
-from app.recsys.evaluate import evaluate, per_user_last_fraction
+from app.recsys.evaluate import evaluate, per_user_last_fraction, time_holdout
 from app.recsys.popularity import PopularRecommender
+
+
+SMALL = {"factors": 8, "regularization": 0.1, "alpha": 2.0, "iterations": 10}
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +18,10 @@ def split(planted):
 
 @pytest.fixture(scope="module")
 def als(split):
-    return ALSRecommender(factors=8, regularization=0.1, alpha=2.0, iterations=10).fit(split[0])
+    return ALSRecommender(**SMALL).fit(split[0])
 
 
-@pytest.mark.parametrize("params", [{"factors": 8, "regularization": 0.1, "alpha": 2.0, "iterations": 10}, {}])
+@pytest.mark.parametrize("params", [SMALL, {}])
 def test_als_beats_popular_on_planted_groups(split, params):
     """Small explicit params and the shipped (MovieLens-tuned) defaults both find the groups."""
     train, test = split
@@ -99,3 +102,44 @@ def test_with_factors_builds_a_fitted_copy_and_checks_shapes(als):
     np.testing.assert_array_equal(copy.similar_items(np.arange(3), 4)[0], als.similar_items(np.arange(3), 4)[0])
     with pytest.raises(ValueError, match="do not match"):
         als.with_factors(als.users, als.items, als.user_factors[:, :2], als.item_factors)
+
+
+@pytest.fixture(scope="module")
+def warm_split(planted):
+    """(full training set, test, holdout model): the holdout model saw only events before the last 7 days,
+    as in the retrain, so the full set has users/items it never saw (random start)."""
+    train, test = per_user_last_fraction(planted, 0.25)
+    full, early = build_dataset(train), build_dataset(time_holdout(train, 7)[0])
+    assert len(early.items) < len(full.items)
+    return full, test, ALSRecommender(**SMALL).fit(early)
+
+
+def test_warm_start_recommends_as_well_as_a_full_cold_fit(warm_split):
+    full, test, holdout_model = warm_split
+    cold = evaluate(ALSRecommender(**SMALL).fit(full), full, test, k=10)["ndcg@10"]
+    warm = evaluate(ALSRecommender(**SMALL).fit(full, warm_start=holdout_model, iterations=3), full, test, k=10)
+    assert warm["ndcg@10"] >= 0.95 * cold
+    # ... and it is the preset factors doing it: one iteration from them beats one from random
+    one_warm = ALSRecommender(**SMALL).fit(full, warm_start=holdout_model, iterations=1)
+    one_cold = ALSRecommender(**SMALL).fit(full, iterations=1)
+    assert evaluate(one_warm, full, test, k=10)["ndcg@10"] > 2 * evaluate(one_cold, full, test, k=10)["ndcg@10"]
+
+
+def test_warm_start_runs_the_requested_iterations(warm_split):
+    """Two iterations from the holdout factors == one, then one more from that result (ALS keeps no other state)."""
+    full, _, holdout_model = warm_split
+    two = ALSRecommender(**SMALL).fit(full, warm_start=holdout_model, iterations=2)
+    one = ALSRecommender(**SMALL).fit(full, warm_start=holdout_model, iterations=1)
+    one_more = ALSRecommender(**SMALL).fit(full, warm_start=one, iterations=1)
+    np.testing.assert_allclose(one_more.item_factors, two.item_factors, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(one_more.user_factors, two.user_factors, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(one.item_factors, two.item_factors, atol=1e-3)
+    assert two.iterations == SMALL["iterations"]  # the model's own setting is unchanged
+
+
+def test_warm_start_refuses_mismatched_factors_and_bad_iterations(warm_split):
+    full, _, holdout_model = warm_split
+    with pytest.raises(ValueError, match="warm-start"):
+        ALSRecommender(factors=4).fit(full, warm_start=holdout_model)
+    with pytest.raises(ValueError, match="iterations"):
+        ALSRecommender(**SMALL).fit(full, warm_start=holdout_model, iterations=0)
