@@ -15,6 +15,13 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
 
 
+def _metric_cell(name: str, value: float | None) -> str:
+    """Rates with 4 decimals; `users` is a count (stored as a float like the rest), so an integer."""
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if name == "users" else f"{value:.4f}"
+
+
 @main.command()
 @click.option("--backend", type=click.Choice(["implicit", "spark"]), default=None,
               help="ALS implementation  [default: TRAIN_BACKEND, implicit]")
@@ -46,7 +53,7 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
         finally:
             progress.close()
     keys = sorted(set(report.metrics) | set(report.baseline_metrics))
-    _table([[k, f"{report.metrics.get(k, float('nan')):.4f}", f"{report.baseline_metrics.get(k, float('nan')):.4f}"]
+    _table([[k, _metric_cell(k, report.metrics.get(k)), _metric_cell(k, report.baseline_metrics.get(k))]
             for k in keys], ["metric", "als", "popular"])
     click.echo(f"timings (s): {json.dumps(report.timings)}")
     click.echo(f"{report.version}: {report.status.upper()}: {report.reason}")

@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 RETRAIN_LOCK_TIMEOUT_S = 6 * 3600  # above the longest retrain; Celery's visibility timeout matches
 
-# (dataset, since, until) -> ALS fitted on the events of [since, until) that `dataset` holds.
-FitALS = Callable[[Dataset, float | None, float | None], ALSRecommender]
+# (dataset, since, until, warm start) -> ALS fitted on the events of [since, until) that `dataset`
+# holds, starting from the given model's factors when the backend can (implicit; Spark ignores it).
+FitALS = Callable[[Dataset, float | None, float | None, ALSRecommender | None], ALSRecommender]
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,18 @@ class RetrainConfig:
     # users the metric's noise is far below the gate's margins. None = all.
     eval_users: int | None = 10_000
     batch_users: int = 5_000
+    # The final fit starts from the holdout model's factors and runs this many iterations
+    # (NDCG as a full cold fit on planted data, a third of its time); None = a full cold fit.
+    warm_start_iterations: int | None = 5
 
     def __post_init__(self) -> None:
         if self.holdout_days <= 0 or (self.window_days is not None and self.window_days <= self.holdout_days):
             raise ValueError("need 0 < holdout_days < window_days")
         if min(self.k, self.n_recs, self.n_similar, self.n_popular, self.batch_users,
-               1 if self.eval_users is None else self.eval_users) < 1:
-            raise ValueError("k, n_recs, n_similar, n_popular, batch_users and eval_users must be >= 1")
+               1 if self.eval_users is None else self.eval_users,
+               1 if self.warm_start_iterations is None else self.warm_start_iterations) < 1:
+            raise ValueError("k, n_recs, n_similar, n_popular, batch_users, eval_users and "
+                             "warm_start_iterations must be >= 1")
         if not 0 <= self.max_drop < 1 or self.min_lift < 0:
             raise ValueError("need 0 <= max_drop < 1 and min_lift >= 0")
 
@@ -179,12 +185,13 @@ def als_fitter(settings: Settings, config: RetrainConfig) -> Iterator[FitALS]:
     """How ALS is fitted under TRAIN_BACKEND: `implicit` on the loaded matrix, or Spark
     reading the same window from ClickHouse itself (app.recsys.spark_als); same model type either way."""
     if settings.train_backend != "spark":
-        yield lambda dataset, since, until: ALSRecommender(**config.als).fit(dataset)
+        yield lambda dataset, since, until, warm: ALSRecommender(**config.als).fit(
+            dataset, warm_start=warm, iterations=config.warm_start_iterations if warm else None)
         return
     from app.recsys.spark_als import SparkALSTrainer
 
     with SparkALSTrainer(settings, config.als) as trainer:
-        yield lambda dataset, since, until: trainer.fit(dataset.users, dataset.items, since, until)
+        yield lambda dataset, since, until, warm: trainer.fit(dataset.users, dataset.items, since, until)
 
 
 def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: RunReport,
@@ -212,7 +219,7 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
     report.params = {"als": ALSRecommender(**config.als).params(), "weights": weights.params(),
                      "config": _config_params(config), "backend": settings.train_backend}
     with report.stage("evaluate"):
-        holdout_model = fit_als(train_dataset, since, holdout_start(interactions, config.holdout_days))
+        holdout_model = fit_als(train_dataset, since, holdout_start(interactions, config.holdout_days), None)
         report.metrics = evaluate(holdout_model, train_dataset, test, k=config.k)
         report.baseline_metrics = evaluate(PopularRecommender().fit(train_dataset), train_dataset, test, k=config.k)
     served = (publish.read_meta(conn, report.served_before) or {}).get("metrics") if report.served_before else None
@@ -224,7 +231,8 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
     if not ok:
         report.reason = f"forced: {report.reason}"
     with report.stage("fit"):
-        als = fit_als(dataset, since, None)
+        warm = holdout_model if config.warm_start_iterations else None
+        als = fit_als(dataset, since, None, warm)
         popular = PopularRecommender().fit(dataset)
     with report.stage("save"):  # the artifact first: a served version always has one
         als.save(settings.model_dir / report.version)
@@ -235,6 +243,10 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
             _discard_partial(conn, report.version)
             raise
     report.status, report.published = "published", True
+    try:  # housekeeping: artifacts of versions Redis no longer keeps; the next run retries
+        publish.prune_model_dirs(conn, settings.model_dir)
+    except (OSError, redis.RedisError):
+        log.exception("[%s] could not prune old model folders in %s", report.version, settings.model_dir)
 
 
 def _publish(conn: redis.Redis, report: RunReport, config: RetrainConfig, dataset: Dataset,

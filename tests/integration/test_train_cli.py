@@ -1,6 +1,7 @@
 """`cinerec train`, `cinerec models`, `cinerec rollback` against real ClickHouse and Redis (app/cli/train.py)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -43,6 +44,7 @@ def test_train_prints_metrics_and_the_decision_then_models_lists_the_run(setting
     version = _current(settings)
     assert f"{version}: PUBLISHED: ALS ndcg@10" in trained.output
     assert "ndcg@10" in trained.output and "popular" in trained.output
+    assert re.search(r"^users +\d+ +\d+ *$", trained.output, re.MULTILINE), trained.output  # a count, no decimals
 
     listed = runner.invoke(main, ["models"])
     assert listed.exit_code == 0, listed.output
