@@ -89,7 +89,26 @@ async def loader(stream) -> None:
     """Deliver every event to ClickHouse or to the DLQ, batch by batch."""
     writer = ClickHouseWriter(settings)
     async for events in stream.take_events(settings.loader_batch_max, within=settings.loader_batch_within_s):
-        await load_batch([event.message for event in events], writer, dlq_topic)
+        messages = [event.message for event in events]
+        try:
+            await load_batch(messages, writer, dlq_topic)
+        except asyncio.CancelledError:
+            keep_uncommitted(messages)
+            raise
+
+
+def keep_uncommitted(messages: Sequence) -> None:
+    """Stop Faust from committing a batch that was not stored.
+
+    On a graceful stop (SIGTERM) while ClickHouse is down the agent is cancelled
+    in the middle of the retries; `take` then acks the batch on its way out and
+    the consumer commits acked offsets as it stops: the events would be lost.
+    A message already flagged `acked` is skipped by the consumer's ack
+    bookkeeping, so its offset is never recorded, the commit stops before it,
+    and the next worker reads the batch again.
+    """
+    for message in messages:
+        message.acked = True
 
 
 @app.timer(REPORT_EVERY_S)

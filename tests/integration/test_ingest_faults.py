@@ -80,3 +80,23 @@ async def test_worker_killed_mid_stream_redelivers_without_visible_duplicates(
         seen = wait_for_count(settings, len(events), timeout=240, alive=second.alive)
     assert seen == len(events)
     assert sorted(stored_event_ids(settings)) == sorted(e.event_id for e in events)
+
+
+async def test_worker_stopped_during_an_outage_leaves_the_batch_for_the_next(
+    throwaway_clickhouse, tmp_path: Path
+) -> None:
+    """SIGTERM while the loader retries: the unstored batch must not be committed."""
+    settings = _settings(throwaway_clickhouse.settings)
+    events = make_events(300, seed=13)
+    log = tmp_path / "worker1.log"
+    throwaway_clickhouse.down()
+    with WorkerProcess(settings, log) as worker:
+        await produce(settings, messages_of(events))
+        assert proc.wait_for(lambda: _log_has(log, "ClickHouse insert of"), 60, alive=worker.alive), \
+            "the loader never reported a failed insert while ClickHouse was down"
+    # graceful stop done (the context manager sends SIGTERM); now ClickHouse comes back
+    throwaway_clickhouse.up()
+    with WorkerProcess(settings, tmp_path / "worker2.log") as worker:
+        seen = wait_for_count(settings, len(events), timeout=120, alive=worker.alive)
+    assert seen == len(events)
+    assert sorted(stored_event_ids(settings)) == sorted(e.event_id for e in events)
