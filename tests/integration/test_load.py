@@ -49,6 +49,15 @@ def test_load_is_columnar_deduplicated_and_codes_event_types(clickhouse_settings
     assert seen[-1] == (3, 3)
 
 
+def test_distinct_events_sharing_user_and_time_both_load(clickhouse_settings: Settings) -> None:
+    """Deduplication is by the table's key (user, ts, event_id), like FINAL: only the event id tells these apart."""
+    rows = [("a", 1, 10, "play", T0, 0.0, 0.0, 0.0), ("b", 1, 11, "play", T0, 0.0, 0.0, 0.0)]
+    _insert(clickhouse_settings, rows)
+    _insert(clickhouse_settings, rows)
+    _insert(clickhouse_settings, rows[1:])
+    assert sorted(load_interactions(clickhouse_settings).film_id.tolist()) == [10, 11]
+
+
 def test_load_window_is_half_open(clickhouse_settings: Settings) -> None:
     _insert(clickhouse_settings, [(f"w{d}", 1, 10 + d, "play", T0 + d * DAY, 0.0, 0.0, 0.0) for d in range(5)])
     loaded = load_interactions(clickhouse_settings, since=T0 + DAY, until=T0 + 3 * DAY)
