@@ -5,9 +5,9 @@ never a 500. Domain state lives in `request.app[...]` (opened in app/web/server.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from app.web import admin, health, metrics
@@ -21,9 +21,8 @@ class BadRequest(ValueError):
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type="application/json"
-    )
+    """orjson: ~1 us for a 10-film answer where json.dumps takes ~10 us (docs/serving.md)."""
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 def error(status: int, message: str) -> web.Response:
