@@ -154,7 +154,9 @@ function drawIngestion(data) {
 
 function drawRuns(data) {
   const runs = data.model_runs;
-  const keys = [...new Set(runs.flatMap((r) => Object.keys(typeof r.metrics === "object" ? r.metrics : {})))].sort();
+  // Share-like metrics only (0..1): counts ("users") and novelty (bits) would flatten the scale.
+  const keys = [...new Set(runs.flatMap((r) => Object.keys(typeof r.metrics === "object" ? r.metrics : {})))]
+    .filter((k) => k.includes("@") && !k.startsWith("novelty")).sort();
   const datasets = [];
   keys.forEach((key, i) => {
     const color = COLORS[i % COLORS.length];
