@@ -1,0 +1,49 @@
+"""LiveMirror against a real Redis: what serving reads, and a failed flush kept for the next one."""
+from __future__ import annotations
+
+import pytest
+import redis
+
+from app.storage import redis_keys
+from app.worker_process import free_port
+from agents.live import LiveMirror, redis_client
+
+pytestmark = pytest.mark.redis_db(11)
+
+
+def _read(settings, user_ids):
+    conn = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    try:
+        recent = {u: [int(f) for f in conn.lrange(redis_keys.recent(u), 0, -1)] for u in user_ids}
+        return recent, redis_keys.decode_ranked(conn.get(redis_keys.TRENDING)), conn.hlen(redis_keys.TRENDING_PARTS)
+    finally:
+        conn.close()
+
+
+async def test_flush_writes_recent_lists_and_merged_trending(redis_settings) -> None:
+    mirror = LiveMirror(redis_settings)
+    mirror.set_recent(1, [5, 4])
+    mirror.set_recent(2, [9])
+    mirror.set_recent(1, [6, 5, 4])  # newer value of the same user wins
+    mirror.set_trending(lambda: ([7, 3], [4.0, 2.0]))
+    await mirror.flush()
+    await mirror.redis.aclose()
+    recent, trending, parts = _read(redis_settings, [1, 2])
+    assert recent == {1: [6, 5, 4], 2: [9]}
+    assert trending == ([7, 3], [4.0, 2.0])
+    assert parts == 1
+
+
+async def test_failed_flush_is_kept_and_written_by_the_next_one(redis_settings) -> None:
+    down = redis_settings.with_overrides(redis_url=f"redis://127.0.0.1:{free_port()}/11", network_timeout_s=0.5)
+    mirror = LiveMirror(down)
+    mirror.set_recent(3, [8])
+    mirror.set_trending(lambda: ([8], [1.0]))
+    await mirror.flush()  # Redis unreachable: logged, nothing raised, nothing lost
+    await mirror.redis.aclose()
+    mirror.redis = redis_client(redis_settings)  # Redis is back
+    await mirror.flush()
+    await mirror.redis.aclose()
+    recent, trending, _ = _read(redis_settings, [3])
+    assert recent == {3: [8]}
+    assert trending == ([8], [1.0])
