@@ -203,7 +203,8 @@ def spark_session(master: str) -> Any:
     except ImportError:
         raise SparkUnavailable(
             "TRAIN_BACKEND=spark needs pyspark: pip install '.[spark]' (the optional extra)") from None
-    builder = SparkSession.builder.master(master).appName("cinerec-als").config("spark.ui.showConsoleProgress", "false")
+    builder = (SparkSession.builder.master(master).appName("cinerec-als")
+               .config("spark.log.level", "WARN").config("spark.ui.showConsoleProgress", "false"))
     if master.startswith("local"):
         # pyspark starts its Python workers from PYSPARK_PYTHON only (default: `python3` on
         # PATH, which lacks the venv's packages); locally they must run this interpreter.
@@ -211,6 +212,4 @@ def spark_session(master: str) -> Any:
         # Sized for one shared machine; on a cluster, spark-defaults.conf / spark-submit decide.
         builder = (builder.config("spark.driver.memory", "1g").config("spark.sql.shuffle.partitions", "4")
                    .config("spark.ui.enabled", "false"))
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
-    return spark
+    return builder.getOrCreate()
