@@ -75,10 +75,11 @@ def wait_ready(settings: Settings, timeout: float = 180.0) -> None:
 def loaded_count(settings: Settings) -> int:
     """Distinct events visible to readers (ReplacingMergeTree read FINAL)."""
     from app.storage.clickhouse import client
+    from app.storage.interactions import visible_count
 
     conn = client(settings)
     try:
-        return conn.execute("SELECT count() FROM interactions FINAL")[0][0]
+        return visible_count(conn)
     finally:
         conn.disconnect()
 
