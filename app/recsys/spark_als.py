@@ -114,10 +114,6 @@ class SparkALSTrainer:
         self.slices = slices
         self._spark: Any = None
 
-    def params(self) -> dict[str, Any]:
-        return {**self.template.params(), "spark_reg_param": self.reg_param,
-                "spark_master": self.settings.spark_master}
-
     def session(self) -> Any:
         """The SparkSession (quiet logs, modest driver memory, few shuffle partitions)."""
         if self._spark is None:
@@ -155,9 +151,9 @@ class SparkALSTrainer:
         user_factors = aligned_factors(model.userFactors.collect(), users, self.template.factors)
         item_factors = aligned_factors(model.itemFactors.collect(), items, self.template.factors)
         frame.unpersist()
-        log.info("spark ALS on %s: %d pairs (%d users x %d films) read in %.1fs over %d slices, fitted in %.1fs",
-                 self.settings.spark_master, pairs, len(users), len(items), read_s, slices,
-                 time.perf_counter() - started - read_s)
+        log.info("spark ALS on %s: %d pairs (%d users x %d films) read in %.1fs over %d slices, "
+                 "fitted in %.1fs (regParam %g)", self.settings.spark_master, pairs, len(users), len(items),
+                 read_s, slices, time.perf_counter() - started - read_s, self.reg_param)
         return self.template.with_factors(users, items, user_factors, item_factors)
 
     def _check_ids(self) -> None:
