@@ -1,6 +1,7 @@
 """Simulator and producer benchmark: figures against baselines measured in the same run.
 
     .venv/bin/python bench/simulate.py [--events 1000000] [--produce 200000] [--naive 100000]
+    .venv/bin/python bench/simulate.py --quality [--seeds 0,1,2]
 
 1. Generation: `app.simulate.generate` (numpy, whole sessions with planted
    tastes) in events/s, as columns and as Event objects, against a naive
@@ -10,6 +11,10 @@
    idempotent, linger, pipelined windows) in messages/s, against a bare
    aiokafka producer with default settings (acks=1, no linger) sending the
    same messages, each on a fresh topic that is deleted afterwards.
+3. --quality (instead of 1 and 2): is the planted taste learnable? ALS with the
+   shipped defaults vs Popular (the retrain gate's baseline), NDCG@10 on the
+   retrain's 7-day time holdout, for the `cinerec simulate` defaults and the
+   `make demo` size, per seed: the gate needs ALS above Popular.
 """
 from __future__ import annotations
 
@@ -22,8 +27,10 @@ import random
 import sys
 import time
 import uuid
+from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
@@ -31,12 +38,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.events import Event  # noqa: E402
 from app.producer import produce_messages, to_message  # noqa: E402
+from app.recsys.dataset import EventWeights, Interactions, build_dataset  # noqa: E402
+from app.recsys.evaluate import evaluate, time_holdout  # noqa: E402
+from app.recsys.models import ALSRecommender, PopularRecommender  # noqa: E402
+from app.schema import FILM_EVENT_TYPES  # noqa: E402
 from app.settings import Settings, get_settings  # noqa: E402
 from app.simulate import generate  # noqa: E402
 from app.storage.kafka_admin import admin_client, ensure_topics  # noqa: E402
 
 END = 1_750_000_000.0
 TYPES = ("impression", "click", "play", "progress", "complete")
+# (users, films, events) of `cinerec simulate` and of `make demo`; 30 days, as both use.
+QUALITY_CONFIGS = ((5_000, 1_000, 200_000), (3_000, 800, 200_000))
+HOLDOUT_DAYS = 7.0
 
 
 def naive_events(n: int, users: int, films: int, seed: int) -> list[Event]:
@@ -89,12 +103,40 @@ async def produce_rates(base: Settings, messages: list[tuple[bytes, bytes]], rou
     return rates["producer"], rates["baseline"]
 
 
+def quality(users: int, films: int, events: int, seed: int) -> tuple[float, float]:
+    """(ALS, Popular) NDCG@10 on the simulated month, split and weighted as the retrain pipeline does."""
+    _, history = generate(users, films, events, seed, 30, END)
+    interactions = Interactions.from_columns({f.name: getattr(history, f.name) for f in fields(Interactions)})
+    # What the trainer loads: film events only (app.recsys.load).
+    interactions = interactions.select(np.isin(history.event_type, sorted(FILM_EVENT_TYPES)) & (history.film_id != 0))
+    train, test = time_holdout(interactions, HOLDOUT_DAYS)
+    dataset = build_dataset(train, EventWeights())
+    als = evaluate(ALSRecommender().fit(dataset), dataset, test)["ndcg@10"]
+    return als, evaluate(PopularRecommender().fit(dataset), dataset, test)["ndcg@10"]
+
+
+def print_quality(seeds: list[int]) -> None:
+    runs = [(config, seed) for config in QUALITY_CONFIGS for seed in seeds]
+    ratios = []
+    for (users, films, events), seed in tqdm(runs, desc="fit + evaluate", unit="run"):
+        als, popular = quality(users, films, events, seed)
+        ratios.append(als / popular)
+        tqdm.write(f"{users} users, {films} films, {events:,} events, seed {seed}: ALS NDCG@10 {als:.4f}; "
+                   f"Popular baseline {popular:.4f}; ratio {als / popular:.2f}")
+    print(f"ALS / Popular NDCG@10 over {len(runs)} runs: min ratio {min(ratios):.2f}, max {max(ratios):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000, help="events for the vectorised generator")
     parser.add_argument("--naive", type=int, default=100_000, help="events for the naive baseline")
     parser.add_argument("--produce", type=int, default=200_000, help="messages to produce (0 = skip Kafka)")
+    parser.add_argument("--quality", action="store_true", help="ALS vs Popular on simulated months instead")
+    parser.add_argument("--seeds", default="0,1,2", help="simulator seeds for --quality, comma-separated")
     args = parser.parse_args()
+    if args.quality:
+        print_quality([int(seed) for seed in args.seeds.split(",")])
+        return
 
     print("generation", file=sys.stderr)
     gc.disable()  # both sides build many small objects; the cyclic collector would dominate
