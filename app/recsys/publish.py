@@ -15,9 +15,10 @@ import re
 import secrets
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
 import redis
@@ -160,6 +161,25 @@ def write_ranked_batches(
         write_s += time.perf_counter() - started
         progress(stage, written, total)
     return written, round(write_s, 3)
+
+
+T = TypeVar("T")
+_END = object()
+
+
+def prefetched(blocks: Iterator[T]) -> Iterator[T]:
+    """`blocks`, each one computed in a helper thread while the caller handles the previous one.
+
+    For the publish: the model's top-n of the next block (implicit's threads;
+    BLAS and its selection run without the GIL) overlaps the Redis writes of
+    this one. An error in `blocks` is raised here; stopping early waits for
+    the block in flight.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        pending = pool.submit(next, blocks, _END)
+        while (block := pending.result()) is not _END:
+            pending = pool.submit(next, blocks, _END)
+            yield block  # type: ignore[misc]
 
 
 def write_titles(conn: redis.Redis, titles: Mapping[int, str], batch: int = BATCH_KEYS) -> int:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import re
+import threading
+from typing import Iterator
 
 import numpy as np
 import pytest
 
-from app.recsys.publish import encode_ranked_rows, new_version
+from app.recsys.publish import encode_ranked_rows, new_version, prefetched
 from app.storage.redis_keys import decode_ranked, encode_ranked
 
 
@@ -51,3 +53,34 @@ def test_versions_sort_by_time_and_are_unique() -> None:
     versions = {new_version() for _ in range(50)}
     assert len(versions) == 50
     assert all(re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", v) for v in versions)
+
+
+def test_prefetched_yields_every_block_in_order_computing_the_next_one_meanwhile() -> None:
+    started = [threading.Event() for _ in range(4)]
+    threads = []
+
+    def blocks() -> Iterator[int]:
+        for i in range(4):
+            started[i].set()
+            threads.append(threading.current_thread())
+            yield i
+
+    got = []
+    for block in prefetched(blocks()):
+        if block + 1 < 4:  # without a helper thread nothing would start the next block while we wait
+            assert started[block + 1].wait(timeout=60)
+        got.append(block)
+    assert got == [0, 1, 2, 3]
+    assert threading.main_thread() not in threads
+
+
+def test_prefetched_raises_the_producers_error() -> None:
+    def blocks() -> Iterator[int]:
+        yield 1
+        raise ValueError("top-n failed")
+
+    got = []
+    with pytest.raises(ValueError, match="top-n failed"):
+        for block in prefetched(blocks()):
+            got.append(block)
+    assert got == [1]
