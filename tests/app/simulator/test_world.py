@@ -46,7 +46,16 @@ def test_users_concentrate_on_few_genres_more_than_the_catalog(simulated) -> Non
     assert active.sum() >= 50
     per_user = ((hist[active] / counts[active, None]) ** 2).sum(axis=1).mean()
     pooled = ((hist.sum(axis=0) / hist.sum()) ** 2).sum()
-    assert per_user > 2 * pooled
+    # 3.2x with the tastes spread over ~4 genres under which ALS lost to Popular; 4.4x now.
+    assert per_user > 3.5 * pooled
+
+
+def test_a_favourite_genre_holds_most_of_a_users_taste() -> None:
+    """Sharp enough to learn from the handful of films a user plays in a month (was 50%, too flat)."""
+    world = build_world(2_000, 50, seed=3, window_start=END - 30 * DAY_S, window_end=END)
+    top = np.sort(world.audience.tastes, axis=1)[:, ::-1]
+    assert top[:, 0].mean() > 0.6
+    assert top[:, :3].sum(axis=1).mean() > 0.9
 
 
 def test_taste_ranking_beats_popularity_on_later_clicks(simulated) -> None:
@@ -63,7 +72,7 @@ def test_taste_ranking_beats_popularity_on_later_clicks(simulated) -> None:
         taste = pop * (0.05 + world.affinity(np.full(len(pop), user), np.arange(len(pop))))
         hits_taste += film in set(np.argsort(-taste)[:10].tolist())
         hits_popular += film in top_popular
-    assert hits_taste > 1.3 * hits_popular
+    assert hits_taste > 1.8 * hits_popular  # 1.6x with the flatter tastes, 1.9x now
 
 
 def test_ratings_rise_with_taste_match(simulated) -> None:
