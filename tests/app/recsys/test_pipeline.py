@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.recsys.dataset import Interactions
-from app.recsys.pipeline import RetrainConfig, gate, sample_users
+from app.recsys.als import ALSRecommender
+from app.recsys.dataset import Interactions, build_dataset
+from app.recsys.pipeline import RetrainConfig, als_fitter, gate, sample_users
+from app.settings import Settings
 
 
 def _metrics(ndcg: float, users: float = 50.0) -> dict[str, float]:
@@ -65,3 +67,15 @@ def test_sample_users_keeps_every_event_of_the_chosen_users() -> None:
     assert len(sample) == 30  # all three events of each chosen user
     assert np.array_equal(sample_users(events, 10).film_id, sample.film_id)  # fixed sample
     assert sample_users(events, 100) is events and sample_users(events, None) is events
+
+
+def test_implicit_fitter_warm_starts_the_final_fit_with_the_configured_iterations(planted: Interactions) -> None:
+    dataset = build_dataset(planted)
+    params = {"factors": 8, "regularization": 0.1, "alpha": 2.0, "iterations": 10}
+    settings = Settings.from_env({}).with_overrides(train_backend="implicit")
+    with als_fitter(settings, RetrainConfig(als=params, warm_start_iterations=1)) as fit:
+        holdout = fit(dataset, None, None, None)
+        final = fit(dataset, None, None, holdout)
+    np.testing.assert_allclose(holdout.item_factors, ALSRecommender(**params).fit(dataset).item_factors, rtol=1e-5, atol=1e-6)
+    expected = ALSRecommender(**params).fit(dataset, warm_start=holdout, iterations=1)
+    np.testing.assert_allclose(final.item_factors, expected.item_factors, rtol=1e-5, atol=1e-6)
