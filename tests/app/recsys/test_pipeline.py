@@ -76,6 +76,7 @@ def test_implicit_fitter_warm_starts_the_final_fit_with_the_configured_iteration
     with als_fitter(settings, RetrainConfig(als=params, warm_start_iterations=1)) as fit:
         holdout = fit(dataset, None, None, None)
         final = fit(dataset, None, None, holdout)
-    np.testing.assert_allclose(holdout.item_factors, ALSRecommender(**params).fit(dataset).item_factors, rtol=1e-5, atol=1e-6)
-    expected = ALSRecommender(**params).fit(dataset, warm_start=holdout, iterations=1)
-    np.testing.assert_allclose(final.item_factors, expected.item_factors, rtol=1e-5, atol=1e-6)
+    cold = ALSRecommender(**params).fit(dataset)
+    warm = ALSRecommender(**params).fit(dataset, warm_start=holdout, iterations=1)
+    np.testing.assert_allclose(holdout.item_factors, cold.item_factors, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(final.item_factors, warm.item_factors, rtol=1e-5, atol=1e-6)
