@@ -2,8 +2,8 @@
 
 The lighter planted-taste SQL generator of tests/integration/test_retrain.py
 checks the pipeline's mechanics; this checks the claim `make demo` relies on:
-a month of the simulator's sessions (the demo's 3000 users / 800 films /
-200k events), loaded into ClickHouse, retrained with the shipped defaults,
+a month of the simulator's sessions (the sizes of `make demo` and of the
+`cinerec simulate` defaults), loaded into ClickHouse, retrained with the shipped defaults,
 passes the gate by a clear margin and publishes lists that follow each
 user's planted taste.
 """
@@ -27,19 +27,20 @@ from app.storage.interactions import insert_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(10)]
 
-USERS, FILMS, EVENTS = 3_000, 800, 200_000
+# (users, films, events) of `make demo` and of the `cinerec simulate` defaults.
+SIZES = {"demo": (3_000, 800, 200_000), "simulate-defaults": (5_000, 1_000, 200_000)}
 END_TS = 1_790_000_000.0
 # The issue's bar: ALS NDCG@10 at least 15% above Popular's on the 7-day time holdout.
 MIN_LIFT = 0.15
 CHECKED_USERS = 300
 
 
-@pytest.fixture
+@pytest.fixture(params=list(SIZES))
 def simulated(
-    clickhouse_settings: Settings, redis_settings: Settings, tmp_path: Path
+    request: pytest.FixtureRequest, clickhouse_settings: Settings, redis_settings: Settings, tmp_path: Path
 ) -> tuple[World, EventColumns, Settings]:
-    """The demo's simulated month and its catalog in a fresh database; flushed Redis db; temp model dir."""
-    world, history = generate(USERS, FILMS, EVENTS, seed=0, days=30, end_ts=END_TS)
+    """A simulated month and its catalog in a fresh database; flushed Redis db; temp model dir."""
+    world, history = generate(*SIZES[request.param], seed=0, days=30, end_ts=END_TS)
     conn = client(clickhouse_settings)
     try:
         insert_events(conn, list(history))
