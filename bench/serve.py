@@ -9,22 +9,27 @@ bare aiohttp handler doing one Redis GET, both driven by `wrk` the same way.
    10% more users get only recent watches (fold-in path).
 2. Baseline: a bare aiohttp app whose handler does `GET recs:{v}:user:{id}`
    and returns the bytes (same Redis client options as the service).
-3. Service: `cinerec serve` (the same app the Faust worker serves).
-Both run as their own process pinned to one core, wrk (`--threads 1`) to the
-other, with the same Lua-scripted mix: 80% warm users, 10% fold-in users, 10%
-users with no history. The two are measured alternately for `--rounds` rounds
-and each keeps its best round (the machine is shared and noisy).
-Prints requests/s, p50, p99 and server CPU per request of both, and the ratios.
+3. The service, as each of `--servers`: `serve` is the standalone `cinerec serve`,
+   `worker` the Faust worker (`cinerec worker`, agents idle on topics of its own)
+   serving the same routes on its web port.
+Each runs as its own process with all its threads pinned to one core, wrk
+(`--threads 1`) to the other, with the same Lua-scripted mix: 80% warm users,
+10% fold-in users, 10% users with no history. They are measured alternately for
+`--rounds` rounds and each keeps its best round (the machine is shared and noisy).
+Prints requests/s, p50, p99 and server CPU per request of each, and the ratios.
 Targets: throughput >= 80% of the baseline, p99 <= 10 ms at 8 connections.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +45,9 @@ from app.recsys.idmap import IdMap  # noqa: E402
 from app.recsys.publish import activate, write_ranked, write_titles  # noqa: E402
 from app.settings import REPO_ROOT, Settings  # noqa: E402
 from app.storage import redis_keys as keys  # noqa: E402
+from app.storage.kafka_admin import drop_topics  # noqa: E402
 from app.web.server import REQUEST_REDIS_TIMEOUT_S, redis_client  # noqa: E402
-from app.worker_process import free_port, settings_env  # noqa: E402
+from app.worker_process import WorkerProcess, free_port, settings_env  # noqa: E402
 
 VERSION = "bench-serve"
 FILMS = 5_000
@@ -124,9 +130,29 @@ def start(argv: list[str], env: dict[str, str], port: int, logfile: Path) -> sub
 
 
 def pin(pid: int, cpu: int) -> None:
-    """One core per side (server vs wrk) on a 2-core box, so neither steals the other's."""
-    if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > cpu:
-        os.sched_setaffinity(pid, {cpu})
+    """One core per side (server vs wrk) on a 2-core box, so neither steals the other's.
+
+    Every thread of the process: BLAS and Kafka client threads started before the
+    pinning would otherwise still run on the other core (threads started later
+    inherit the affinity)."""
+    if not (hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > cpu):
+        return
+    tasks = Path(f"/proc/{pid}/task")
+    for tid in [int(t.name) for t in tasks.iterdir()] if pid and tasks.exists() else [pid]:
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setaffinity(tid, {cpu})
+
+
+def start_worker(settings: Settings, folder: Path, stack: contextlib.ExitStack) -> tuple[int, str]:
+    """`cinerec worker` with an app id and topics of its own (deleted at the end); (pid, url)."""
+    suffix = uuid.uuid4().hex[:8]
+    own = settings.with_overrides(
+        app_id=f"bench-serve-{suffix}", topic_interactions=f"bench-serve-{suffix}",
+        topic_dlq=f"bench-serve-dlq-{suffix}", local_dir=folder / "worker", log_level="info",
+    )
+    stack.callback(lambda: asyncio.run(drop_topics(own)))
+    worker = stack.enter_context(WorkerProcess(own, folder / "worker.log"))
+    return worker.process.pid, worker.settings.web_url
 
 
 def cpu_seconds(pid: int) -> float:
@@ -174,6 +200,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--redis-db", type=int, default=14)
+    parser.add_argument("--servers", default="serve,worker",
+                        help="comma-separated: serve (cinerec serve), worker (cinerec worker)")
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     base = Settings.from_env()
@@ -183,33 +211,37 @@ def main() -> None:
         web.run_app(baseline_app(settings), host="127.0.0.1", port=args.serve_baseline, access_log=None, print=None)
         return
 
+    servers_wanted = [name for name in args.servers.split(",") if name]
+    if not servers_wanted or set(servers_wanted) - {"serve", "worker"}:
+        parser.error(f"--servers takes serve and/or worker, got {args.servers!r}")
     foldin_users = args.users // 10
     conn = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
     publish(conn, args.users, foldin_users)
     env = {**os.environ, **settings_env(settings), "LOG_LEVEL": "warning"}
-    runs: dict[str, list[dict[str, float]]] = {"baseline": [], "service": []}
-    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in ("baseline", *servers_wanted)}
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp, contextlib.ExitStack() as stack:
         script = Path(tmp) / "mix.lua"
         script.write_text(LUA.format(users=args.users, foldin=foldin_users, cold_from=args.users * 10))
         bin_dir = Path(sys.executable).parent
-        servers: dict[str, tuple[subprocess.Popen, str]] = {}
-        try:
-            for name, argv in (
-                ("baseline", [sys.executable, __file__, "--redis-db", str(args.redis_db), "--serve-baseline"]),
-                ("service", [str(bin_dir / "cinerec"), "serve", "--port"]),
-            ):
-                port = free_port()
-                servers[name] = start([*argv, str(port)], env, port, Path(tmp) / f"{name}.log"), f"http://127.0.0.1:{port}"
-                pin(servers[name][0].pid, 0)
-                wrk(servers[name][1], script, args.connections, 2, servers[name][0].pid)  # warm-up: caches, titles
-            # Alternate the two so both see the same (shared, noisy) machine; keep each one's best round.
-            for _ in tqdm(range(args.rounds), desc="wrk rounds", unit="round"):
-                for name, (server, url) in servers.items():
-                    runs[name].append(wrk(url, script, args.connections, args.duration, server.pid))
-        finally:
-            for server, _ in servers.values():
-                server.terminate()
-                server.wait(timeout=30)
+        servers: dict[str, tuple[int, str]] = {}
+        for name in runs:
+            if name == "worker":
+                servers[name] = start_worker(settings, Path(tmp), stack)
+                continue
+            argv = ([sys.executable, __file__, "--redis-db", str(args.redis_db), "--serve-baseline"]
+                    if name == "baseline" else [str(bin_dir / "cinerec"), "serve", "--port"])
+            port = free_port()
+            server = start([*argv, str(port)], env, port, Path(tmp) / f"{name}.log")
+            stack.callback(server.wait, timeout=30)
+            stack.callback(server.terminate)
+            servers[name] = server.pid, f"http://127.0.0.1:{port}"
+        for pid, url in servers.values():
+            pin(pid, 0)
+            wrk(url, script, args.connections, 2, pid)  # warm-up: caches, titles
+        # Alternate them so all see the same (shared, noisy) machine; keep each one's best round.
+        for _ in tqdm(range(args.rounds), desc="wrk rounds", unit="round"):
+            for name, (pid, url) in servers.items():
+                runs[name].append(wrk(url, script, args.connections, args.duration, pid))
     results = {name: max(r, key=lambda run: run["rps"]) for name, r in runs.items()}
     conn.flushdb()
 
@@ -219,14 +251,15 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:10} {r['rps']:>10,.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['cpu_us']:>11.0f} "
               f"{r['errors']:>8.0f} {r['socket_errors']:>8.0f}")
-    svc, bare = results["service"], results["baseline"]
-    ratio = svc["rps"] / bare["rps"]
-    print(f"throughput ratio service/baseline: {ratio:.2f} (target >= 0.80)")
-    print(f"CPU per request ratio baseline/service: {bare['cpu_us'] / svc['cpu_us']:.2f} "
-          "(the throughput ratio a dedicated core would give)")
-    print(f"p99 ratio service/baseline: {svc['p99'] / bare['p99']:.2f}; service p99 {svc['p99']:.2f} ms (target <= 10)")
-    if svc["errors"] or svc["socket_errors"]:
-        raise SystemExit("the service answered errors under load")
+    bare = results.pop("baseline")
+    for name, svc in results.items():
+        print(f"{name}: throughput ratio {name}/baseline {svc['rps'] / bare['rps']:.2f} (target >= 0.80); "
+              f"CPU per request ratio baseline/{name} {bare['cpu_us'] / svc['cpu_us']:.2f} "
+              "(the throughput ratio a dedicated core would give); "
+              f"p99 {svc['p99']:.2f} ms (target <= 10), {svc['p99'] / bare['p99']:.2f}x the baseline's")
+    failed = [name for name, svc in results.items() if svc["errors"] or svc["socket_errors"]]
+    if failed:
+        raise SystemExit(f"answered errors under load: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

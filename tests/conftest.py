@@ -98,20 +98,9 @@ def kafka_settings() -> Iterator[Settings]:
         app_id=f"cinerec-test-{suffix}",
     )
     yield settings
+    from app.storage.kafka_admin import drop_topics
+
     asyncio.run(drop_topics(settings))
-
-
-async def drop_topics(settings: Settings) -> None:
-    """Delete a test's topics: its interactions/DLQ pair and its Faust app's internal ones."""
-    from app.storage.kafka_admin import admin_client
-
-    async with admin_client(settings, timeout=10) as admin:
-        names = [
-            t for t in await admin.list_topics()
-            if t in (settings.topic_interactions, settings.topic_dlq) or t.startswith(f"{settings.app_id}-")
-        ]
-        if names:
-            await admin.delete_topics(names, timeout_ms=10_000)
 
 
 def pytest_configure(config: pytest.Config) -> None:

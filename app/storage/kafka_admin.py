@@ -44,6 +44,18 @@ async def admin_client(settings: Settings, timeout: float | None = None) -> Asyn
         await admin.close()
 
 
+async def drop_topics(settings: Settings, timeout: float = 10.0) -> None:
+    """Delete the topics of throwaway settings (tests, benchmarks): the interactions/DLQ pair
+    and its Faust app's internal ones (hundreds of leftover partitions slow every broker start)."""
+    async with admin_client(settings, timeout=timeout) as admin:
+        names = [
+            t for t in await admin.list_topics()
+            if t in (settings.topic_interactions, settings.topic_dlq) or t.startswith(f"{settings.app_id}-")
+        ]
+        if names:
+            await admin.delete_topics(names, timeout_ms=int(timeout * 1000))
+
+
 async def cluster_answers(settings: Settings, timeout: float = 3.0) -> bool:
     """True when a metadata request to the broker succeeds within `timeout`."""
     try:
