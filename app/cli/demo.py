@@ -128,6 +128,22 @@ def first_genre_films(settings: Settings, n: int = 3) -> list[int]:
     return [film for film, genres in rows if genres and genres[0] == genre][:n]
 
 
+def busiest_viewer(settings: Settings) -> int:
+    """The user with the most completed films: certainly in the model just trained."""
+    from app.storage.clickhouse import client
+
+    conn = client(settings)
+    try:
+        rows = conn.execute(
+            "SELECT user_id FROM interactions WHERE event_type = 'complete' AND user_id != %(new)s "
+            "GROUP BY user_id ORDER BY count() DESC, user_id LIMIT 1",
+            {"new": NEW_VIEWER_ID},
+        )
+    finally:
+        conn.disconnect()
+    return rows[0][0] if rows else 1
+
+
 def wait_foldin(settings: Settings, timeout: float = 30.0) -> dict:
     url = f"{settings.web_url}/v1/users/{NEW_VIEWER_ID}/recommendations?limit=5"
     deadline = time.monotonic() + timeout
@@ -193,7 +209,7 @@ def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> N
     base = settings.web_url
     _step("try these")
     for label, path in (
-        ("warm user", "/v1/users/1/recommendations?limit=10"),
+        ("warm user", f"/v1/users/{busiest_viewer(settings)}/recommendations?limit=10"),
         ("new viewer (fold-in)", f"/v1/users/{NEW_VIEWER_ID}/recommendations?limit=10"),
         ("unknown user (trending)", "/v1/users/123456789/recommendations?limit=10"),
         ("similar films", "/v1/films/1/similar?limit=10"),
