@@ -103,5 +103,23 @@ def kafka_settings() -> Iterator[Settings]:
     asyncio.run(drop_topics(settings))
 
 
+@pytest.fixture
+def seeded_process_settings(
+    clickhouse_settings: Settings, redis_settings: Settings, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """Process settings (what a CLI command or Celery task reads) pointed at a test
+    ClickHouse database seeded with planted-taste data, a test Redis db and a model dir."""
+    from app.recsys.synthetic import PlantedTaste, seed
+    from app.settings import get_settings
+
+    seed(clickhouse_settings, PlantedTaste(users=200, films=100, events=8_000))
+    monkeypatch.setenv("CLICKHOUSE_URL", clickhouse_settings.clickhouse_url)
+    monkeypatch.setenv("REDIS_URL", redis_settings.redis_url)
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "redis_db(n): Redis database number the test module uses")

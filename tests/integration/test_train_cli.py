@@ -2,31 +2,20 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner
 
 from app.cli import main
 from app.recsys import pipeline, publish
-from app.recsys.synthetic import PlantedTaste, seed
-from app.settings import Settings, get_settings
+from app.settings import Settings
 
 pytestmark = pytest.mark.redis_db(10)
 
 
 @pytest.fixture
-def settings(clickhouse_settings: Settings, redis_settings: Settings, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The CLI reads the process settings: point them at the test database, Redis db and model dir."""
-    seed(clickhouse_settings, PlantedTaste(users=200, films=100, events=8_000))
-    monkeypatch.setenv("CLICKHOUSE_URL", clickhouse_settings.clickhouse_url)
-    monkeypatch.setenv("REDIS_URL", redis_settings.redis_url)
-    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+def settings(seeded_process_settings: Settings) -> Settings:
+    return seeded_process_settings
 
 
 def _current(settings: Settings) -> str | None:

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 from clickhouse_driver.errors import NetworkError
 
 from app.recsys import pipeline, publish
-from app.recsys.synthetic import PlantedTaste, seed
 from app.settings import Settings, get_settings
 from app.storage import redis_keys as keys
 from app.storage.clickhouse import client
@@ -19,16 +16,8 @@ pytestmark = pytest.mark.redis_db(10)
 
 
 @pytest.fixture
-def settings(clickhouse_settings: Settings, redis_settings: Settings, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The task reads the process settings: point them at the test database, Redis db and model dir."""
-    seed(clickhouse_settings, PlantedTaste(users=200, films=100, events=8_000))
-    monkeypatch.setenv("CLICKHOUSE_URL", clickhouse_settings.clickhouse_url)
-    monkeypatch.setenv("REDIS_URL", redis_settings.redis_url)
-    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+def settings(seeded_process_settings: Settings) -> Settings:
+    return seeded_process_settings
 
 
 def test_task_retrains_and_publishes(settings: Settings) -> None:
