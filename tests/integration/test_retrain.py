@@ -71,6 +71,14 @@ def test_retrain_publishes_an_als_model_that_beats_popular(settings: Settings, c
     assert json.loads(run["baseline_metrics"])["ndcg@10"] == pytest.approx(report.baseline_metrics["ndcg@10"])
 
 
+def test_a_published_run_prunes_model_folders_redis_no_longer_keeps(settings: Settings) -> None:
+    stale = settings.model_dir / "20250101T000000Z-abcdef"  # e.g. a publish that failed midway
+    stale.mkdir(parents=True)
+    first = pipeline.retrain(settings).version
+    second = pipeline.retrain(settings, pipeline.RetrainConfig(force=True)).version
+    assert sorted(p.name for p in settings.model_dir.iterdir()) == sorted([first, second])
+
+
 def test_recommendations_leave_out_films_the_user_already_has(settings: Settings, conn: redis.Redis) -> None:
     version = pipeline.retrain(settings).version
     ch = client(settings)
