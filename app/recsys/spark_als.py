@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -117,7 +118,7 @@ class SparkALSTrainer:
     def session(self) -> Any:
         """The SparkSession (quiet logs, modest driver memory, few shuffle partitions)."""
         if self._spark is None:
-            self._spark = spark_session(self.settings.spark_master)
+            self._spark = spark_session(self.settings.spark_master, self.settings.local_dir / "spark-checkpoints")
         return self._spark
 
     def fit(self, users: IdMap, items: IdMap, since: float | None, until: float | None) -> ALSRecommender:
@@ -147,6 +148,7 @@ class SparkALSTrainer:
             alpha=self.template.alpha, implicitPrefs=True, seed=self.template.random_state,
             userCol="user", itemCol="item", ratingCol="weight", nonnegative=False,
             numUserBlocks=slices, numItemBlocks=slices, intermediateStorageLevel="MEMORY_AND_DISK",
+            checkpointInterval=5,
         ).fit(frame)
         user_factors = aligned_factors(model.userFactors.collect(), users, self.template.factors)
         item_factors = aligned_factors(model.itemFactors.collect(), items, self.template.factors)
@@ -192,8 +194,13 @@ def aligned_factors(rows: Iterable[Any], ids: IdMap, factors: int) -> np.ndarray
     return out
 
 
-def spark_session(master: str) -> Any:
-    """A SparkSession for `master`; local masters run the workers on this interpreter (the venv)."""
+def spark_session(master: str, checkpoint_dir: Path) -> Any:
+    """A SparkSession for `master`; local masters run the workers on this interpreter (the venv).
+
+    ALS grows an RDD lineage with every iteration; without a checkpoint directory
+    its `checkpointInterval` does nothing and serialising the lineage can overflow
+    the JVM stack (seen here as StackOverflowError in task serialisation).
+    """
     try:
         from pyspark.sql import SparkSession
     except ImportError:
@@ -207,5 +214,7 @@ def spark_session(master: str) -> Any:
         os.environ["PYSPARK_PYTHON"] = sys.executable
         # Sized for one shared machine; on a cluster, spark-defaults.conf / spark-submit decide.
         builder = (builder.config("spark.driver.memory", "1g").config("spark.sql.shuffle.partitions", "4")
-                   .config("spark.ui.enabled", "false"))
-    return builder.getOrCreate()
+                   .config("spark.ui.enabled", "false").config("spark.driver.extraJavaOptions", "-Xss16m"))
+    session = builder.getOrCreate()
+    session.sparkContext.setCheckpointDir(str(checkpoint_dir))
+    return session
