@@ -14,7 +14,8 @@ bare aiohttp handler doing one Redis GET, both driven by `wrk` the same way.
    serving the same routes on its web port.
 Each runs as its own process with all its threads pinned to one core, wrk
 (`--threads 1`) to the other, with the same Lua-scripted mix: 80% warm users,
-10% fold-in users, 10% users with no history. They are measured alternately for
+10% fold-in users, 10% users with no history (`--mix warm|foldin|cold` sends
+only one kind, to see what each path costs). They are measured alternately for
 `--rounds` rounds and each keeps its best round (the machine is shared and noisy).
 Prints requests/s, p50, p99 and server CPU per request of each, and the ratios.
 Targets: throughput >= 80% of the baseline, p99 <= 10 ms at 8 connections.
@@ -55,13 +56,15 @@ LIST_LEN = 50
 FACTORS = 64
 BLOCK = 5_000
 
+# share of warm and of fold-in users (the rest: users with no history)
+MIXES = {"mixed": (0.8, 0.1), "warm": (1.0, 0.0), "foldin": (0.0, 1.0), "cold": (0.0, 0.0)}
 LUA = """
 math.randomseed(os.time())
 request = function()
   local r = math.random()
   local id
-  if r < 0.8 then id = math.random(1, {users})
-  elseif r < 0.9 then id = math.random({users} + 1, {users} + {foldin})
+  if r < {warm} then id = math.random(1, {users})
+  elseif r < {warm_or_foldin} then id = math.random({users} + 1, {users} + {foldin})
   else id = math.random({cold_from}, {cold_from} + 1000000) end
   return wrk.format("GET", "/v1/users/" .. id .. "/recommendations?limit=10")
 end
@@ -200,6 +203,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--redis-db", type=int, default=14)
+    parser.add_argument("--mix", choices=sorted(MIXES), default="mixed")
     parser.add_argument("--servers", default="serve,worker",
                         help="comma-separated: serve (cinerec serve), worker (cinerec worker)")
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -221,7 +225,9 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in ("baseline", *servers_wanted)}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp, contextlib.ExitStack() as stack:
         script = Path(tmp) / "mix.lua"
-        script.write_text(LUA.format(users=args.users, foldin=foldin_users, cold_from=args.users * 10))
+        warm, foldin = MIXES[args.mix]
+        script.write_text(LUA.format(users=args.users, foldin=foldin_users, cold_from=args.users * 10,
+                                     warm=warm, warm_or_foldin=warm + foldin))
         bin_dir = Path(sys.executable).parent
         servers: dict[str, tuple[int, str]] = {}
         for name in runs:
@@ -246,7 +252,7 @@ def main() -> None:
     conn.flushdb()
 
     print(f"\nGET /v1/users/{{id}}/recommendations, wrk -t1 -c{args.connections} -d{args.duration}s, "
-          f"mix 80% warm / 10% fold-in / 10% cold, {args.users:,} users")
+          f"mix {warm:.0%} warm / {foldin:.0%} fold-in / {1 - warm - foldin:.0%} cold, {args.users:,} users")
     print(f"{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'non-2xx':>8} {'sock err':>8}")
     for name, r in results.items():
         print(f"{name:10} {r['rps']:>10,.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['cpu_us']:>11.0f} "
