@@ -6,12 +6,15 @@ shared one (and the other tests) are not disturbed.
 """
 from __future__ import annotations
 
+import asyncio
+
 from pathlib import Path
 
 import pytest
 
 from app.localstack import proc
 from app.localstack.clickhouse import ClickHouse
+from app.producer import produce_messages
 from app.storage.clickhouse import migrate
 from app.worker_process import WorkerProcess, free_port
 from tests.integration.ingest_support import (
@@ -69,12 +72,17 @@ async def test_worker_killed_mid_stream_redelivers_without_visible_duplicates(
     settings = _settings(kafka_settings, clickhouse_url=clickhouse_settings.clickhouse_url)
     events = make_events(3000, seed=12)
     first = WorkerProcess(settings, tmp_path / "worker1.log").start()
+    # Paced: the site keeps sending while the worker dies, so the kill lands mid-stream
+    # however fast the loader is.
+    producing = asyncio.create_task(
+        produce_messages(settings, messages_of(events), total=len(events), rate=1_000, progress=False))
     try:
-        await produce(settings, messages_of(events))
-        assert wait_for_count(settings, 300, timeout=60, alive=first.alive) >= 300
+        loaded = await asyncio.to_thread(wait_for_count, settings, 300, 60, first.alive)
+        assert loaded >= 300
     finally:
         first.kill()  # no graceful shutdown: uncommitted offsets are re-delivered
     assert count_final(settings) < len(events), "the worker finished before it was killed; nothing tested"
+    await producing
     with WorkerProcess(settings, tmp_path / "worker2.log") as second:
         # the dead member leaves the group only after its session times out
         seen = wait_for_count(settings, len(events), timeout=240, alive=second.alive)
