@@ -170,6 +170,21 @@ class Settings:
         return ",".join(urlsplit(u if "://" in u else f"kafka://{u}").netloc for u in self.kafka_broker.split(";"))
 
     @property
+    def loader_group(self) -> str:
+        """Consumer group of the loader service (its own aiokafka consumer, not Faust's group)."""
+        return f"{self.app_id}-loader"
+
+    @property
+    def user_batches_topic(self) -> str:
+        """Internal topic: one stats message per loaded batch and source partition (agents/batches.py)."""
+        return f"{self.app_id}-user-batches"
+
+    @property
+    def film_batches_topic(self) -> str:
+        """Internal topic: the film actions of a loaded batch, one message per film partition."""
+        return f"{self.app_id}-film-batches"
+
+    @property
     def clickhouse_database(self) -> str:
         return urlsplit(self.clickhouse_url).path.lstrip("/") or "default"
 
