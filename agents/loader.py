@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -82,24 +82,35 @@ class ClickHouseWriter:
         return rows
 
 
-async def load_batch(
-    batch: Mapping[int, Sequence[deadletter.RawMessage]], writer: ClickHouseWriter, dlq
-) -> dict[int, list[Event]]:
-    """Validate, dead-letter and store one batch (messages by source partition);
-    returns the valid events by source partition (what the stats batches carry)."""
-    telemetry.BATCH_SIZE.observe(sum(len(messages) for messages in batch.values()))
-    good_by_partition: dict[int, list[Event]] = {}
+class ParsedBatch(NamedTuple):
+    """A fetched batch after parsing: what to store, what to dead-letter, what to commit after."""
+
+    good: dict[int, list[Event]]  # valid events by source partition (what the stats batches carry)
+    rejects: list[deadletter.DeadLetter]
+    offsets: dict[TopicPartition, int]  # next offset to read, per partition of the batch
+    generation: int  # the consumer's assignment generation when the batch was fetched
+
+
+def parse_batch(batch: Mapping[TopicPartition, Sequence[deadletter.RawMessage]], generation: int) -> ParsedBatch:
+    """Split every partition's messages into valid events and dead letters (CPU only, no I/O)."""
+    good: dict[int, list[Event]] = {}
     rejects: list[deadletter.DeadLetter] = []
-    for partition, messages in batch.items():
-        good_by_partition[partition], bad = deadletter.split_batch(messages)
+    for tp, messages in batch.items():
+        good[tp.partition], bad = deadletter.split_batch(messages)
         rejects.extend(bad)
-    await deadletter.publish(dlq, rejects)
-    good = [event for events in good_by_partition.values() for event in events]
-    if good:
-        await writer.store(good)
-        telemetry.EVENTS_LOADED.inc(len(good))
-        telemetry.INGEST_LAG.set(time.time() - max(event.ts for event in good))
-    return good_by_partition
+    offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages}
+    return ParsedBatch(good, rejects, offsets, generation)
+
+
+async def store_batch(parsed: ParsedBatch, writer: ClickHouseWriter, dlq) -> None:
+    """Dead-letter the rejects and insert the valid events, each retried until done."""
+    telemetry.BATCH_SIZE.observe(sum(map(len, parsed.good.values())) + len(parsed.rejects))
+    await deadletter.publish(dlq, parsed.rejects)
+    events = [event for partition_events in parsed.good.values() for event in partition_events]
+    if events:
+        await writer.store(events)
+        telemetry.EVENTS_LOADED.inc(len(events))
+        telemetry.INGEST_LAG.set(time.time() - max(event.ts for event in events))
 
 
 async def send_stats(good_by_partition: Mapping[int, Sequence[Event]], user_topic, film_topic,
@@ -118,36 +129,43 @@ async def send_stats(good_by_partition: Mapping[int, Sequence[Event]], user_topi
     await retry_forever(send_all, f"stats batch send ({len(users)}+{len(films)} messages)", log)
 
 
-class _Revocations(ConsumerRebalanceListener):
-    """Remembers partitions taken away during a batch, so its commit skips them."""
+class _Assignments(ConsumerRebalanceListener):
+    """Counts assignments: a batch fetched under an older one is not committed (its
+    partitions may have moved; the new owner reads it again)."""
 
     def __init__(self) -> None:
-        self.revoked: set[TopicPartition] = set()
+        self.generation = 0
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.revoked.update(revoked)
+        self.generation += 1
         if revoked:
             log.info("loader: partitions revoked %s", sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.generation += 1
         log.info("loader: partitions assigned %s", sorted(tp.partition for tp in assigned))
 
 
 @app.service
 class Loader(Service):
-    """Consume `interactions` in batches; store, send stats, then commit (see the module doc)."""
+    """Consume `interactions` in batches; store, send stats, then commit (see the module doc).
+
+    Pipelined one deep: while batch N is being stored (ClickHouse works in its
+    own process and the driver in its own thread), batch N+1 is fetched and
+    parsed; N+1 is stored only after N was committed, so commits stay in order.
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.writer = ClickHouseWriter(settings)
-        self.listener = _Revocations()
+        self.listener = _Assignments()
         timeout_ms = int(max(settings.network_timeout_s * 6, 30.0) * 1000)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, group_id=settings.loader_group,
             client_id=f"{settings.app_id}-loader", enable_auto_commit=False, auto_offset_reset="earliest",
             request_timeout_ms=timeout_ms,
-            # a batch may wait on a ClickHouse outage: stay in the group meanwhile
+            # a batch may wait out a ClickHouse outage between two getmany calls: stay in the group
             max_poll_interval_ms=24 * 3600 * 1000,
         )
 
@@ -175,27 +193,35 @@ class Loader(Service):
 
     @Service.task
     async def _consume(self) -> None:
-        while not self.should_stop:
-            self.listener.revoked.clear()
-            batch = await self.next_batch()
-            if batch:
-                await self.process(batch)
+        in_flight: asyncio.Future | None = None
+        try:
+            while not self.should_stop:
+                generation = self.listener.generation
+                batch = await self.next_batch()
+                if not batch:
+                    continue
+                parsed = parse_batch(batch, generation)
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.ensure_future(self.finish(parsed))
+        finally:
+            if in_flight is not None:
+                in_flight.cancel()  # a stop never commits a batch that is not stored
 
-    async def process(self, batch: Mapping[TopicPartition, list]) -> None:
-        """Store, send stats, then commit the batch's offsets (skipping revoked partitions)."""
-        good = await load_batch({tp.partition: records for tp, records in batch.items()}, self.writer, dlq_topic)
+    async def finish(self, parsed: ParsedBatch) -> None:
+        """Store, send stats, then commit the batch's offsets (unless the assignment changed)."""
+        await store_batch(parsed, self.writer, dlq_topic)
         if self.settings.stats_enabled:
-            await send_stats(good, user_batches_topic, film_batches_topic, self.settings.topic_partitions)
-        owned = self.consumer.assignment() - self.listener.revoked
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp in owned}
-        if not offsets:
+            await send_stats(parsed.good, user_batches_topic, film_batches_topic, self.settings.topic_partitions)
+        if parsed.generation != self.listener.generation:
+            log.info("loader: assignment changed during the batch; not committing it (it will be re-read)")
             return
         try:
-            await asyncio.wait_for(self.consumer.commit(offsets), self.settings.network_timeout_s * 6)
+            await asyncio.wait_for(self.consumer.commit(parsed.offsets), self.settings.network_timeout_s * 6)
         except (KafkaError, TimeoutError) as exc:
             # stored already: the next owner re-reads it (duplicates collapse in ClickHouse)
             log.warning("loader: commit of %d partitions failed (%r); the batch will be re-delivered",
-                        len(offsets), exc)
+                        len(parsed.offsets), exc)
 
 
 @app.timer(REPORT_EVERY_S)

@@ -7,8 +7,8 @@
 3. Pipeline: `cinerec worker` subprocess(es) with a fresh app id and a fresh
    ClickHouse database, started after the events are in Kafka; the clock runs
    from "all workers ready" until every row is in ClickHouse (loader only) or,
-   with stats, until the consumer group has also committed the end offsets
-   (all agents acked every event).
+   with stats, until the loader group has committed the end of the topic and
+   the Faust group the end of the stats batch topics (every event counted).
 Prints both rates and their ratio (pipeline / baseline).
 """
 from __future__ import annotations
