@@ -149,16 +149,21 @@ def _decoded(raw: bytes, what: str) -> list[Event]:
 
 
 async def fold_user_batches(stream) -> None:
-    """Fold each user batch into per-user stats (one table write per user) and mirror recent watches."""
+    """Fold each user batch into per-user stats (one table write per user) and mirror recent watches.
+
+    A user's recent list goes to Redis only when it changed (most watch events
+    are `progress` on the film already in front): the mirror's Redis commands
+    were the largest cost of the stats path.
+    """
     mirror = LiveMirror(settings)
     flusher = asyncio.ensure_future(mirror.run())
     try:
         async for raw in stream:
             events = _decoded(raw, "user batch")
-            watched = {e.user_id for e in events if e.event_type in WATCH_EVENT_TYPES}
             for user_id, stats in fold_users(user_stats.get, events).items():
+                before = user_stats.get(user_id)
                 user_stats[user_id] = stats
-                if user_id in watched:
+                if stats["recent"] and (before is None or before["recent"] != stats["recent"]):
                     mirror.set_recent(user_id, stats["recent"])
     finally:
         flusher.cancel()

@@ -31,7 +31,7 @@ DEFAULTS: dict[str, str] = {
     "ADMIN_TOKEN": "",
     "LOG_LEVEL": "info",
     "NETWORK_TIMEOUT_S": "5",
-    "LOADER_BATCH_MAX": "5000",
+    "LOADER_BATCH_MAX": "20000",
     "LOADER_BATCH_WITHIN_S": "1.0",
     "TRAIN_BACKEND": "implicit",
     "SPARK_MASTER": "local[*]",
