@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class RawMessage(Protocol):
-    """What we read from a consumed message (faust's Message has these)."""
+    """What we read from a consumed message (aiokafka's ConsumerRecord has these)."""
 
     key: bytes | None
     value: bytes
@@ -75,7 +75,7 @@ def reason_of(headers: Sequence[tuple[str, bytes]] | dict) -> str:
 async def publish(topic, letters: Sequence[DeadLetter]) -> None:
     """Send `letters` to the DLQ topic and wait until the broker has them all.
 
-    Retried until done: the source batch is acked right after this returns.
+    Retried until done: the source batch is committed after this returns.
     """
     if not letters:
         return

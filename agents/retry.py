@@ -1,8 +1,9 @@
-"""Retry-until-done with capped exponential backoff, for the agents' side effects.
+"""Retry-until-done with capped exponential backoff, for the loader's side effects.
 
-Inside `stream.take(...)` a raised exception still acks the whole batch
-(SERVICES.md), so a failed ClickHouse insert or DLQ send must be retried in the
-loop body until it succeeds; giving up would lose events.
+The loader commits a batch's offsets only after its DLQ send, ClickHouse
+insert and stats sends succeeded; giving up on one would mean either
+committing events that were not delivered (lost) or dropping the batch.
+So each is retried until it succeeds, with capped backoff and a log line per failure.
 """
 from __future__ import annotations
 

@@ -1,33 +1,44 @@
 """Stats agents: rolling per-user and per-film statistics, trending, live mirrors.
 
-- `user_stats_agent` reads `interactions` (keyed by user), folds each valid
-  event into `tables.stats.user_stats`, mirrors the user's recent watches to
-  Redis, and re-keys film actions (play/complete/rate) by film onto
-  `film_actions_topic` (what `group_by(film_id)` would do, with a compact value).
-- `film_stats_agent` reads that topic and folds into `film_stats`,
-  `film_viewers` and the windowed `film_plays_window`, from which the mirror
-  computes this worker's trending part at each flush after new plays.
-Invalid events are skipped here; the loader dead-letters them.
+Both read the loader's stats batches (agents/batches.py), one message per
+loaded batch and partition, and fold the whole batch inside ONE stream
+iteration (Faust's per-message cost is paid per batch, not per event):
+- `user_stats_agent` reads `{APP_ID}-user-batches` (partition p = source
+  partition p, keyed by user like `interactions`), folds the events into
+  `tables.stats.user_stats` (one write per user per batch) and mirrors the
+  users' recent watches to Redis;
+- `film_stats_agent` reads `{APP_ID}-film-batches` (partition q = the films
+  hashing to q) and folds into `film_stats`, `film_viewers` and the windowed
+  `film_plays_window` (per film and hour bucket: one windowed write per
+  bucket, not per play), from which the mirror computes this worker's
+  trending part at each flush after new plays.
+Table writes happen inside the iteration, so changelogs go to p / q, the
+partition that owns the keys. The loader sends only valid events.
 The fold functions are pure so they can be tested with hand-built events.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import operator
+import time
+from collections import Counter
 from typing import Any, Callable, Iterable
 
-from app.events import Event, InvalidEvent, parse_event
+from app.events import Event
 from app.main import app, settings
 from app.schema import NO_RATING, WATCH_EVENT_TYPES
 from app.storage.redis_keys import RECENT_MAX
-from app.topics import FilmAction, film_actions_topic, interactions_topic
+from app.topics import film_batches_topic, user_batches_topic
+from agents import batches
 from agents.live import LiveMirror, top_k
-from tables.stats import film_plays_trailing, film_plays_window, film_stats, film_viewers, user_stats
+from tables.stats import (
+    TRENDING_EXPIRES, TRENDING_STEP, TRENDING_WINDOW, EventTime, film_plays_trailing, film_plays_window, film_stats, film_viewers,
+    user_stats,
+)
 
-FILM_ACTION_TYPES = frozenset({"play", "complete", "rate"})
-# Batch window of the user agent: with the 0.5 s mirror flush, a new user's
-# first plays reach Redis within about a second.
-USER_BATCH_WITHIN_S = 0.5
+log = logging.getLogger(__name__)
 
 
 def new_user_stats() -> dict[str, Any]:
@@ -65,8 +76,8 @@ def new_film_stats() -> dict[str, Any]:
     return {"views": 0, "viewers": 0, "completes": 0, "rating_sum": 0.0, "ratings": 0}
 
 
-def apply_film(stats: dict[str, Any] | None, action: FilmAction, new_viewer: bool) -> dict[str, Any]:
-    """`stats` updated by one film action (a new dict)."""
+def apply_film(stats: dict[str, Any] | None, action: Event, new_viewer: bool) -> dict[str, Any]:
+    """`stats` updated by one film action (play, complete, rate; a new dict)."""
     s = dict(stats) if stats else new_film_stats()
     if action.event_type == "play":
         s["views"] += 1
@@ -99,63 +110,98 @@ def fold_users(
     return folded
 
 
-async def fold_user_events(stream) -> None:
-    """Fold events into per-user stats, mirror recent watches, re-key film actions.
+def fold_films(
+    current: Callable[[int], dict[str, Any] | None], is_viewer: Callable[[str], bool], actions: Iterable[Event]
+) -> tuple[dict[int, dict[str, Any]], list[str]]:
+    """(new stats of every film in `actions`, new "film:user" viewer pairs), in order,
+    starting from `current(film_id)` and the viewer set `is_viewer(pair)`."""
+    folded: dict[int, dict[str, Any]] = {}
+    new_viewers: dict[str, None] = {}
+    for action in actions:
+        new_viewer = False
+        if action.event_type == "play":
+            pair = f"{action.film_id}:{action.user_id}"
+            new_viewer = pair not in new_viewers and not is_viewer(pair)
+            if new_viewer:
+                new_viewers[pair] = None
+        film = action.film_id
+        folded[film] = apply_film(folded[film] if film in folded else current(film), action, new_viewer)
+    return folded, list(new_viewers)
 
-    Batched: each user's row is written (one changelog message) once per batch
-    instead of once per event. That is correct outside per-event iteration
-    because `user_stats` places its changelog by key (`use_partitioner`), the
-    same partition as the source message (tables/stats.py).
+
+def play_buckets(actions: Iterable[Event], since: float) -> Counter:
+    """Plays per (film, start of their TRENDING_STEP bucket), plays before `since` left out.
+
+    All plays of one bucket fall into the same hopping windows (windows start
+    on step boundaries), so adding the bucket's count once is exact.
+    """
+    step = TRENDING_STEP.total_seconds()
+    return Counter((a.film_id, a.ts - a.ts % step) for a in actions if a.event_type == "play" and a.ts >= since)
+
+
+def _decoded(raw: bytes, what: str) -> list[Event]:
+    """A stats batch's events; a corrupt message is logged and skipped (it never blocks the stream)."""
+    try:
+        return batches.decode(raw)
+    except batches.InvalidBatch as exc:
+        log.error("skipping a corrupt %s message: %s", what, exc)
+        return []
+
+
+async def fold_user_batches(stream) -> None:
+    """Fold each user batch into per-user stats (one table write per user) and mirror recent watches.
+
+    A user's recent list goes to Redis only when it changed (most watch events
+    are `progress` on the film already in front): the mirror's Redis commands
+    were the largest cost of the stats path.
     """
     mirror = LiveMirror(settings)
     flusher = asyncio.ensure_future(mirror.run())
     try:
-        async for batch in stream.take_events(settings.loader_batch_max, within=USER_BATCH_WITHIN_S):
-            events = []
-            for message in batch:
-                try:
-                    events.append(parse_event(message.value))
-                except InvalidEvent:
-                    continue
-            for event in events:
-                if event.event_type in FILM_ACTION_TYPES:
-                    action = FilmAction(event.user_id, event.film_id, event.event_type, event.ts, event.rating)
-                    await film_actions_topic.send(key=str(event.film_id).encode(), value=action.to_bytes())
-            watched = {e.user_id for e in events if e.event_type in WATCH_EVENT_TYPES}
+        async for raw in stream:
+            events = _decoded(raw, "user batch")
             for user_id, stats in fold_users(user_stats.get, events).items():
+                before = user_stats.get(user_id)
                 user_stats[user_id] = stats
-                if user_id in watched:
+                if stats["recent"] and (before is None or before["recent"] != stats["recent"]):
                     mirror.set_recent(user_id, stats["recent"])
     finally:
         flusher.cancel()
 
 
-def trending_at(event) -> tuple[list[int], list[float]]:
-    """Top films by plays in the last TRENDING_WINDOW (event time) up to `event`'s action."""
-    return top_k(film_plays_trailing.items(event))
+def trending_at(ts: float) -> tuple[list[int], list[float]]:
+    """Top films by plays in the last TRENDING_WINDOW (event time) up to `ts`."""
+    return top_k(film_plays_trailing.items(EventTime(ts)))
 
 
-async def fold_film_actions(stream) -> None:
-    """Fold film actions into per-film stats and windowed plays; publish trending ~1/s."""
+async def fold_film_batches(stream) -> None:
+    """Fold each film batch into per-film stats, viewers and windowed plays; publish trending ~1/s.
+
+    Plays whose every window has already expired (older than TRENDING_EXPIRES
+    + TRENDING_WINDOW, wall clock) are not windowed: the windows would be
+    dropped at the next cleanup, and replays of old history would write
+    changelog entries for nothing.
+    """
     mirror = LiveMirror(settings)
     flusher = asyncio.ensure_future(mirror.run())
     try:
         async for raw in stream:
-            action = FilmAction.from_bytes(raw)
-            new_viewer = False
-            if action.event_type == "play":
-                pair = f"{action.film_id}:{action.user_id}"
-                new_viewer = film_viewers.get(pair) is None
-                if new_viewer:
-                    film_viewers[pair] = True
-                film_plays_window[action.film_id] += 1
-            film_stats[action.film_id] = apply_film(film_stats.get(action.film_id), action, new_viewer)
-            if action.event_type == "play":
-                mirror.set_trending(functools.partial(trending_at, stream.current_event))
+            actions = _decoded(raw, "film batch")
+            folded, new_viewers = fold_films(film_stats.get, lambda pair: film_viewers.get(pair) is not None, actions)
+            for pair in new_viewers:
+                film_viewers[pair] = True
+            for film_id, stats in folded.items():
+                film_stats[film_id] = stats
+            buckets = play_buckets(actions, since=time.time() - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds())
+            for (film_id, bucket), plays in buckets.items():
+                film_plays_window[film_id].apply(operator.add, plays, EventTime(bucket))
+            if buckets:
+                latest = max(a.ts for a in actions if a.event_type == "play")
+                mirror.set_trending(functools.partial(trending_at, latest))
     finally:
         flusher.cancel()
 
 
 if settings.stats_enabled:
-    user_stats_agent = app.agent(interactions_topic, name="user-stats")(fold_user_events)
-    film_stats_agent = app.agent(film_actions_topic, name="film-stats")(fold_film_actions)
+    user_stats_agent = app.agent(user_batches_topic, name="user-stats")(fold_user_batches)
+    film_stats_agent = app.agent(film_batches_topic, name="film-stats")(fold_film_batches)

@@ -14,6 +14,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+import orjson
+
 from app.schema import EVENT_TYPES, NO_POSITION, NO_RATING
 
 # Events further in the future than this (clock skew allowance) are rejected.
@@ -182,9 +184,15 @@ def validate(data: Any, now: float | None = None) -> Event:
 
 
 def parse_event(raw: bytes | str, now: float | None = None) -> Event:
-    """Decode and validate one Kafka message value."""
+    """Decode and validate one Kafka message value.
+
+    orjson: the loader parses every event; it decodes ~4x faster than `json`
+    (parse + validate ~1.7x, bench/parse.py). It also rejects what `json`
+    would let through to a later check (NaN, integers beyond 64 bits): those
+    are dead-lettered as `malformed_json` instead of `bad_<field>`.
+    """
     try:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise InvalidEvent("malformed_json") from None
     return validate(data, now)

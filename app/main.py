@@ -16,7 +16,7 @@ class CinerecApp(faust.App):
     """The Faust app, plus creating the source topics before anything subscribes."""
 
     async def on_first_start(self) -> None:
-        """Create `interactions` and the DLQ with TOPIC_PARTITIONS partitions.
+        """Create `interactions`, the DLQ and the stats batch topics with TOPIC_PARTITIONS partitions.
 
         Faust declares only its internal topics, and a broker auto-creating the
         source topic would pick its own partition count. This hook runs before
@@ -31,7 +31,7 @@ class CinerecApp(faust.App):
         if self.in_worker:
             from app.storage.kafka_admin import ensure_topics
 
-            await ensure_topics(settings)
+            await ensure_topics(settings, extra=[settings.user_batches_topic, settings.film_batches_topic])
 
 
 app = CinerecApp(

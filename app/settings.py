@@ -31,7 +31,7 @@ DEFAULTS: dict[str, str] = {
     "ADMIN_TOKEN": "",
     "LOG_LEVEL": "info",
     "NETWORK_TIMEOUT_S": "5",
-    "LOADER_BATCH_MAX": "5000",
+    "LOADER_BATCH_MAX": "20000",
     "LOADER_BATCH_WITHIN_S": "1.0",
     "TRAIN_BACKEND": "implicit",
     "SPARK_MASTER": "local[*]",
@@ -168,6 +168,21 @@ class Settings:
     def kafka_bootstrap(self) -> str:
         """`host:port` for plain aiokafka clients (Faust wants the kafka:// URL)."""
         return ",".join(urlsplit(u if "://" in u else f"kafka://{u}").netloc for u in self.kafka_broker.split(";"))
+
+    @property
+    def loader_group(self) -> str:
+        """Consumer group of the loader service (its own aiokafka consumer, not Faust's group)."""
+        return f"{self.app_id}-loader"
+
+    @property
+    def user_batches_topic(self) -> str:
+        """Internal topic: one stats message per loaded batch and source partition (agents/batches.py)."""
+        return f"{self.app_id}-user-batches"
+
+    @property
+    def film_batches_topic(self) -> str:
+        """Internal topic: the film actions of a loaded batch, one message per film partition."""
+        return f"{self.app_id}-film-batches"
 
     @property
     def clickhouse_database(self) -> str:

@@ -1,57 +1,22 @@
-"""Kafka topics of the app. Values are raw bytes: the loader validates them itself
-(app.events) so a malformed event can be dead-lettered with its original bytes."""
-from __future__ import annotations
+"""Kafka topics the Faust app sends to or consumes. Values are raw bytes.
 
-from typing import NamedTuple
+`interactions` itself is read by the loader service's own aiokafka consumer
+(agents/loader.py), not by Faust, so it is not declared here.
+"""
+from __future__ import annotations
 
 from app.main import app, settings
 
-interactions_topic = app.topic(
-    settings.topic_interactions,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
 
-dlq_topic = app.topic(
-    settings.topic_dlq,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
+def _raw_topic(name: str, internal: bool = False):
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                     partitions=settings.topic_partitions, internal=internal)
 
 
-class FilmAction(NamedTuple):
-    """What the film-keyed stats need of an event: compact on the wire (ASCII CSV)."""
-
-    user_id: int
-    film_id: int
-    event_type: str
-    ts: float
-    rating: float = 0.0
-
-    def to_bytes(self) -> bytes:
-        return f"{self.user_id},{self.film_id},{self.event_type},{self.ts!r},{self.rating!r}".encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> "FilmAction":
-        user_id, film_id, event_type, ts, rating = raw.decode().split(",")
-        return cls(int(user_id), int(film_id), event_type, float(ts), float(rating))
-
-
-# Film events re-keyed by film id (what `group_by(film_id)` does), so the per-film
-# tables live on the worker that owns the film's partition. Internal: Faust
-# creates it with `topic_partitions`; named after the app id so apps do not share it.
-film_actions_topic = app.topic(
-    f"{settings.app_id}-film-actions",
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-    internal=True,
-)
+# Rejected events, original bytes (docs/ingestion.md, agents/deadletter.py).
+dlq_topic = _raw_topic(settings.topic_dlq)
+# Stats batches (agents/batches.py): partition p of user-batches carries source
+# partition p's events; film-batches partition q the actions of films hashing to q.
+# Created at start-up with TOPIC_PARTITIONS partitions (app.main), named after the app id.
+user_batches_topic = _raw_topic(settings.user_batches_topic, internal=True)
+film_batches_topic = _raw_topic(settings.film_batches_topic, internal=True)

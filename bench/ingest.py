@@ -7,8 +7,8 @@
 3. Pipeline: `cinerec worker` subprocess(es) with a fresh app id and a fresh
    ClickHouse database, started after the events are in Kafka; the clock runs
    from "all workers ready" until every row is in ClickHouse (loader only) or,
-   with stats, until the consumer group has also committed the end offsets
-   (all agents acked every event).
+   with stats, until the loader group has committed the end of the topic and
+   the Faust group the end of the stats batch topics (every event counted).
 Prints both rates and their ratio (pipeline / baseline).
 """
 from __future__ import annotations
@@ -76,6 +76,9 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
         # Workers that got ready first may have started already: count only what is left.
         started, cpu_started = time.perf_counter(), sum(w.cpu_seconds() for w in procs)
         loaded = head_start = visible_count(conn)
+        if head_start >= n:
+            raise RuntimeError(f"the first worker(s) loaded all {n:,} events before the last one was ready: "
+                               "nothing left to measure; use more --events")
         with tqdm(total=n, initial=loaded, desc="pipeline", unit="ev", mininterval=2) as bar:
             while loaded < n:
                 if not all(w.alive() for w in procs):

@@ -4,39 +4,47 @@
   source topic (key = user id), so no re-partitioning is needed; written per
   batch, its changelog partition is chosen by key (see below).
 - `film_stats`: film id -> dict (agents.stats.apply_film), fed from the
-  film-keyed `film_actions_topic`.
+  film-keyed `film_batches_topic`.
 - `film_viewers`: "film_id:user_id" -> True, an exact unique-viewer set stored
   as one small entry per (film, user) pair instead of a growing set per film,
   so no value ever gets big (memory grows with distinct pairs, like the data).
-- `film_plays_window`: plays per film in hopping windows over EVENT time
-  (the action's ts), expiring old windows; trending is read from it through
-  `film_plays_trailing`.
+- `film_plays_window`: plays per film in hopping windows over EVENT time,
+  expiring old windows; trending is read from it through `film_plays_trailing`.
+  A stats message carries a whole batch, so the stream event has no single
+  time: writers and readers pass the time explicitly as an `EventTime` in the
+  "event" argument (`WindowSet.apply(op, n, EventTime(ts))`, `.items(EventTime(ts))`),
+  which the windowed table hands to its `relative_to` callable below.
 """
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NamedTuple
 
 from app.main import app, settings
-from app.topics import FilmAction
 
 TRENDING_WINDOW = timedelta(hours=6)
 TRENDING_STEP = timedelta(hours=1)
 TRENDING_EXPIRES = timedelta(hours=12)
 
 
-def _action_time(event) -> float:
-    """Event time of a film action (windows follow event time, not arrival)."""
-    return FilmAction.from_bytes(event.value).ts
+class EventTime(NamedTuple):
+    """The event time a windowed read or write is relative to (passed where Faust takes an event)."""
+
+    ts: float
 
 
-def _trailing_time(event) -> float:
-    """Action time moved back so that `current()` is the window ENDING near it."""
-    return _action_time(event) - (TRENDING_WINDOW - TRENDING_STEP).total_seconds()
+def _event_time(at: EventTime) -> float:
+    """Windows follow event time, not arrival."""
+    return at.ts
+
+
+def _trailing_time(at: EventTime) -> float:
+    """Event time moved back so that the window read is the one ENDING near it."""
+    return at.ts - (TRENDING_WINDOW - TRENDING_STEP).total_seconds()
 
 
 # use_partitioner: the changelog partition comes from the key, not from the
-# event being processed, so the batched user agent may write after its loop.
-# The key serializes to the same bytes as the source message key (b"123") and
+# event being processed. The key serializes to the same bytes as the source message key (b"123") and
 # both producers use Kafka's default (murmur2) partitioner: same partition.
 user_stats = app.Table(
     "user-stats", default=None, partitions=settings.topic_partitions, key_type=int, use_partitioner=True,
@@ -56,7 +64,7 @@ film_plays_window = (
         "film-plays-window", default=int, partitions=settings.topic_partitions,
     )
     .hopping(TRENDING_WINDOW, TRENDING_STEP, expires=TRENDING_EXPIRES, key_index=True)
-    .relative_to(_action_time)
+    .relative_to(_event_time)
 )
 # Read side of the same table: `items()` gives each film's plays in the window
 # covering the last TRENDING_WINDOW up to the current action (on the write side

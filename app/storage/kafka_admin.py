@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -72,30 +72,43 @@ async def topic_partitions(admin: AIOKafkaAdminClient) -> dict[str, int]:
     return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(None) if t["error_code"] == 0}
 
 
-async def group_caught_up(settings: Settings) -> bool:
-    """True when the worker group (`app_id`) committed the end offset of every `interactions` partition:
-    every agent acked every event so far (benchmarks and tests wait on it)."""
-    tps = [TopicPartition(settings.topic_interactions, p) for p in range(settings.topic_partitions)]
-    async with admin_client(settings) as admin:
-        committed = await admin.list_consumer_group_offsets(settings.app_id, partitions=tps)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                request_timeout_ms=int(settings.network_timeout_s * 6000))
-    await asyncio.wait_for(consumer.start(), settings.network_timeout_s * 6)
-    try:
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
+async def _committed_ends(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str,
+                          topics: list[str], partitions: int) -> bool:
+    """True when `group` committed the end offset of every partition of `topics`."""
+    tps = [TopicPartition(topic, p) for topic in topics for p in range(partitions)]
+    committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+    ends = await consumer.end_offsets(tps)
     return all(committed.get(tp) is not None and committed[tp].offset >= ends[tp] for tp in tps)
 
 
-async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
-    """Create the interactions topic and its DLQ if missing; returns the names created.
+async def group_caught_up(settings: Settings) -> bool:
+    """True when the worker(s) processed every event so far (benchmarks and tests wait on it):
+    the loader group committed the end of `interactions` and, with stats on, the Faust group
+    (`app_id`) the end of the stats batch topics the loader had produced to by then."""
+    timeout = settings.network_timeout_s * 6
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout * 1000))
+    await asyncio.wait_for(consumer.start(), timeout)
+    try:
+        async with admin_client(settings) as admin, asyncio.timeout(timeout * 2):
+            # loader first: its commit follows the stats sends, so the batch topics' ends are final for it
+            if not await _committed_ends(admin, consumer, settings.loader_group, [settings.topic_interactions],
+                                         settings.topic_partitions):
+                return False
+            return not settings.stats_enabled or await _committed_ends(
+                admin, consumer, settings.app_id, [settings.user_batches_topic, settings.film_batches_topic],
+                settings.topic_partitions)
+    finally:
+        await consumer.stop()
+
+
+async def ensure_topics(settings: Settings, partitions: int | None = None, extra: Sequence[str] = ()) -> list[str]:
+    """Create the interactions topic, its DLQ and the `extra` topics if missing; returns the names created.
 
     Idempotent: existing topics are left alone; one with fewer partitions than
     configured gets a warning (Kafka cannot shrink, and growing changes key placement).
     """
     wanted = partitions or settings.topic_partitions
-    names = [settings.topic_interactions, settings.topic_dlq]
+    names = [settings.topic_interactions, settings.topic_dlq, *extra]
     timeout = settings.network_timeout_s
     try:
         async with admin_client(settings, timeout) as admin:

@@ -1,10 +1,11 @@
 """Read-only debug views of one worker's stream state (operators; the multi-worker test).
 
 With several workers in one consumer group, each owns some partitions of
-`interactions` and the table state of those partitions. These views answer
+`{APP_ID}-user-batches` (partition p carries `interactions` partition p, see
+agents/batches.py) and the table state of those partitions. These views answer
 "what does THIS worker own and hold":
 
-    GET /debug/partitions/           {"actives": [...], "standbys": [...]}  partitions of interactions
+    GET /debug/partitions/           {"actives": [...], "standbys": [...]}  partitions of user-batches
     GET /debug/user-stats/{user_id}/ {"partition": p, "active": bool, "stats": {...}}; 404 if not held here
 
 A user's partition is the one the site's key (`str(user_id)`) hashes to, as
@@ -29,7 +30,7 @@ def user_partition(user_id: int, partitions: int) -> int:
 
 
 def _source_partitions(tps: set) -> list[int]:
-    return sorted(tp.partition for tp in tps if tp.topic == settings.topic_interactions)
+    return sorted(tp.partition for tp in tps if tp.topic == settings.user_batches_topic)
 
 
 @app.page("/debug/partitions/")

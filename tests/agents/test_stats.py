@@ -5,9 +5,8 @@ import pytest
 
 from app.events import Event
 from app.storage import redis_keys
-from app.topics import FilmAction
-from agents import live, stats
-from tables.stats import TRENDING_EXPIRES, film_plays_window, film_stats, film_viewers, user_stats
+from agents import batches, live, stats
+from tables.stats import TRENDING_EXPIRES, TRENDING_STEP, TRENDING_WINDOW, film_plays_window, film_stats, film_viewers, user_stats
 
 T0 = 1_700_000_000.0
 
@@ -52,15 +51,34 @@ def test_recent_films_are_unique_newest_first_and_capped() -> None:
     assert len(set(s["recent"])) == redis_keys.RECENT_MAX
 
 
+FILM_ACTIONS = [ev(1, 1, 5, "play", T0), ev(2, 1, 5, "play", T0 + 1), ev(3, 2, 5, "play", T0 + 2),
+                ev(4, 2, 5, "complete", T0 + 3), ev(5, 2, 5, "rate", T0 + 4, rating=9.0),
+                ev(6, 3, 5, "rate", T0 + 5, rating=6.0)]
+FILM_5 = {"views": 3, "viewers": 2, "completes": 1, "rating_sum": 15.0, "ratings": 2,
+          "avg_rating": 7.5, "completion_rate": 1 / 3}
+
+
 def test_film_fold_counts_views_viewers_completes_ratings() -> None:
-    actions = [(FilmAction(1, 5, "play", T0), True), (FilmAction(1, 5, "play", T0 + 1), False),
-               (FilmAction(2, 5, "play", T0 + 2), True), (FilmAction(2, 5, "complete", T0 + 3), False),
-               (FilmAction(2, 5, "rate", T0 + 4, 9.0), False), (FilmAction(3, 5, "rate", T0 + 5, 6.0), False)]
     s = None
-    for action, new_viewer in actions:
+    for action, new_viewer in zip(FILM_ACTIONS, (True, False, True, False, False, False)):
         s = stats.apply_film(s, action, new_viewer)
-    assert stats.summary(s) == {"views": 3, "viewers": 2, "completes": 1, "rating_sum": 15.0, "ratings": 2,
-                                "avg_rating": 7.5, "completion_rate": 1 / 3}
+    assert stats.summary(s) == FILM_5
+
+
+def test_fold_films_finds_new_viewers_within_the_batch_and_against_the_table() -> None:
+    other = ev(7, 1, 6, "play", T0 + 6)
+    folded, new_viewers = stats.fold_films({}.get, {"6:1"}.__contains__, [*FILM_ACTIONS, other])
+    assert stats.summary(folded[5]) == FILM_5
+    assert folded[6] == {**stats.new_film_stats(), "views": 1}  # user 1 had watched film 6 before
+    assert new_viewers == ["5:1", "5:2"]
+
+
+def test_play_buckets_count_plays_per_film_and_step_and_drop_old_ones() -> None:
+    step = TRENDING_STEP.total_seconds()
+    start = T0 - T0 % step
+    plays = [ev(1, 1, 5, "play", start + 1), ev(2, 2, 5, "play", start + step - 1), ev(3, 1, 5, "play", start + step),
+             ev(4, 1, 6, "play", start + 5), ev(5, 1, 6, "complete", start + 6), ev(6, 1, 7, "play", start - 1)]
+    assert stats.play_buckets(plays, since=start) == {(5, start): 2, (5, start + step): 1, (6, start): 1}
 
 
 def test_top_k_orders_by_score_then_film_and_drops_zeros() -> None:
@@ -94,20 +112,8 @@ def test_fold_users_folds_each_user_in_order_from_the_stored_value() -> None:
     assert folded == {7: expected, 8: stats.apply_user(None, other)}
 
 
-async def _until(condition, what: str, timeout: float = 10.0) -> None:
-    """Poll (the agent batches for up to USER_BATCH_WITHIN_S) until `condition()`; fail naming `what`."""
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.redis_db(11)
-async def test_user_agent_folds_events_and_rekeys_film_actions(faust_app, redis_settings, monkeypatch) -> None:
+async def test_user_agent_folds_a_batch_per_message(faust_app, redis_settings, monkeypatch) -> None:
     from aiokafka.partitioner import DefaultPartitioner
     from faust.types import TP
 
@@ -116,23 +122,16 @@ async def test_user_agent_folds_events_and_rekeys_film_actions(faust_app, redis_
     partitions = list(range(redis_settings.topic_partitions))
     monkeypatch.setattr(faust_app.producer, "key_partition",
                         lambda topic, key: TP(topic, DefaultPartitioner()(key, partitions, partitions)))
-    sent: list[tuple[bytes, bytes]] = []
-
-    async def capture(key: bytes, value: bytes) -> None:
-        sent.append((key, value))
-
-    monkeypatch.setattr(stats.film_actions_topic, "send", capture)
     expected = None
     for event in USER_EVENTS:
         expected = stats.apply_user(expected, event)
+    other = ev(50, 8, 3, "play", T0 + 5)
     async with stats.user_stats_agent.test_context() as agent:
-        for event in USER_EVENTS:
-            await agent.put(event.to_bytes(), key=b"7")
-        await agent.put(b"{broken", key=b"7")
-        await _until(lambda: user_stats.get(7) is not None, "the user agent's batch")
+        await agent.put(batches.encode(USER_EVENTS[:4]), partition=0)
+        await agent.put(b"corrupt", partition=0)  # logged and skipped, the stream goes on
+        await agent.put(batches.encode([*USER_EVENTS[4:], other]), partition=0)
         assert user_stats[7] == expected
-    assert [FilmAction.from_bytes(v).event_type for _, v in sent] == ["play", "play", "complete", "rate", "rate"]
-    assert {k for k, _ in sent} == {b"1", b"2"}
+        assert user_stats[8] == stats.apply_user(None, other)
 
 
 def test_user_changelog_lands_on_the_source_partition() -> None:
@@ -154,16 +153,22 @@ async def test_film_agent_counts_unique_viewers_and_windows_expire(faust_app, re
     import time
 
     now = time.time()
-    old = now - TRENDING_EXPIRES.total_seconds() - 7200
+    hour = 3600.0
+    expiring = now - TRENDING_EXPIRES.total_seconds() - 3 * hour  # windowed; its early windows are stale
+    old = now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds() - hour  # every window stale: not windowed
+    plays = [ev(i, user, 42, "play", ts) for i, (user, ts) in enumerate(
+        ((1, now - 10), (1, now - 5), (2, now - 1), (3, old), (4, expiring)))]
     async with stats.film_stats_agent.test_context() as agent:
-        for user, ts in ((1, now - 10), (1, now - 5), (2, now - 1), (3, old)):
-            await agent.put(FilmAction(user, 42, "play", ts).to_bytes(), key=b"42")
-        assert film_stats[42]["views"] == 4 and film_stats[42]["viewers"] == 3
+        await agent.put(batches.encode(plays[:2]), partition=0)
+        await agent.put(batches.encode(plays[2:]), partition=0)
+        assert film_stats[42]["views"] == 5 and film_stats[42]["viewers"] == 4
         assert film_viewers["42:1"] is True
         # three plays within the trending window of the newest event time
         windows = {rng: value for (film, rng), value in film_plays_window.table.data.items() if film == 42}
         assert max(windows.values()) == 3
-        assert any(end < old + 3600 for _, end in windows)  # the old play has windows of its own...
+        assert sum(windows.values()) == 6 * 3 + 6  # each windowed play counts in 6 hopping windows
+        assert stats.trending_at(now) == ([42], [3.0])
         await film_plays_window.table._del_old_keys()
         remaining = {rng for (film, rng) in film_plays_window.table.data if film == 42}
-        assert remaining and all(end > old + 3600 for _, end in remaining)  # ...which expired
+        assert len(remaining) < len(windows)
+        assert all(end > now - TRENDING_EXPIRES.total_seconds() for _, end in remaining)

@@ -1,25 +1,17 @@
-"""Table declarations: windows follow the film action's event time; the read side trails it."""
+"""Table declarations: windows follow the explicit event time; the read side trails it."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-from app.topics import FilmAction
 from tables import stats
 
 
-def test_film_action_codec_round_trips() -> None:
-    action = FilmAction(7, 42, "rate", 1_700_000_123.25, 8.5)
-    assert FilmAction.from_bytes(action.to_bytes()) == action
-
-
 def test_windows_use_event_time_and_trending_reads_the_window_ending_at_it() -> None:
-    event = SimpleNamespace(value=FilmAction(1, 2, "play", 1_700_000_000.0).to_bytes())
-    assert stats.film_plays_window.get_timestamp(event) == 1_700_000_000.0
+    at = stats.EventTime(1_700_000_000.0)
+    assert stats.film_plays_window.get_timestamp(at) == 1_700_000_000.0
     lag = (stats.TRENDING_WINDOW - stats.TRENDING_STEP).total_seconds()
-    assert stats.film_plays_trailing.get_timestamp(event) == 1_700_000_000.0 - lag
+    assert stats.film_plays_trailing.get_timestamp(at) == 1_700_000_000.0 - lag
     window = stats.film_plays_window.table.window
     start, end = window.current(1_700_000_000.0 - lag)
-    assert start <= 1_700_000_000.0 - lag and end >= 1_700_000_000.0  # the trailing window covers the action
+    assert start <= 1_700_000_000.0 - lag and end >= 1_700_000_000.0  # the trailing window covers the event
 
 
 def test_windowed_counts_expire_and_keys_are_indexed() -> None:
