@@ -33,7 +33,7 @@ from app.simulate import generate  # noqa: E402
 from app.simulator import wire  # noqa: E402
 from app.storage.clickhouse import client, migrate  # noqa: E402
 from app.storage.interactions import visible_count  # noqa: E402
-from app.storage.kafka_admin import ensure_topics, group_caught_up  # noqa: E402
+from app.storage.kafka_admin import drop_topics, ensure_topics, group_caught_up  # noqa: E402
 from app.worker_process import WorkerProcess  # noqa: E402
 
 
@@ -133,6 +133,7 @@ def main() -> None:
         conn = client(settings, database="default")
         conn.execute(f"DROP DATABASE IF EXISTS bench_{suffix}")
         conn.disconnect()
+        asyncio.run(drop_topics(settings))  # the source pair and the app's batch and changelog topics
     label = "loader+stats" if args.with_stats else "loader only"
     print(f"pipeline ({label}, {args.workers} worker(s), {args.partitions} partitions): "
           f"{rate.wall:,.0f} events/s wall, {rate.cpu:,.0f} events per worker CPU-second")
