@@ -90,6 +90,11 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], multiple: 
     return raw
 
 
+def _with_path(url: str, path: str) -> str:
+    """`url` with its last path segment (database name or number) replaced."""
+    return urlsplit(url)._replace(path=f"/{path}").geturl()
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_broker: str
@@ -163,6 +168,14 @@ class Settings:
     def with_overrides(self, **changes: object) -> "Settings":
         """A copy with some fields changed (tests, benchmarks)."""
         return replace(self, **changes)
+
+    def with_clickhouse_database(self, database: str, **changes: object) -> "Settings":
+        """A copy on another ClickHouse database of the same server (tests, benchmarks)."""
+        return replace(self, clickhouse_url=_with_path(self.clickhouse_url, database), **changes)
+
+    def with_redis_db(self, db: int, **changes: object) -> "Settings":
+        """A copy on another Redis database number of the same server (tests, benchmarks)."""
+        return replace(self, redis_url=_with_path(self.redis_url, str(db)), **changes)
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -54,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base = Settings.from_env()
-    settings = base.with_overrides(clickhouse_url=base.clickhouse_url.rpartition("/")[0] + f"/{DATABASE}")
+    settings = base.with_clickhouse_database(DATABASE)
     migrate(settings)
     conn = client(settings)
     try:

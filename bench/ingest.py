@@ -114,10 +114,9 @@ def main() -> None:
 
     suffix = uuid.uuid4().hex[:8]
     base = Settings.from_env()
-    db_base, _, _ = base.clickhouse_url.rpartition("/")
-    settings = base.with_overrides(
-        topic_interactions=f"bench-interactions-{suffix}", topic_dlq=f"bench-dlq-{suffix}",
-        app_id=f"bench-{suffix}", clickhouse_url=f"{db_base}/bench_{suffix}", topic_partitions=args.partitions,
+    settings = base.with_clickhouse_database(
+        f"bench_{suffix}", topic_interactions=f"bench-interactions-{suffix}", topic_dlq=f"bench-dlq-{suffix}",
+        app_id=f"bench-{suffix}", topic_partitions=args.partitions,
     )
     print(f"generating {args.events:,} events ...", flush=True)
     messages = simulated_messages(args.events)

@@ -209,8 +209,7 @@ def main() -> None:
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     base = Settings.from_env()
-    redis_base, _, _ = base.redis_url.rpartition("/")
-    settings = base.with_overrides(redis_url=f"{redis_base}/{args.redis_db}")
+    settings = base.with_redis_db(args.redis_db)
     if args.serve_baseline:
         web.run_app(baseline_app(settings), host="127.0.0.1", port=args.serve_baseline, access_log=None, print=None)
         return

@@ -88,12 +88,9 @@ def main() -> None:
     args = parser.parse_args()
 
     base = Settings.from_env()
-    ch_base, _, _ = base.clickhouse_url.rpartition("/")
-    redis_base, _, _ = base.redis_url.rpartition("/")
     spec = PlantedTaste(users=args.users, films=args.films, events=args.events, groups=50, days=90)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as model_dir:
-        settings = base.with_overrides(clickhouse_url=f"{ch_base}/{DATABASE}", redis_url=f"{redis_base}/{args.redis_db}",
-                                       model_dir=Path(model_dir))
+        settings = base.with_clickhouse_database(DATABASE).with_redis_db(args.redis_db, model_dir=Path(model_dir))
         prepare(settings, spec, args.reuse)
         matrix = build_dataset(load_interactions(settings), EventWeights()).matrix.astype(np.float32)
         bare_before = bare_fit_seconds(matrix)

@@ -51,8 +51,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     base = Settings.from_env()
-    ch_base, _, _ = base.clickhouse_url.rpartition("/")
-    settings = base.with_overrides(clickhouse_url=f"{ch_base}/{DATABASE}", spark_master=args.spark_master)
+    settings = base.with_clickhouse_database(DATABASE, spark_master=args.spark_master)
     prepare(settings, PlantedTaste(users=args.users, films=args.films, events=args.events, groups=50, days=90),
             args.reuse)
 

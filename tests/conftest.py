@@ -57,8 +57,7 @@ def clickhouse_settings() -> Iterator[Settings]:
     from app.storage.clickhouse import client, migrate
 
     database = unique("cinerec_test")
-    base, _, _ = BASE.clickhouse_url.rpartition("/")
-    settings = BASE.with_overrides(clickhouse_url=f"{base}/{database}")
+    settings = BASE.with_clickhouse_database(database)
     migrate(settings)
     yield settings
     conn = client(settings, database="default")
@@ -77,8 +76,7 @@ def redis_settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
     require_service("redis")
     import redis
 
-    base, _, _ = BASE.redis_url.rpartition("/")
-    settings = BASE.with_overrides(redis_url=f"{base}/{_redis_db(request)}")
+    settings = BASE.with_redis_db(_redis_db(request))
     conn = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
     conn.flushdb()
     yield settings

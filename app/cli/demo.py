@@ -19,6 +19,7 @@ import click
 
 from app.cli import main
 from app.settings import REPO_ROOT, Settings, get_settings
+from app.storage.interactions import count_visible
 
 PROCFILE_MARKER = "honcho"
 NEW_VIEWER_ID = 9_000_001
@@ -72,18 +73,6 @@ def wait_ready(settings: Settings, timeout: float = 180.0) -> None:
         raise click.ClickException(f"worker did not answer {url} within {timeout:.0f}s; log:\n{proc.tail(logfile, 30)}")
 
 
-def loaded_count(settings: Settings) -> int:
-    """Distinct events visible to readers (ReplacingMergeTree read FINAL)."""
-    from app.storage.clickhouse import client
-    from app.storage.interactions import visible_count
-
-    conn = client(settings)
-    try:
-        return visible_count(conn)
-    finally:
-        conn.disconnect()
-
-
 def wait_loaded(settings: Settings, before: int, sent: int, timeout: float = 600.0) -> int:
     """Poll ClickHouse until the `sent` new events are visible on top of `before`."""
     from tqdm import tqdm
@@ -91,7 +80,7 @@ def wait_loaded(settings: Settings, before: int, sent: int, timeout: float = 600
     deadline = time.monotonic() + timeout
     with tqdm(total=sent, desc="loaded into ClickHouse", unit="ev", leave=True) as bar:
         while True:
-            new = loaded_count(settings) - before
+            new = count_visible(settings) - before
             bar.update(max(0, min(new, sent) - bar.n))
             if new >= sent:
                 return new
@@ -183,7 +172,7 @@ def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> N
     start_procfile(settings)
     wait_ready(settings)
     _step(f"simulated history: {users} users, {films} films, {events} events through Kafka")
-    before = loaded_count(settings)
+    before = count_visible(settings)
     summary = asyncio.run(simulate(settings, users, films, events, seed=0, days=30.0))
     wait_loaded(settings, before, summary.messages_sent - summary.bad_messages)
     _step("retrain: ALS vs Popular on a time holdout, gate, publish to Redis")

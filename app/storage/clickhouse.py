@@ -33,11 +33,9 @@ def client(settings: Settings, database: str | None = None, numpy: bool = False)
         "sync_request_timeout": timeout,
         "settings": {"use_numpy": True} if numpy else {},
     }
-    url = settings.clickhouse_url
     if database is not None:
-        base, _, _ = url.rpartition("/")
-        url = f"{base}/{database}"
-    return _from_url(url, kwargs)
+        settings = settings.with_clickhouse_database(database)
+    return _from_url(settings.clickhouse_url, kwargs)
 
 
 def _from_url(url: str, kwargs: dict) -> Client:

@@ -15,6 +15,8 @@ from clickhouse_driver import Client
 
 from app.events import Event
 from app.schema import INTERACTION_COLUMNS
+from app.settings import Settings
+from app.storage.clickhouse import client
 
 _INSERT = f"INSERT INTO interactions ({', '.join(INTERACTION_COLUMNS)}) VALUES"
 _TS = INTERACTION_COLUMNS.index("ts")
@@ -49,3 +51,12 @@ def insert_events(conn: Client, events: Sequence[Event]) -> int:
 def visible_count(conn: Client) -> int:
     """Distinct events readers see (FINAL collapses re-delivered copies)."""
     return conn.execute("SELECT count() FROM interactions FINAL")[0][0]
+
+
+def count_visible(settings: Settings) -> int:
+    """`visible_count` over a connection of its own (pollers: demo, tests)."""
+    conn = client(settings)
+    try:
+        return visible_count(conn)
+    finally:
+        conn.disconnect()

@@ -66,6 +66,16 @@ def test_clickhouse_database_comes_from_the_url_path() -> None:
     assert Settings.from_env({"CLICKHOUSE_URL": "clickhouse://db:9000"}).clickhouse_database == "default"
 
 
+def test_another_database_keeps_server_and_credentials() -> None:
+    s = Settings.from_env({"CLICKHOUSE_URL": "clickhouse://u:p@db:9000/analytics", "REDIS_URL": "redis://:pw@cache:6380/0"})
+    t = s.with_clickhouse_database("scratch", app_id="other").with_redis_db(7)
+    assert t.clickhouse_url == "clickhouse://u:p@db:9000/scratch"
+    assert t.clickhouse_database == "scratch"
+    assert t.redis_url == "redis://:pw@cache:6380/7"
+    assert t.app_id == "other"
+    assert s.clickhouse_database == "analytics"
+
+
 def test_describe_hides_the_admin_token() -> None:
     described = Settings.from_env({"ADMIN_TOKEN": "s3cret"}).describe()
     assert described["admin_token"] == "***"

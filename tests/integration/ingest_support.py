@@ -13,7 +13,7 @@ from app.localstack import proc
 from app.producer import produce_messages, to_message
 from app.settings import Settings
 from app.storage.clickhouse import client
-from app.storage.interactions import visible_count
+from app.storage.interactions import count_visible
 
 # (raw bytes, the reason the loader must give) for each kind of bad event.
 BAD_EVENTS: list[tuple[bytes, str]] = [
@@ -88,16 +88,8 @@ def stored_event_ids(settings: Settings) -> list[str]:
         conn.disconnect()
 
 
-def count_final(settings: Settings) -> int:
-    conn = client(settings)
-    try:
-        return visible_count(conn)
-    finally:
-        conn.disconnect()
-
-
 def wait_for_count(settings: Settings, expected: int, timeout: float, alive=lambda: True) -> int:
     """Poll ClickHouse until `expected` rows are visible (FINAL); returns the last count."""
-    proc.wait_for(lambda: count_final(settings) >= expected, timeout, alive=alive, interval=0.5)
-    return count_final(settings)
+    proc.wait_for(lambda: count_visible(settings) >= expected, timeout, alive=alive, interval=0.5)
+    return count_visible(settings)
 

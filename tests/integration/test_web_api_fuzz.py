@@ -38,8 +38,8 @@ schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.N
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`cinerec serve` on a free port over Redis db 12 holding a published version."""
     require_service("redis")
-    base, _, _ = BASE.redis_url.rpartition("/")
-    settings = BASE.with_overrides(redis_url=f"{base}/{REDIS_DB}", admin_token=TOKEN, celery_broker_url=f"{base}/{REDIS_DB}")
+    settings = BASE.with_redis_db(REDIS_DB, admin_token=TOKEN)
+    settings = settings.with_overrides(celery_broker_url=settings.redis_url)
     conn = sync_redis(settings)
     conn.flushdb()
     publish_version(conn, "v1", seed=5)
