@@ -37,7 +37,20 @@ DEFAULTS: dict[str, str] = {
     "SPARK_MASTER": "local[*]",
     "FAUST_STORE": "memory://",
     "STATS_ENABLED": "1",
+    # Serving port (README "Security").
+    "ANALYTICS_TOKEN": "",
+    "ANALYTICS_OPEN": "0",
+    "DEBUG_VIEWS": "0",
+    # Analytics isolation (app/analytics/service.py).
+    "ANALYTICS_WORKERS": "2",
+    "ANALYTICS_QUEUE_S": "5",
+    "ANALYTICS_TIMEOUT_S": "30",
+    "ANALYTICS_CACHE_S": "60",
 }
+
+
+# Fields never printed (`describe`, `cinerec config`).
+SECRETS = ("admin_token", "analytics_token")
 
 
 class SettingsError(ValueError):
@@ -120,6 +133,17 @@ class Settings:
     faust_store: str
     # Off: the worker runs only the loader (bench/ingest.py --loader-only).
     stats_enabled: bool
+    # Bearer token of /v1/analytics/* (ADMIN_TOKEN works too); ANALYTICS_OPEN serves them without one.
+    analytics_token: str
+    analytics_open: bool
+    # Mount the per-worker /debug/... views (they still need ADMIN_TOKEN).
+    debug_views: bool
+    # Threads (= concurrent reports) of the analytics pool, how long a request waits
+    # for one before a 429, the deadline of one report, and how long a result is reused.
+    analytics_workers: int
+    analytics_queue_s: float
+    analytics_timeout_s: float
+    analytics_cache_s: float
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -162,6 +186,13 @@ class Settings:
             spark_master=env.get("SPARK_MASTER", DEFAULTS["SPARK_MASTER"]),
             faust_store=env.get("FAUST_STORE", DEFAULTS["FAUST_STORE"]),
             stats_enabled=_bool(env, "STATS_ENABLED"),
+            analytics_token=env.get("ANALYTICS_TOKEN", DEFAULTS["ANALYTICS_TOKEN"]),
+            analytics_open=_bool(env, "ANALYTICS_OPEN"),
+            debug_views=_bool(env, "DEBUG_VIEWS"),
+            analytics_workers=_int(env, "ANALYTICS_WORKERS", minimum=1),
+            analytics_queue_s=_float(env, "ANALYTICS_QUEUE_S"),
+            analytics_timeout_s=_float(env, "ANALYTICS_TIMEOUT_S"),
+            analytics_cache_s=_float(env, "ANALYTICS_CACHE_S"),
             external=external,
         )
 
@@ -206,9 +237,10 @@ class Settings:
         return f"http://{self.web_host}:{self.web_port}"
 
     def describe(self) -> dict[str, str]:
-        """Settings as strings for logs, with the admin token hidden."""
+        """Settings as strings for logs, with the tokens hidden."""
         out = {f.name: str(getattr(self, f.name)) for f in fields(self) if f.name != "external"}
-        out["admin_token"] = "***" if self.admin_token else "(unset)"
+        for name in SECRETS:
+            out[name] = "***" if getattr(self, name) else "(unset)"
         return out
 
 

@@ -91,3 +91,15 @@ def test_with_overrides_leaves_the_original_untouched() -> None:
 def test_a_broker_list_is_validated_entry_by_entry() -> None:
     with pytest.raises(SettingsError, match="KAFKA_BROKER has a bad port"):
         Settings.from_env({"KAFKA_BROKER": "kafka://broker-1:9092;broker-2:x"})
+
+
+def test_describe_hides_every_token() -> None:
+    described = Settings.from_env({"ADMIN_TOKEN": "s3cret", "ANALYTICS_TOKEN": "an4lytics"}).describe()
+    assert described["admin_token"] == described["analytics_token"] == "***"
+    assert not {"s3cret", "an4lytics"} & set(described.values())
+
+
+def test_serving_port_is_private_by_default() -> None:
+    s = Settings.from_env({})
+    assert (s.analytics_open, s.debug_views, s.analytics_token) == (False, False, "")
+    assert s.analytics_workers >= 1 and s.analytics_queue_s > 0 and s.analytics_cache_s > 0
