@@ -46,6 +46,10 @@ app = CinerecApp(
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_in_thread=False,
+    # Faust's own /table/... and /router/... views would serve table contents
+    # (who watched what) on the public port: off (README "Security").
+    web_tables_enabled=False,
+    web_router_enabled=False,
     # must exceed broker_session_timeout (60 s) or the consumer refuses to start
     broker_request_timeout=max(settings.network_timeout_s * 6, 90.0),
     producer_request_timeout=max(settings.network_timeout_s * 6, 30.0),

@@ -3,16 +3,22 @@ views and the dashboard. The SQL lives in `app.analytics.queries`; this module
 validates the date range, runs the queries and turns counts into rates.
 
 Everything here is synchronous (clickhouse-driver); the aiohttp views call it
-in an executor.
+through `app.analytics.service` (its own thread pool, limit, deadline and cache).
+Every query of a report carries ClickHouse's `max_execution_time` (`Bounded`),
+so a report that runs out of time stops in ClickHouse too.
 """
 from __future__ import annotations
 
 import json
+import math
+import threading
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 from clickhouse_driver import Client
+from clickhouse_driver.errors import ErrorCodes, ServerException
 
 from app.analytics import queries as q
 from app.schema import EVENT_TYPES, WATCH_EVENT_TYPES
@@ -27,6 +33,42 @@ RETENTION_DAYS = (1, 7, 30)
 
 class InvalidRange(ValueError):
     """A date range we refuse; the message is meant for the person who sent it."""
+
+
+class ReportTimeout(TimeoutError):
+    """A report ran out of time (its deadline, or ClickHouse's max_execution_time)."""
+
+
+class Queries(Protocol):
+    """What a report needs of a ClickHouse client (a `Client`, or `Bounded` around one)."""
+
+    def execute(self, query: str, params: Any = None) -> Any: ...
+
+
+class Bounded:
+    """A client whose every query may run only for the report's time left.
+
+    `max_execution_time` makes ClickHouse itself abandon a query at the
+    deadline, so a thread never keeps a slow scan going after its request gave
+    up; `cancelled` (set by the waiting request) stops the queries not started yet.
+    """
+
+    def __init__(self, conn: Client, timeout_s: float, cancelled: threading.Event | None = None) -> None:
+        self._conn = conn
+        self._deadline = time.monotonic() + timeout_s
+        self._cancelled = cancelled or threading.Event()
+
+    def execute(self, query: str, params: Any = None) -> Any:
+        left = self._deadline - time.monotonic()
+        if left <= 0 or self._cancelled.is_set():
+            raise ReportTimeout("the report ran out of time before its next query")
+        try:
+            # seconds, a whole number on ClickHouse 18.16
+            return self._conn.execute(query, params, settings={"max_execution_time": max(1, math.ceil(left))})
+        except ServerException as exc:
+            if exc.code == ErrorCodes.TIMEOUT_EXCEEDED:
+                raise ReportTimeout("ClickHouse stopped a query at max_execution_time") from None
+            raise
 
 
 FIRST_DAY = date(1970, 1, 2)
@@ -107,7 +149,7 @@ def _total(rows: list[dict[str, Any]], column: str) -> float:
     return sum(row[column] for row in rows)
 
 
-def time_on_site(conn: Client, period: DateRange) -> dict[str, Any]:
+def time_on_site(conn: Queries, period: DateRange) -> dict[str, Any]:
     """Average time on site per active user per day, and active users."""
     params = period.params()
     days = _by_day(conn.execute(q.TIME_ON_SITE_BY_DAY, params), ("active_users", "seconds"), period)
@@ -122,17 +164,18 @@ def time_on_site(conn: Client, period: DateRange) -> dict[str, Any]:
     }
 
 
-def retention(conn: Client, period: DateRange) -> dict[str, Any]:
+def retention(conn: Queries, period: DateRange) -> dict[str, Any]:
     """D1/D7/D30 retention of the daily cohorts that started in the range.
 
     A cohort's Dk is `None` until day cohort+k has been observed (the last
     day with events), so young cohorts do not look like churn. The range
     totals count only users of cohorts whose Dk is observable (`eligible`).
     """
-    last_day = conn.execute(q.LAST_EVENT_DAY)[0][0]
+    params = period.params()
+    last_day = conn.execute(q.LAST_EVENT_DAY, params)[0][0]
     cohorts = []
     totals = {k: {"retained": 0, "eligible": 0} for k in RETENTION_DAYS}
-    for cohort, size, *retained in conn.execute(q.RETENTION_BY_COHORT, period.params()):
+    for cohort, size, *retained in conn.execute(q.RETENTION_BY_COHORT, params):
         row: dict[str, Any] = {"cohort": cohort.isoformat(), "size": size}
         for k, count in zip(RETENTION_DAYS, retained):
             observable = cohort + timedelta(days=k) <= last_day
@@ -145,7 +188,7 @@ def retention(conn: Client, period: DateRange) -> dict[str, Any]:
     return {**summary, "cohorts": cohorts}
 
 
-def engagement(conn: Client, period: DateRange) -> dict[str, Any]:
+def engagement(conn: Queries, period: DateRange) -> dict[str, Any]:
     """Average rating, completion (completes / plays) and watched share per day."""
     params = period.params()
     days = _by_day(
@@ -180,7 +223,7 @@ def _funnel_rows(groups: dict[str, dict[str, float]], key: str) -> list[dict[str
     return rows
 
 
-def funnel(conn: Client, period: DateRange) -> dict[str, Any]:
+def funnel(conn: Queries, period: DateRange) -> dict[str, Any]:
     """Impressions, clicks, CTR and attributed watch time per model_version and per source."""
     params = period.params()
     cells: dict[tuple[str, str], dict[str, float]] = {}
@@ -210,7 +253,7 @@ def funnel(conn: Client, period: DateRange) -> dict[str, Any]:
     }
 
 
-def ingestion(conn: Client, period: DateRange) -> dict[str, Any]:
+def ingestion(conn: Queries, period: DateRange) -> dict[str, Any]:
     """Ingestion lag per day (ClickHouse) and dead-letter rate (this process's loader telemetry).
 
     The DLQ figures are the Prometheus counters of the worker serving the
@@ -253,7 +296,7 @@ def _json_field(text: str) -> Any:
         return text
 
 
-def model_runs(conn: Client, period: DateRange) -> list[dict[str, Any]]:
+def model_runs(conn: Queries, period: DateRange) -> list[dict[str, Any]]:
     """Training runs overlapping the range, with offline and baseline metrics."""
     columns = (
         "version", "started_at", "finished_at", "backend", "status", "published", "reason",
@@ -275,7 +318,7 @@ def _without_days(section: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k not in ("days", "cohorts")}
 
 
-def summary(conn: Client, period: DateRange) -> dict[str, Any]:
+def summary(conn: Queries, period: DateRange) -> dict[str, Any]:
     """Headline numbers of the range (what `cinerec report` and /v1/analytics/summary show)."""
     return {
         "from": period.first.isoformat(),
@@ -287,7 +330,7 @@ def summary(conn: Client, period: DateRange) -> dict[str, Any]:
     }
 
 
-def dashboard(conn: Client, period: DateRange) -> dict[str, Any]:
+def dashboard(conn: Queries, period: DateRange) -> dict[str, Any]:
     """Everything the dashboard draws: the summary sections with their per-day series."""
     return {
         "from": period.first.isoformat(),
@@ -301,10 +344,17 @@ def dashboard(conn: Client, period: DateRange) -> dict[str, Any]:
     }
 
 
-def run(settings: Settings, report: Callable[[Client, DateRange], dict[str, Any]], period: DateRange) -> dict[str, Any]:
-    """`report` on a fresh connection that is always closed (one per call: the driver is not thread-safe)."""
+def run(
+    settings: Settings,
+    report: Callable[[Queries, DateRange], Any],
+    period: DateRange,
+    timeout_s: float | None = None,
+    cancelled: threading.Event | None = None,
+) -> Any:
+    """`report` on a fresh connection that is always closed (one per call: the driver is
+    not thread-safe), its queries bounded by `timeout_s` (default ANALYTICS_TIMEOUT_S)."""
     conn = client(settings)
     try:
-        return report(conn, period)
+        return report(Bounded(conn, timeout_s or settings.analytics_timeout_s, cancelled), period)
     finally:
         conn.disconnect()

@@ -2,7 +2,8 @@
 
 Conventions shared by every query:
 - They read the deduplicated events (`interactions FINAL`): Kafka is
-  at-least-once, so a re-delivered event must not count twice.
+  at-least-once, so a re-delivered event must not count twice (retention,
+  which depends only on which days a user was active, is the one exception).
 - Values come only through `clickhouse_driver` `%(name)s` parameters built by
   `app.analytics.api.query_params` (never string-built from request values).
   `%(start)s` / `%(stop)s` are epoch seconds of the first day's midnight and of
@@ -53,16 +54,27 @@ ACTIVE_USERS = f"SELECT uniqExact(user_id) FROM interactions FINAL WHERE {_IN_RA
 # Retention of daily cohorts. A user's cohort is the UTC day of their first
 # event ever (not only within the range); they are retained on Dk when they
 # have any event on cohort + k days. Cohorts whose first day is in the range.
-# Events after stop + 30 days cannot change D1/D7/D30 of these cohorts.
-RETENTION_BY_COHORT = """
+# Bounded to the users active in the range: such a user is in a cohort of the
+# range unless they have an event before it, and their Dk days lie before
+# stop + 31 days. So the query reads the range plus 31 days, and of the older
+# history only the rows of those users (the sorting key starts with user_id;
+# the monthly partitions are pruned by ts), never every user's history.
+# No FINAL, the one exception to the rule above: a re-delivered event changes
+# neither a user's first day nor the set of days they were active.
+_ACTIVE_USERS = f"SELECT user_id FROM interactions WHERE {_IN_RANGE}"
+RETENTION_BY_COHORT = f"""
 SELECT cohort, count() AS size,
        countIf(has(days, cohort + 1)) AS d1,
        countIf(has(days, cohort + 7)) AS d7,
        countIf(has(days, cohort + 30)) AS d30
 FROM (
     SELECT user_id, min(toDate(ts, 'UTC')) AS cohort, groupUniqArray(toDate(ts, 'UTC')) AS days
-    FROM interactions FINAL
-    WHERE ts < toDateTime(%(stop)s) + 31 * 86400
+    FROM interactions
+    WHERE ts >= toDateTime(%(start)s) AND ts < toDateTime(%(stop)s) + 31 * 86400
+      AND user_id IN ({_ACTIVE_USERS})
+      AND user_id NOT IN (
+          SELECT user_id FROM interactions WHERE ts < toDateTime(%(start)s) AND user_id IN ({_ACTIVE_USERS})
+      )
     GROUP BY user_id
 )
 WHERE cohort >= %(day_from)s AND cohort <= %(day_to)s
@@ -71,7 +83,9 @@ ORDER BY cohort
 """
 
 # The last UTC day with any event: day cohort + k is observable only up to it.
-LAST_EVENT_DAY = "SELECT max(toDate(ts, 'UTC')) FROM interactions"
+# Only days from the range on matter (the cohorts are in it): the partitions
+# before it are pruned.
+LAST_EVENT_DAY = "SELECT max(toDate(ts, 'UTC')) FROM interactions WHERE ts >= toDateTime(%(start)s)"
 
 # Ratings (1..10) and plays/completes per day, one scan.
 ENGAGEMENT_BY_DAY = f"""

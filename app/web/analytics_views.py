@@ -1,52 +1,43 @@
 """JSON views of the business metrics: `GET /v1/analytics/summary` and
 `GET /v1/analytics/dashboard` (what the dashboard page draws), both `?from=YYYY-MM-DD&to=YYYY-MM-DD`.
 
-The ClickHouse driver is synchronous: queries run in the default executor so
-the event loop keeps serving recommendations, bounded by a deadline. A bad
-range is a 400 saying what is wrong; an empty range is zeros.
+Behind the ANALYTICS policy (a bearer token unless ANALYTICS_OPEN, app/web/auth.py).
+Reports run in `app.analytics.service.Analytics` (own threads, limit, deadline,
+cache), so they cannot starve serving or readiness. A bad range is a 400 saying
+what is wrong, an empty range is zeros, a full pool a 429 with Retry-After.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Callable
 
 from aiohttp import web
-from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
 
 from app.analytics import api
-from app.analytics.api import DateRange, InvalidRange
-from app.web import metrics
+from app.analytics.api import DateRange, InvalidRange, ReportTimeout
+from app.analytics.service import Busy, Report
+from app.web import auth, metrics
 from app.web.handlers import error, json_response
-from app.web.keys import SETTINGS
+from app.web.keys import ANALYTICS
 
 log = logging.getLogger(__name__)
 
-Report = Callable[[Client, DateRange], dict[str, Any]]
-
-
-def query_deadline_s(network_timeout_s: float) -> float:
-    """Answer within this, whatever ClickHouse does (its driver's own timeouts are per socket call)."""
-    return max(network_timeout_s * 6, 30.0)
-
 
 async def respond(request: web.Request, report: Report) -> web.Response:
-    """Validate ?from&to, run `report` in an executor with a deadline, answer JSON."""
+    """Validate ?from&to, get the report from the analytics service, answer JSON."""
     try:
         period = DateRange.parse(request.query.get("from"), request.query.get("to"))
     except InvalidRange as exc:
         return error(400, str(exc))
-    settings = request.app[SETTINGS]
-    loop = asyncio.get_running_loop()
     try:
-        body = await asyncio.wait_for(
-            loop.run_in_executor(None, api.run, settings, report, period),
-            timeout=query_deadline_s(settings.network_timeout_s),
-        )
-    except asyncio.TimeoutError:
-        log.warning("analytics %s %s..%s timed out", report.__name__, period.first, period.last)
-        return error(504, "ClickHouse did not answer in time")
+        body = await request.app[ANALYTICS].report(report, period)
+    except Busy as exc:
+        response = error(429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+    except ReportTimeout as exc:
+        log.warning("analytics %s %s..%s timed out: %s", report.__name__, period.first, period.last, exc)
+        return error(504, f"ClickHouse did not answer in time: {exc}")
     except (ClickHouseError, OSError) as exc:
         log.warning("analytics %s failed: %s", report.__name__, exc)
         return error(503, f"ClickHouse unavailable: {type(exc).__name__}")
@@ -70,6 +61,6 @@ ROUTES = (
 
 
 def setup_routes(app: web.Application) -> None:
-    """Add the analytics views (counted and timed like the other routes)."""
+    """Add the analytics views (token-protected, counted and timed like the other routes)."""
     for path, handler in ROUTES:
-        app.router.add_get(path, metrics.instrumented(path, handler))
+        app.router.add_get(path, metrics.instrumented(path, auth.protected(auth.ANALYTICS, handler)))

@@ -3,6 +3,10 @@ files it needs (`/static/`: its script and the vendored Chart.js).
 
 The page is plain HTML + JS with no build step; it draws what
 `GET /v1/analytics/dashboard` returns, so it works offline (no CDN).
+The page and its scripts hold no figures and are served without a token (a
+browser cannot send a bearer header when it opens a URL): every figure comes
+from the analytics API, which needs the token; the page asks for it once and
+keeps it for the tab's session (README "Security").
 """
 from __future__ import annotations
 

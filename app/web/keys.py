@@ -5,6 +5,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from celery import Celery
 
+from app.analytics.service import Analytics
 from app.settings import Settings
 from app.web.reader import Reader
 
@@ -12,3 +13,4 @@ SETTINGS = web.AppKey("cinerec_settings", Settings)
 READER = web.AppKey("cinerec_reader", Reader)
 REDIS_PROBE = web.AppKey("cinerec_redis_probe", aioredis.Redis)
 CELERY = web.AppKey("cinerec_celery", Celery)
+ANALYTICS = web.AppKey("cinerec_analytics", Analytics)

@@ -69,14 +69,28 @@ _RANGE = [
 ]
 
 
+_AUTH_ERRORS = {
+    "401": _json(_ref("AuthError"), "no bearer token sent"),
+    "403": _json(_ref("AuthError"), "wrong token, or no token configured (the body says how to configure one)"),
+}
+
+
 def _analytics_op(summary: str) -> dict[str, Any]:
     return {
         "get": {
             "summary": summary,
+            "description": "Needs ANALYTICS_TOKEN or ADMIN_TOKEN as a bearer token, unless ANALYTICS_OPEN is set.",
+            "security": [{"bearer": []}],
             "parameters": _RANGE,
             "responses": {
                 "200": _json({"type": "object", "required": ["from", "to"]}, summary),
                 "400": _json(_ref("Error"), "missing, malformed or reversed date range"),
+                **_AUTH_ERRORS,
+                "429": {
+                    "description": "every analytics worker stayed busy; retry after `Retry-After` seconds",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                },
                 "503": _json(_ref("Error"), "ClickHouse unreachable"),
                 "504": _json(_ref("Error"), "ClickHouse did not answer in time"),
             },
@@ -118,9 +132,8 @@ SPEC: dict[str, Any] = {
                     "202": _json(
                         {"type": "object", "properties": {"task_id": {"type": "string"}}}, "retrain enqueued"
                     ),
-                    "401": _json(_ref("Error"), "no bearer token"),
-                    "403": _json(_ref("Error"), "wrong token"),
-                    "503": _json(_ref("Error"), "ADMIN_TOKEN unset or broker down"),
+                    **_AUTH_ERRORS,
+                    "503": _json(_ref("Error"), "Celery broker down"),
                 },
             }
         },
@@ -131,6 +144,7 @@ SPEC: dict[str, Any] = {
         "/dashboard": {
             "get": {
                 "summary": "Business and operations dashboard (HTML, charts served by the app)",
+                "description": "The page holds no figures; it asks for the analytics token and fetches them.",
                 "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}},
             }
         },
@@ -163,6 +177,14 @@ SPEC: dict[str, Any] = {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "AuthError": {
+                "type": "object",
+                "required": ["error", "auth"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "auth": {"type": "string", "enum": ["missing", "rejected", "unconfigured"]},
+                },
+            },
             "Film": _FILM,
             "FilmList": {"type": "object", "required": ["items", "source"], "properties": _LIST_PROPS},
             "UserRecommendations": {

@@ -4,7 +4,8 @@ closed together in a `cleanup_ctx`.
 `install()` adds everything to an existing aiohttp Application, which is how
 the Faust worker serves it (app/web/worker.py puts it on `app.web.web_app`);
 `create_web_app()` builds a fresh Application for `cinerec serve`, tests and
-benchmarks. Both run the same code.
+benchmarks. Both run the same code, and both serve through
+`app.web.protocol.AppRunner` (short JSON errors for unparsable requests).
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.settings import Settings
-from app.web import admin, analytics_views, dashboard, handlers, metrics
-from app.web.keys import CELERY, READER, REDIS_PROBE, SETTINGS
+from app.analytics.service import Analytics
+from app.web import admin, analytics_views, auth, dashboard, handlers, metrics
+from app.web.keys import ANALYTICS, CELERY, READER, REDIS_PROBE, SETTINGS
 from app.web.model_cache import ModelCache
+from app.web.protocol import AppRunner
 from app.web.reader import Reader
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,7 @@ ROUTES: tuple[tuple[str, str, metrics.Handler], ...] = (
     ("GET", "/v1/films/trending", handlers.film_list("trending")),
     ("GET", "/v1/films/{film_id}/similar", handlers.similar),
     ("GET", "/v1/models/current", handlers.current_model),
-    ("POST", "/v1/admin/retrain", handlers.retrain),
+    ("POST", "/v1/admin/retrain", auth.protected(auth.ADMIN, handlers.retrain)),
     ("GET", "/health", handlers.alive),
     ("GET", "/ready", handlers.ready),
     ("GET", "/metrics", metrics.metrics_view),
@@ -55,7 +58,8 @@ def redis_client(settings: Settings, timeout_s: float) -> aioredis.Redis:
 
 
 async def resources(app: web.Application) -> AsyncIterator[None]:
-    """Open Redis clients, load the served model, start the pointer poller; close all on shutdown."""
+    """Open Redis clients, load the served model, start the pointer poller, open the
+    analytics pool; close all on shutdown."""
     settings = app[SETTINGS]
     request_client = redis_client(settings, REQUEST_REDIS_TIMEOUT_S)
     background = redis_client(settings, settings.network_timeout_s)
@@ -65,6 +69,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     app[READER] = Reader(request_client, cache)
     app[REDIS_PROBE] = background
     app[CELERY] = admin.producer(settings)
+    app[ANALYTICS] = Analytics(settings)
     poller = asyncio.create_task(cache.run(), name="cinerec-model-poller")
     try:
         yield
@@ -73,6 +78,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await poller
         app[CELERY].close()
+        app[ANALYTICS].close()
         await request_client.aclose()
         await background.aclose()
 
@@ -94,7 +100,18 @@ def create_web_app(settings: Settings) -> web.Application:
     return app
 
 
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    runner = AppRunner(create_web_app(settings), handle_signals=True, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info("serving recommendations on http://%s:%d from %s", host, port, settings.redis_url)
+        await asyncio.Event().wait()  # until SIGINT/SIGTERM raise GracefulExit
+    finally:
+        await runner.cleanup()
+
+
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the standalone server until interrupted (horizontal scaling, benchmarks)."""
-    log.info("serving recommendations on http://%s:%d from %s", host, port, settings.redis_url)
-    web.run_app(create_web_app(settings), host=host, port=port, access_log=None, print=None)
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(_serve(settings, host, port))

@@ -6,6 +6,11 @@ runs the Application's startup/cleanup signals: so our routes and
 `cleanup_ctx` are installed on it when the worker initialises (the
 `on_worker_init` signal fires after autodiscovery and before the server
 starts). `app.main` autodiscovers `app.web`, which imports this module.
+
+Faust's driver keeps its runner in `app.web._runner` and only calls `setup()`
+on it when the server starts: it is replaced here by our `AppRunner` on the
+same Application, so the worker's port answers unparsable requests like
+`cinerec serve` does (app/web/protocol.py).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from typing import Any
 
 from app.main import app, settings
 from app.web.keys import SETTINGS
+from app.web.protocol import AppRunner
 from app.web.server import install
 
 
@@ -22,3 +28,4 @@ def install_views(sender: Any, **kwargs: Any) -> None:
     if SETTINGS in web_app:  # faust's CLI prepares the app (and sends this signal) more than once
         return
     install(web_app, settings)
+    app.web._runner = AppRunner(web_app, access_log=None)  # see the module docstring

@@ -22,6 +22,7 @@ from tests.integration.web_support import running_client
 END = datetime(2026, 3, 21, tzinfo=timezone.utc)  # the simulated days are 2026-03-01 .. 2026-03-20
 DAYS = 20
 VERSIONS = ("als-20260301", "als-20260311")
+TOKEN = "analytics-test-token"
 
 
 def simulated_events(events: int = 4000, users: int = 80, films: int = 40, seed: int = 7) -> list[Event]:
@@ -67,6 +68,8 @@ def loaded(clickhouse_settings: Settings, events: list[Event]) -> Iterator[Setti
 
 @pytest.fixture
 async def http(loaded: Settings, redis_settings: Settings) -> AsyncIterator[TestClient]:
-    """The real web app (same factory as `cinerec serve`) over that database."""
-    async for test_client in running_client(loaded.with_overrides(redis_url=redis_settings.redis_url)):
+    """The real web app (same factory as `cinerec serve`) over that database, with
+    ANALYTICS_TOKEN set; the client sends it on every request."""
+    settings = loaded.with_overrides(redis_url=redis_settings.redis_url, analytics_token=TOKEN)
+    async for test_client in running_client(settings, token=TOKEN):
         yield test_client

@@ -16,8 +16,10 @@ from aiohttp.test_utils import TestClient
 
 from app.events import Event
 from app.settings import Settings
+from app.storage.clickhouse import client as client_of
+from app.storage.interactions import insert_events
 from app.worker_process import free_port
-from tests.integration.analytics_support import events, http, loaded  # noqa: F401 (fixtures)
+from tests.integration.analytics_support import TOKEN, events, http, loaded  # noqa: F401 (fixtures)
 from tests.integration.web_support import running_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(13)]
@@ -128,11 +130,51 @@ async def test_dashboard_page_and_its_chart_library_are_served_locally(http: Tes
 
 async def test_clickhouse_down_is_a_503_naming_it(redis_settings: Settings) -> None:
     # a real connection to a port nothing listens on: the driver's refusal, not a stand-in
-    settings = redis_settings.with_overrides(clickhouse_url=f"clickhouse://default@127.0.0.1:{free_port()}/cinerec")
+    settings = redis_settings.with_overrides(
+        clickhouse_url=f"clickhouse://default@127.0.0.1:{free_port()}/cinerec", analytics_open=True
+    )
     async for http_client in running_client(settings):
         response = await http_client.get("/v1/analytics/summary", params=RANGE)
         assert response.status == 503
         assert (await response.json())["error"].startswith("ClickHouse unavailable")
+
+
+async def test_analytics_needs_a_token_unless_opened(loaded: Settings, redis_settings: Settings) -> None:
+    base = loaded.with_overrides(redis_url=redis_settings.redis_url)
+    async for client in running_client(base):  # no token configured: closed, and says how to open it
+        for path in ("/v1/analytics/summary", "/v1/analytics/dashboard"):
+            response = await client.get(path, params=RANGE, headers={"Authorization": "Bearer guess"})
+            body = await response.json()
+            assert response.status == 403 and body["auth"] == "unconfigured"
+            assert "ANALYTICS_TOKEN" in body["error"] and "ANALYTICS_OPEN" in body["error"]
+        page = await client.get("/dashboard")  # the page holds no figures: served, it asks for the token
+        assert page.status == 200 and 'id="token"' in await page.text()
+    async for client in running_client(base.with_overrides(analytics_token=TOKEN, admin_token="admin-tok")):
+        response = await client.get("/v1/analytics/summary", params=RANGE)
+        assert response.status == 401 and (await response.json())["auth"] == "missing"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        response = await client.get("/v1/analytics/summary", params=RANGE, headers={"Authorization": "Bearer nope"})
+        assert response.status == 403 and (await response.json())["auth"] == "rejected"
+        for token in (TOKEN, "admin-tok"):
+            response = await client.get("/v1/analytics/summary", params=RANGE, headers={"Authorization": f"Bearer {token}"})
+            assert response.status == 200
+    async for client in running_client(base.with_overrides(analytics_open=True)):
+        assert (await client.get("/v1/analytics/summary", params=RANGE)).status == 200
+
+
+async def test_a_result_is_reused_for_the_cache_lifetime(loaded: Settings, redis_settings: Settings) -> None:
+    noon = datetime(2026, 3, 6, 12, tzinfo=timezone.utc).timestamp()
+    # 60 s: the second ask is answered from the cache (the new user is not counted yet);
+    # 1 ms: the cache has expired by the second ask, which sees the new user
+    for user, cache_s, newly_counted in ((900_001, 60.0, 0), (900_002, 0.001, 1)):
+        settings = loaded.with_overrides(redis_url=redis_settings.redis_url, analytics_open=True, analytics_cache_s=cache_s)
+        async for client in running_client(settings):
+            before = await (await client.get("/v1/analytics/summary", params=RANGE)).json()
+            conn = client_of(loaded)
+            insert_events(conn, [Event(f"cache-test-{user}", user, 1, "page_view", noon)])
+            conn.disconnect()
+            after = await (await client.get("/v1/analytics/summary", params=RANGE)).json()
+        assert after["time_on_site"]["active_users"] == before["time_on_site"]["active_users"] + newly_counted
 
 
 def run_report(settings: Settings, *args: str) -> subprocess.CompletedProcess:

@@ -25,16 +25,17 @@ from pathlib import Path
 import pytest
 
 from agents.stats import apply_user
+from agents.views import user_partition
 from app.events import Event
 from app.localstack import proc
 from app.storage.kafka_admin import group_caught_up
-from app.web.debug import user_partition
 from app.worker_process import WorkerProcess
 from tests.integration.ingest_support import make_events, messages_of, produce, stored_event_ids, wait_for_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.redis_db(7)]
 
 PARTITIONS = 8
+TOKEN = "multiworker-admin-token"  # the debug views are off by default and need the admin token
 SETTLE_S = 180.0  # rebalances on a busy 2-core machine are slow; polls end as soon as the state is reached
 
 
@@ -43,12 +44,14 @@ def group_settings(clickhouse_settings, kafka_settings, redis_settings, tmp_path
     return kafka_settings.with_overrides(
         clickhouse_url=clickhouse_settings.clickhouse_url, redis_url=redis_settings.redis_url,
         topic_partitions=PARTITIONS, local_dir=tmp_path, loader_batch_within_s=0.2, loader_batch_max=100,
+        debug_views=True, admin_token=TOKEN,
     )
 
 
 def _get(worker: WorkerProcess, path: str) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{worker.settings.web_url}{path}", headers={"Authorization": f"Bearer {TOKEN}"})
     try:
-        with urllib.request.urlopen(f"{worker.settings.web_url}{path}", timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())

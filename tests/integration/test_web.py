@@ -185,6 +185,32 @@ async def test_bad_input_is_400_with_a_reason(client: TestClient, path: str) -> 
     assert "must be" in body["error"]
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/users/" + "1" * 5000 + "/recommendations",
+        "/v1/users/1/recommendations?limit=" + "9" * 5000,
+        "/v1/films/" + "x" * 5000 + "/similar",
+        "/v1/films/popular?limit=" + "%00" * 2000,
+    ],
+)
+async def test_an_error_echoes_at_most_about_100_characters_of_the_input(client: TestClient, path: str) -> None:
+    body = await get_json(client, path, status=400)
+    assert len(body["error"]) < 200, body["error"]
+    assert "characters)" in body["error"]  # says how long the value was
+
+
+async def test_metrics_carry_no_per_user_or_business_series(client: TestClient) -> None:
+    """/metrics stays open (README "Security"): only operational series, no ids, no business figures."""
+    await get_json(client, "/v1/users/1/recommendations")
+    text = await (await client.get("/metrics")).text()
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert families and all(name.startswith(("cinerec_", "python_", "process_")) for name in families)
+    business = ("retention", "rating", "ctr", "time_on_site", "completion", "active_users", "revenue")
+    assert not [name for name in families if any(word in name for word in business)]
+    assert "user_id=" not in text and "film_id=" not in text
+
+
 async def test_metrics_use_route_templates_and_show_the_served_version(client: TestClient) -> None:
     await get_json(client, "/v1/users/1/recommendations")
     await get_json(client, "/v1/users/abc/recommendations", status=400)

@@ -68,7 +68,7 @@ async def test_not_ready_names_an_unreachable_kafka(redis_settings: Settings, pu
 
 async def test_retrain_needs_the_admin_token(client: TestClient, redis_settings: Settings) -> None:
     status, body = await status_and_body(client, "POST", "/v1/admin/retrain")
-    assert status == 401 and "bearer" in body["error"]
+    assert status == 401 and "bearer" in body["error"] and body["auth"] == "missing"
     status, body = await status_and_body(client, "POST", "/v1/admin/retrain", headers={"Authorization": "Bearer nope"})
     assert status == 403
     assert sync_redis(redis_settings).llen(admin.RETRAIN_QUEUE) == 0
@@ -84,10 +84,12 @@ async def test_retrain_enqueues_the_celery_task(client: TestClient, redis_settin
     assert admin.RETRAIN_TASK.encode() in queued[0] and body["task_id"].encode() in queued[0]
 
 
-async def test_retrain_is_503_without_admin_token_or_broker(redis_settings: Settings, published: Published) -> None:
+async def test_retrain_is_403_without_admin_token_and_503_without_broker(
+    redis_settings: Settings, published: Published
+) -> None:
     async for client in running_client(redis_settings.with_overrides(admin_token="")):
         status, body = await status_and_body(client, "POST", "/v1/admin/retrain", headers={"Authorization": "Bearer x"})
-    assert status == 503 and "ADMIN_TOKEN" in body["error"]
+    assert status == 403 and body["auth"] == "unconfigured" and "ADMIN_TOKEN" in body["error"]
     dead_broker = f"redis://127.0.0.1:{free_port()}/0"
     settings = redis_settings.with_overrides(admin_token=TOKEN, celery_broker_url=dead_broker)
     async for client in running_client(settings):
@@ -100,8 +102,10 @@ async def test_retrain_is_503_without_admin_token_or_broker(redis_settings: Sett
 @pytest.fixture
 def throwaway_redis(tmp_path: Path) -> Iterator[LocalRedis]:
     """A redis-server of this test alone (own port and dir), so the test can stop it."""
-    base = Settings.from_env()
-    settings = base.with_overrides(redis_url=f"redis://127.0.0.1:{free_port()}/0", local_dir=tmp_path)
+    base = Settings.from_env()  # REDIS_URL may name another server (external): this one is ours to start
+    settings = base.with_overrides(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", local_dir=tmp_path, external=base.external - {"redis"}
+    )
     server = LocalRedis(settings)
     server.up()
     yield server

@@ -82,7 +82,9 @@ def watched(conn: redis.Redis, user_id: int, film_ids: list[int]) -> None:
     conn.lpush(keys.recent(user_id), *film_ids)
 
 
-async def running_client(settings: Settings) -> AsyncIterator[TestClient]:
-    """The real app (same factory as `cinerec serve`) on a local port."""
-    async with TestClient(TestServer(create_web_app(settings))) as client:
+async def running_client(settings: Settings, token: str | None = None) -> AsyncIterator[TestClient]:
+    """The real app (same factory as `cinerec serve`) on a local port; with `token`,
+    every request carries it as a bearer header."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with TestClient(TestServer(create_web_app(settings)), headers=headers) as client:
         yield client

@@ -1,11 +1,14 @@
 // The dashboard: fetch /v1/analytics/dashboard for the chosen range and draw it with Chart.js.
-// No build step: plain ES2017 served as is. <body data-state> is "ready" once every chart is drawn
-// (or "error" with the reason in #status), which is what the browser test waits for.
+// No build step: plain ES2017 served as is. <body data-state> is "ready" once every chart is drawn,
+// "token" while it asks for the analytics token, or "error" with the reason in #status: what the
+// browser test waits for. The page itself holds no figures; the data needs the token (README
+// "Security"), asked once and kept for this browser tab's session (sessionStorage), sent as a bearer header.
 "use strict";
 
 const COLORS = ["#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#6741d9", "#0b7285", "#e67700", "#5c940d", "#862e9c", "#364fc7"];
 const charts = {};
 const FETCH_TIMEOUT_MS = 60000; // the server gives up on ClickHouse after 30 s; this is a backstop
+const TOKEN_KEY = "cinerec.analyticsToken";
 
 function isoDay(date) { return date.toISOString().slice(0, 10); }
 
@@ -187,6 +190,22 @@ function tables(data) {
       fmt(r.n_users, 0), fmt(r.n_items, 0), fmt(r.n_interactions, 0), r.reason]));
 }
 
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+// Show the token form; the server said a token is missing or wrong (not: none is configured).
+function askToken(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  const form = document.getElementById("token");
+  form.hidden = false;
+  form.elements.token.value = "";
+  form.elements.token.focus();
+  setStatus(message, true);
+  document.body.dataset.state = "token";
+}
+
 async function load(range) {
   document.body.dataset.state = "loading";
   setStatus(`loading ${range.from} … ${range.to}`);
@@ -195,8 +214,12 @@ async function load(range) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
   try {
-    const response = await fetch(`/v1/analytics/dashboard?${query}`, { signal: controller.signal });
+    const response = await fetch(`/v1/analytics/dashboard?${query}`, { signal: controller.signal, headers: authHeaders() });
     data = await response.json();
+    if (data.auth === "missing" || data.auth === "rejected") {
+      askToken(data.auth === "missing" ? "enter the analytics token" : "that token was refused; enter the analytics token");
+      return;
+    }
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
   } catch (exc) {
     const reason = exc.name === "AbortError" ? `no answer within ${FETCH_TIMEOUT_MS / 1000} s` : exc.message;
@@ -221,13 +244,20 @@ async function load(range) {
 function main() {
   const range = defaultRange();
   const form = document.getElementById("range");
+  const chosen = () => ({ from: form.elements.from.value, to: form.elements.to.value });
   form.elements.from.value = range.from;
   form.elements.to.value = range.to;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const chosen = { from: form.elements.from.value, to: form.elements.to.value };
-    history.replaceState(null, "", `?${new URLSearchParams(chosen)}`);
-    load(chosen);
+    history.replaceState(null, "", `?${new URLSearchParams(chosen())}`);
+    load(chosen());
+  });
+  const tokenForm = document.getElementById("token");
+  tokenForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, tokenForm.elements.token.value.trim());
+    tokenForm.hidden = true;
+    load(chosen());
   });
   load(range);
 }

@@ -2,6 +2,7 @@
 database per test). Every expected number is worked out in the comments."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 from typing import Iterator
 
@@ -108,6 +109,36 @@ def test_retention_of_daily_cohorts(conn: Client) -> None:
     assert result["d1"] == {"retained": 2, "eligible": 4, "rate": 0.5}
     assert result["d7"] == {"retained": 2, "eligible": 4, "rate": 0.5}
     assert result["d30"] == {"retained": 1, "eligible": 3, "rate": pytest.approx(1 / 3)}
+
+
+def test_retention_ignores_redeliveries_and_users_first_seen_after_the_range(conn: Client) -> None:
+    cohort = [
+        ev(20, "page_view", "2026-03-01 10:00:00"),
+        ev(20, "page_view", "2026-03-02 10:00:00"),  # D1
+        ev(21, "page_view", "2026-03-02 09:00:00"),  # cohort 03-02, never back
+    ]
+    insert_events(conn, [*cohort, ev(22, "page_view", "2026-03-03 10:00:00"), ev(20, "page_view", "2026-04-09 10:00:00")])
+    insert_events(conn, cohort)  # a re-delivered batch: the same days, the same first day
+
+    result = api.retention(conn, MARCH)
+
+    # user 22 starts after the range (03-03); user 20's 04-09 event makes every day up to it observable
+    assert [(c["cohort"], c["size"], c["d1"]) for c in result["cohorts"]] == [("2026-03-01", 1, 1.0), ("2026-03-02", 1, 0.0)]
+    assert result["d1"] == {"retained": 1, "eligible": 2, "rate": 0.5}
+
+
+def test_every_query_of_a_bounded_client_stops_at_the_deadline(conn: Client) -> None:
+    bounded = api.Bounded(conn, timeout_s=1.0)
+    with pytest.raises(api.ReportTimeout, match="max_execution_time"):
+        # 20 rows at 0.5 s each: ClickHouse itself stops it after 1 s
+        bounded.execute("SELECT sleepEachRow(0.5) FROM numbers(20) SETTINGS max_block_size = 1")
+    with pytest.raises(api.ReportTimeout, match="before its next query"):
+        bounded.execute("SELECT 1")  # the deadline has passed: not even sent
+    cancelled = threading.Event()
+    cancelled.set()
+    with pytest.raises(api.ReportTimeout):
+        api.Bounded(conn, timeout_s=60.0, cancelled=cancelled).execute("SELECT 1")
+    assert api.Bounded(conn, timeout_s=60.0).execute("SELECT 1") == [(1,)]
 
 
 def test_rating_completion_and_watched_share(conn: Client) -> None:

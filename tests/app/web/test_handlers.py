@@ -1,9 +1,11 @@
-"""Input parsing of the handlers: only plain positive integers in range pass."""
+"""Input parsing of the handlers: only plain positive integers in range pass;
+what an error message echoes of the input is short."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, strategies as st
 
-from app.web.handlers import bounded_int
+from app.web.handlers import ECHO_MAX, bounded_int, echo
 from app.web.openapi import MAX_ID, MAX_LIMIT
 
 
@@ -22,3 +24,19 @@ def test_rejects_everything_else(raw: str) -> None:
 def test_limit_bound() -> None:
     assert bounded_int(str(MAX_LIMIT), MAX_LIMIT) == MAX_LIMIT
     assert bounded_int(str(MAX_LIMIT + 1), MAX_LIMIT) is None
+
+
+@pytest.mark.parametrize("value", ["", "abc", "x" * ECHO_MAX])
+def test_short_values_are_echoed_whole(value: str) -> None:
+    assert echo(value) == repr(value)
+
+
+def test_a_5000_digit_id_is_cut_and_its_length_said() -> None:
+    assert echo("1" * 5000) == repr("1" * ECHO_MAX)[:ECHO_MAX] + "... (5000 characters)"
+
+
+@given(st.text(max_size=20_000))
+def test_an_echo_is_never_much_longer_than_the_limit(value: str) -> None:
+    text = echo(value)
+    assert len(text) <= ECHO_MAX + len(f"... ({len(value)} characters)")
+    assert text == repr(value) or text.endswith(f"... ({len(value)} characters)")
