@@ -4,10 +4,6 @@ with a published model; no request may get a 5xx and every response must match
 the documented status codes and schemas."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -16,13 +12,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.config._auth import OpenAPIAuthConfig
 
-from app.localstack import proc
-from app.settings import REPO_ROOT
 from app.web.openapi import SPEC
-from app.worker_process import free_port, settings_env
 from tests.conftest import BASE, require_service
-from tests.integration.web_support import publish_version, set_trending, sync_redis
+from tests.integration.web_support import publish_version, serve_process, set_trending, sync_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(12)]
 
@@ -32,34 +26,25 @@ TOKEN = "fuzz-token"
 
 schema = schemathesis.openapi.from_dict(SPEC)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+# The analytics token for the `bearer` security scheme: analytics answers; retrain refuses it (403, documented).
+schema.config.auth.openapi = OpenAPIAuthConfig(schemes={"bearer": {"bearer": TOKEN}})
 
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`cinerec serve` on a free port over Redis db 12 holding a published version."""
+    """`cinerec serve` on a free port over Redis db 12 holding a published version
+    (analytics behind ANALYTICS_TOKEN, which the analytics cases send)."""
     require_service("redis")
-    settings = BASE.with_redis_db(REDIS_DB, admin_token=TOKEN)
+    settings = BASE.with_redis_db(REDIS_DB, admin_token="fuzz-admin-token", analytics_token=TOKEN)
     settings = settings.with_overrides(celery_broker_url=settings.redis_url)
     conn = sync_redis(settings)
     conn.flushdb()
     publish_version(conn, "v1", seed=5)
     set_trending(conn, [3, 4, 5])
-    port = free_port()
-    logfile: Path = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(logfile, "wb") as out:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "cinerec"), "serve", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **settings_env(settings)}, cwd=REPO_ROOT,
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        if not proc.wait_for(lambda: proc.port_open("127.0.0.1", port), 30, alive=lambda: server.poll() is None):
-            pytest.fail(f"cinerec serve did not start; log:\n{proc.tail(logfile, 30)}", pytrace=False)
-        yield url
+        with serve_process(settings, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+            yield url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         conn.flushdb()
         conn.close()
 

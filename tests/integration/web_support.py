@@ -2,20 +2,28 @@
 with the real publishing helpers (app.recsys.publish), and run the app."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
-from typing import AsyncIterator
+from pathlib import Path
+from typing import AsyncIterator, Iterator
 
 import numpy as np
 import redis
 from aiohttp.test_utils import TestClient, TestServer
 
+from app.localstack import proc
 from app.recsys.foldin import FoldInModel, pack_factors, unpack_factors
 from app.recsys.idmap import IdMap
 from app.recsys.publish import activate, write_ranked, write_titles
-from app.settings import Settings
+from app.settings import REPO_ROOT, Settings
 from app.storage import redis_keys as keys
 from app.web.server import create_web_app
+from app.worker_process import free_port, settings_env
 
 FILMS = np.arange(1, 31, dtype=np.int64)
 UNTITLED_FILM = 30  # a film of the catalog without a title in `films:title`
@@ -88,3 +96,35 @@ async def running_client(settings: Settings, token: str | None = None) -> AsyncI
     headers = {"Authorization": f"Bearer {token}"} if token else None
     async with TestClient(TestServer(create_web_app(settings)), headers=headers) as client:
         yield client
+
+
+@contextlib.contextmanager
+def serve_process(settings: Settings, logfile: Path) -> Iterator[str]:
+    """`cinerec serve` as a real process (own event loop, own port) with `settings`; yields its URL."""
+    port = free_port()
+    with open(logfile, "wb") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "cinerec"), "serve", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **settings_env(settings)}, cwd=REPO_ROOT,
+        )
+    try:
+        if not proc.wait_for(lambda: proc.port_open("127.0.0.1", port), 60, alive=lambda: server.poll() is None):
+            raise RuntimeError(f"cinerec serve did not start; log:\n{proc.tail(logfile, 30)}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def raw_request(url: str, data: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
+    """Send `data` as is on a fresh connection (requests a client library would refuse to
+    build: 10 KB request lines, control bytes in headers); the status code and the body."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
