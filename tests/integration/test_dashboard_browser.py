@@ -1,22 +1,27 @@
 """The dashboard as a person sees it: headless Chromium (Debian's, driven by
 Playwright) opens /dashboard of the real aiohttp app over simulated traffic in
-a test ClickHouse database, waits for every chart to draw with data, checks
-the console stayed clean and saves a screenshot under the test's tmp_path."""
+a test ClickHouse database. The page asks for the analytics token (a wrong one
+is refused and asked again), then draws every chart with data; a reload in the
+same tab does not ask again (sessionStorage). The console stays clean once the
+token is in, and a screenshot is saved under the test's tmp_path."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from playwright.async_api import ConsoleMessage, Error as PlaywrightError, async_playwright
+from playwright.async_api import ConsoleMessage, Error as PlaywrightError, Page, async_playwright
 
 from app.localstack.browser import CHROMIUM_FLAGS, chromium_path
-from tests.integration.analytics_support import VERSIONS, events, http, loaded  # noqa: F401 (fixtures)
+from tests.integration.analytics_support import TOKEN, VERSIONS, events, http, loaded  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(13), pytest.mark.slow]
 
 CHARTS = ("chart-time", "chart-retention", "chart-engagement", "chart-ctr", "chart-ingest", "chart-runs")
 BROWSER_TIMEOUT_MS = 60_000
+REFUSAL_NOTE = r"^console error: Failed to load resource: .* status of 40[13] "
+ASKING = "document.body.dataset.state === 'token' && document.getElementById('status').textContent.includes({text!r})"
 
 
 def chromium() -> str:
@@ -26,7 +31,15 @@ def chromium() -> str:
     return path
 
 
-async def test_dashboard_draws_every_chart_without_console_errors(http: TestClient, tmp_path: Path) -> None:
+async def wait_ready(page: Page, problems: list[str]) -> None:
+    try:
+        await page.wait_for_selector('body[data-state="ready"]', timeout=BROWSER_TIMEOUT_MS)
+    except PlaywrightError:
+        status = await page.text_content("#status")
+        pytest.fail(f"dashboard never became ready; it says {status!r}; problems: {problems}")
+
+
+async def test_dashboard_asks_for_the_token_then_draws_every_chart(http: TestClient, tmp_path: Path) -> None:
     problems: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
@@ -49,11 +62,17 @@ async def test_dashboard_draws_every_chart_without_console_errors(http: TestClie
             page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}"))
             page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
             await page.goto(str(http.make_url("/dashboard?from=2026-03-01&to=2026-03-20")), timeout=BROWSER_TIMEOUT_MS)
-            try:
-                await page.wait_for_selector('body[data-state="ready"]', timeout=BROWSER_TIMEOUT_MS)
-            except PlaywrightError:
-                status = await page.text_content("#status")
-                pytest.fail(f"dashboard never became ready; it says {status!r}; problems: {problems}")
+            await page.wait_for_function(ASKING.format(text="enter the analytics token"), timeout=BROWSER_TIMEOUT_MS)
+            await page.fill("#token-input", "not-the-token")
+            await page.click("#token button")
+            await page.wait_for_function(ASKING.format(text="refused"), timeout=BROWSER_TIMEOUT_MS)
+            await page.fill("#token-input", TOKEN)
+            await page.click("#token button")
+            await wait_ready(page, problems)
+            assert await page.evaluate("() => sessionStorage.getItem('cinerec.analyticsToken')") == TOKEN
+            await page.reload(timeout=BROWSER_TIMEOUT_MS)  # same tab, same session: no second prompt
+            await wait_ready(page, problems)
+            assert await page.is_hidden("#token")
             drawn = await page.evaluate(
                 """ids => Object.fromEntries(ids.map(id => {
                     const chart = Chart.getChart(id);
@@ -70,7 +89,11 @@ async def test_dashboard_draws_every_chart_without_console_errors(http: TestClie
         finally:
             await context.close()
 
-    assert problems == []
+    # the only refusals: 401 (no token yet) and 403 (the wrong one), and Chromium's console note of each
+    refusals = [p.split(":")[0] for p in problems if p.startswith("HTTP ")]
+    assert refusals == ["HTTP 401", "HTTP 403"], problems
+    others = [p for p in problems if not p.startswith("HTTP ") and not re.search(REFUSAL_NOTE, p)]
+    assert others == [], problems
     for chart_id in CHARTS:
         assert drawn[chart_id]["points"] > 0, f"{chart_id} drew no data"
         assert drawn[chart_id]["width"] > 100, f"{chart_id} has no room on the page"
