@@ -210,5 +210,12 @@ def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> N
         ("readiness", "/ready"),
     ):
         click.echo(f"    {label:24} curl -s {base}{path}")
+    if settings.analytics_open:
+        click.echo("    (analytics is open: ANALYTICS_OPEN=1)")
+    elif settings.analytics_token or settings.admin_token:
+        click.echo("    (the dashboard asks for ANALYTICS_TOKEN; curl analytics with -H 'Authorization: Bearer ...')")
+    else:
+        click.echo("    (analytics is closed without a token: `make demo-down`, then e.g. "
+                   "`ANALYTICS_TOKEN=pick-one make demo`; README \"Security\")")
     click.echo(f"    report                   .venv/bin/cinerec report --from <YYYY-MM-DD> --to <YYYY-MM-DD>")
     click.echo("    stop                     make demo-down   (Procfile processes and services)")
