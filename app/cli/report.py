@@ -77,6 +77,8 @@ def report(first: str, last: str, as_json: bool) -> None:
     settings = get_settings()
     try:
         summary = api.run(settings, api.summary, period)
+    except api.ReportTimeout as exc:
+        raise click.ClickException(f"{exc} (ANALYTICS_TIMEOUT_S={settings.analytics_timeout_s:g})") from None
     except (ClickHouseError, OSError) as exc:  # driver errors carry the server's message
         raise click.ClickException(f"ClickHouse at {settings.clickhouse_url}: {exc}") from None
     click.echo(json.dumps(summary, indent=2) if as_json else render(summary))
