@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from kombu import Queue
 
-from app.recsys.pipeline import RETRAIN_LOCK_TIMEOUT_S
+from app.recsys.training.pipeline import RETRAIN_LOCK_TIMEOUT_S
 from app.settings import get_settings
 
 _settings = get_settings()

@@ -1,4 +1,4 @@
-"""The `retrain` task: a thin Celery shell around `app.recsys.pipeline.retrain`.
+"""The `retrain` task: a thin Celery shell around `app.recsys.training.pipeline.retrain`.
 
 Safe under at-least-once delivery: runs never overlap (`lock:retrain`), and a
 re-delivered task whose run already finished (acks_late + a lost ack) is
@@ -14,9 +14,9 @@ from clickhouse_driver.errors import NetworkError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.recsys import pipeline
+from app.recsys.training import pipeline
 from app.recsys.progress import LogProgress
-from app.recsys.publish import connect
+from app.recsys.training.publish import connect
 from app.settings import get_settings
 from workers.celery_app import app
 

@@ -154,7 +154,7 @@ def wait_foldin(settings: Settings, timeout: float = 30.0) -> dict:
 def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> None:
     """Run the platform end to end on simulated traffic and print the URLs to try."""
     from app.localstack import proc
-    from app.recsys import pipeline
+    from app.recsys.training import pipeline
     from app.recsys.progress import TqdmProgress
     from app.simulate import run as simulate
     from app.storage.kafka_admin import ensure_topics

@@ -34,7 +34,7 @@ def _metric_cell(name: str, value: float | None) -> str:
 def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float,
           window_days: float) -> None:
     """Retrain in the foreground: load, evaluate vs Popular, gate, publish, record."""
-    from app.recsys import pipeline
+    from app.recsys.training import pipeline
     from app.recsys.progress import TqdmProgress
 
     settings = get_settings()
@@ -63,7 +63,7 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 def models(limit: int) -> None:
     """Recorded retrain runs (newest first) and the version being served."""
-    from app.recsys import pipeline, publish
+    from app.recsys.training import pipeline, publish
     from app.storage.clickhouse import client
 
     settings = get_settings()
@@ -94,7 +94,7 @@ def models(limit: int) -> None:
 @click.argument("version")
 def rollback(version: str) -> None:
     """Serve a previously published VERSION again (it must not have expired)."""
-    from app.recsys import publish
+    from app.recsys.training import publish
 
     conn = publish.connect(get_settings())
     try:

@@ -1,11 +1,11 @@
-"""Loading training data from a real ClickHouse (app/recsys/load.py)."""
+"""Loading training data from a real ClickHouse (app/recsys/data/load.py)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 import numpy as np
 
-from app.recsys.load import load_films, load_interactions
+from app.recsys.data.load import load_films, load_interactions
 from app.schema import EVENT_TYPES
 from app.settings import Settings
 from app.storage.clickhouse import client

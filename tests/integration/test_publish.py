@@ -1,4 +1,4 @@
-"""Versioned publishing against a real Redis (app/recsys/publish.py)."""
+"""Versioned publishing against a real Redis (app/recsys/training/publish.py)."""
 from __future__ import annotations
 
 from functools import partial
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import redis
 
-from app.recsys import publish
+from app.recsys.training import publish
 from app.settings import Settings
 from app.storage import redis_keys as keys
 

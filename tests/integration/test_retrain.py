@@ -1,4 +1,4 @@
-"""The retrain pipeline end to end against real ClickHouse and Redis (app/recsys/pipeline.py)."""
+"""The retrain pipeline end to end against real ClickHouse and Redis (app/recsys/training/pipeline.py)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import redis
 
-from app.recsys import pipeline, publish
-from app.recsys.foldin import unpack_factors
-from app.recsys.synthetic import PlantedTaste, seed
+from app.recsys.training import pipeline, publish
+from app.recsys.models.foldin import unpack_factors
+from app.recsys.data.synthetic import PlantedTaste, seed
 from app.settings import Settings
 from app.storage import redis_keys as keys
 from app.storage.clickhouse import client

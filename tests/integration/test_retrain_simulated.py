@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.recsys import pipeline, publish
+from app.recsys.training import pipeline, publish
 from app.schema import FILM_EVENT_TYPES
 from app.settings import Settings
 from app.simulate import generate

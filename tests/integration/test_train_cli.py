@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from app.recsys import pipeline, publish
+from app.recsys.training import pipeline, publish
 from app.settings import Settings
 
 pytestmark = pytest.mark.redis_db(10)

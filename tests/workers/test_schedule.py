@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from celery.schedules import schedule
 
-from app.recsys.pipeline import RETRAIN_LOCK_TIMEOUT_S
+from app.recsys.training.pipeline import RETRAIN_LOCK_TIMEOUT_S
 from app.settings import Settings
 from workers.celery_app import app
 

@@ -6,7 +6,7 @@ import logging
 import pytest
 from clickhouse_driver.errors import NetworkError
 
-from app.recsys import pipeline, publish
+from app.recsys.training import pipeline, publish
 from app.settings import Settings, get_settings
 from app.storage import redis_keys as keys
 from app.storage.clickhouse import client

@@ -18,8 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
-from app.recsys.idmap import IdMap
-from app.recsys.topn import top_n
+from app.recsys.data.idmap import IdMap
+from app.recsys.models.topn import top_n
 
 
 class FactorModel(Protocol):

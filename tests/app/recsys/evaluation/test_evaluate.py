@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from app.recsys.dataset import DAY_S, Interactions, build_dataset
-from app.recsys.evaluate import evaluate, per_user_last_fraction, relevant_items, time_holdout
-from app.recsys.popularity import PopularRecommender
+from app.recsys.data.dataset import DAY_S, Interactions, build_dataset
+from app.recsys.evaluation.evaluate import evaluate, per_user_last_fraction, relevant_items, time_holdout
+from app.recsys.models.popularity import PopularRecommender
 
 
 def events(users, films, ts, types=None) -> Interactions:

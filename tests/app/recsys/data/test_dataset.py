@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from app.recsys.dataset import EventWeights, Interactions, build_dataset, event_codes
+from app.recsys.data.dataset import EventWeights, Interactions, build_dataset, event_codes
 from app.schema import EVENT_TYPES
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from app.recsys.idmap import IdMap
+from app.recsys.data.idmap import IdMap
 from app.schema import EVENT_TYPES, NO_RATING, WATCH_EVENT_TYPES
 
 DAY_S = 86_400.0

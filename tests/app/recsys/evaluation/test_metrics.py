@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 import pytest
 
-from app.recsys.metrics import MAP, NDCG, Coverage, HitRate, Novelty, Recall, compute_metrics, hit_matrix
+from app.recsys.evaluation.metrics import MAP, NDCG, Coverage, HitRate, Novelty, Recall, compute_metrics, hit_matrix
 
 # Four users, K = 4. User "c" has no relevant item left and is skipped.
 RECOMMENDED = np.array(

@@ -15,11 +15,11 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.topk import topk
 from threadpoolctl import threadpool_limits
 
-from app.recsys.base import check_fitted, check_indices, read_model, write_model
-from app.recsys.dataset import Dataset
-from app.recsys.foldin import fold_in, gram
-from app.recsys.idmap import IdMap
-from app.recsys.topn import pad_ranked
+from app.recsys.models.base import check_fitted, check_indices, read_model, write_model
+from app.recsys.data.dataset import Dataset
+from app.recsys.models.foldin import fold_in, gram
+from app.recsys.data.idmap import IdMap
+from app.recsys.models.topn import pad_ranked
 
 # Tuned by `bench/quality.py --tune` on MovieLens ml-latest-small (validation
 # split carved from the training part; NDCG@10 0.138 there, 0.133 on the test

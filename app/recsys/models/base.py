@@ -15,8 +15,8 @@ from typing import Any, Protocol, Self, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
-from app.recsys.dataset import Dataset
-from app.recsys.idmap import IdMap
+from app.recsys.data.dataset import Dataset
+from app.recsys.data.idmap import IdMap
 
 MODEL_FILE = "model.npz"
 META_FILE = "meta.json"

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from app.recsys.dataset import Interactions, build_dataset
-from app.recsys.popularity import DAY_S, PopularRecommender, TrendingRecommender
+from app.recsys.data.dataset import Interactions, build_dataset
+from app.recsys.models.popularity import DAY_S, PopularRecommender, TrendingRecommender
 
 NOW = 1.7e9
 
@@ -72,7 +72,7 @@ def test_bad_params():
 
 def test_recommend_matches_a_full_sort_with_heavy_users_and_small_blocks(monkeypatch):
     """The windowed ranking must equal the brute-force one, also when blocks are cut short."""
-    import app.recsys.popularity as popularity
+    import app.recsys.models.popularity as popularity
 
     rng = np.random.default_rng(1)
     n_events = 3000

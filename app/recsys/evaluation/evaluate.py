@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.recsys.base import Recommender
-from app.recsys.dataset import DAY_S, Dataset, EventWeights, Interactions, build_dataset
-from app.recsys.metrics import compute_metrics, standard_metrics
+from app.recsys.models.base import Recommender
+from app.recsys.data.dataset import DAY_S, Dataset, EventWeights, Interactions, build_dataset
+from app.recsys.evaluation.metrics import compute_metrics, standard_metrics
 
 
 def holdout_start(interactions: Interactions, holdout_days: float) -> float:

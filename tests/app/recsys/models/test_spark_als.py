@@ -6,9 +6,9 @@ from collections import namedtuple
 import numpy as np
 import pytest
 
-from app.recsys.dataset import EventWeights
-from app.recsys.idmap import IdMap
-from app.recsys.spark_als import SparkALSTrainer, aligned_factors, pairs_query, weight_sql
+from app.recsys.data.dataset import EventWeights
+from app.recsys.data.idmap import IdMap
+from app.recsys.models.spark_als import SparkALSTrainer, aligned_factors, pairs_query, weight_sql
 from app.settings import Settings
 
 Row = namedtuple("Row", "id features")

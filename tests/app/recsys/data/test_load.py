@@ -1,9 +1,9 @@
-"""The client-side deduplication of loaded rows (app/recsys/load.py; the query itself: tests/integration/test_load.py)."""
+"""The client-side deduplication of loaded rows (app/recsys/data/load.py; the query itself: tests/integration/test_load.py)."""
 from __future__ import annotations
 
 import numpy as np
 
-from app.recsys.load import one_per_key
+from app.recsys.data.load import one_per_key
 
 
 def test_one_per_key_is_none_when_nothing_repeats() -> None:

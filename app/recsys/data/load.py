@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from clickhouse_driver import Client
 
-from app.recsys.dataset import Interactions
+from app.recsys.data.dataset import Interactions
 from app.recsys.progress import Progress, no_progress
 from app.schema import EVENT_TYPES, FILM_EVENT_TYPES
 from app.settings import Settings

@@ -12,10 +12,10 @@ from typing import Any, Self
 import numpy as np
 import scipy.sparse as sp
 
-from app.recsys.base import check_fitted, check_indices, read_model, write_model
-from app.recsys.dataset import DAY_S, Dataset
-from app.recsys.idmap import IdMap
-from app.recsys.topn import pad_ranked, top_n
+from app.recsys.models.base import check_fitted, check_indices, read_model, write_model
+from app.recsys.data.dataset import DAY_S, Dataset
+from app.recsys.data.idmap import IdMap
+from app.recsys.models.topn import pad_ranked, top_n
 
 # Rows ranked at once; a row costs n + (most excluded items in its block), not
 # the catalog; the cell cap bounds the block's mask and sort to ~100 MB.

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.recsys.als import ALSRecommender
-from app.recsys.dataset import Interactions, build_dataset
-from app.recsys.pipeline import RetrainConfig, als_fitter, gate, sample_users
+from app.recsys.models.als import ALSRecommender
+from app.recsys.data.dataset import Interactions, build_dataset
+from app.recsys.training.pipeline import RetrainConfig, als_fitter, gate, sample_users
 from app.settings import Settings
 
 

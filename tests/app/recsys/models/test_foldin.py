@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from app.recsys.foldin import FoldInModel, fold_in, gram, pack_factors, unpack_factors
-from app.recsys.idmap import IdMap
+from app.recsys.models.foldin import FoldInModel, fold_in, gram, pack_factors, unpack_factors
+from app.recsys.data.idmap import IdMap
 
 RNG = np.random.default_rng(3)
 FACTORS = RNG.normal(size=(6, 3)).astype(np.float32)

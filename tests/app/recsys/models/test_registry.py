@@ -1,7 +1,7 @@
 import pytest
 
-from app.recsys.dataset import build_dataset
-from app.recsys.models import MODELS, ALSRecommender, PopularRecommender, Recommender, TrendingRecommender, load_model
+from app.recsys.data.dataset import build_dataset
+from app.recsys.models.registry import MODELS, ALSRecommender, PopularRecommender, Recommender, TrendingRecommender, load_model
 
 
 def test_every_model_follows_the_protocol_and_reloads_by_name(tmp_path, planted):

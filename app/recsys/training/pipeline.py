@@ -22,13 +22,13 @@ from clickhouse_driver import Client
 from redis.exceptions import LockError
 from threadpoolctl import threadpool_limits
 
-from app.recsys import publish
-from app.recsys.dataset import Dataset, EventWeights, Interactions, build_dataset
-from app.recsys.evaluate import evaluate, holdout_start, time_holdout
-from app.recsys.foldin import pack_factors
-from app.recsys.load import load_films, load_interactions
-from app.recsys.metrics import NDCG
-from app.recsys.models import ALSRecommender, PopularRecommender
+from app.recsys.training import publish
+from app.recsys.data.dataset import Dataset, EventWeights, Interactions, build_dataset
+from app.recsys.evaluation.evaluate import evaluate, holdout_start, time_holdout
+from app.recsys.models.foldin import pack_factors
+from app.recsys.data.load import load_films, load_interactions
+from app.recsys.evaluation.metrics import NDCG
+from app.recsys.models.registry import ALSRecommender, PopularRecommender
 from app.recsys.progress import Progress, no_progress
 from app.settings import Settings
 from app.storage import redis_keys as keys
@@ -184,12 +184,12 @@ def retrain(
 @contextlib.contextmanager
 def als_fitter(settings: Settings, config: RetrainConfig) -> Iterator[FitALS]:
     """How ALS is fitted under TRAIN_BACKEND: `implicit` on the loaded matrix, or Spark
-    reading the same window from ClickHouse itself (app.recsys.spark_als); same model type either way."""
+    reading the same window from ClickHouse itself (app.recsys.models.spark_als); same model type either way."""
     if settings.train_backend != "spark":
         yield lambda dataset, since, until, warm: ALSRecommender(**config.als).fit(
             dataset, warm_start=warm, iterations=config.warm_start_iterations if warm else None)
         return
-    from app.recsys.spark_als import SparkALSTrainer
+    from app.recsys.models.spark_als import SparkALSTrainer
 
     with SparkALSTrainer(settings, config.als) as trainer:
         yield lambda dataset, since, until, warm: trainer.fit(dataset.users, dataset.items, since, until)

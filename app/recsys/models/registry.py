@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.recsys.als import ALSRecommender
-from app.recsys.base import Recommender, read_meta
-from app.recsys.popularity import PopularRecommender, TrendingRecommender
+from app.recsys.models.als import ALSRecommender
+from app.recsys.models.base import Recommender, read_meta
+from app.recsys.models.popularity import PopularRecommender, TrendingRecommender
 
 MODELS: dict[str, type] = {cls.name: cls for cls in (ALSRecommender, PopularRecommender, TrendingRecommender)}
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from app.recsys.idmap import IdMap
+from app.recsys.data.idmap import IdMap
 
 
 def test_from_ids_sorts_and_dedups():

@@ -30,10 +30,10 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from app.recsys.als import ALSRecommender
-from app.recsys.dataset import EventWeights
-from app.recsys.idmap import IdMap
-from app.recsys.load import window_conditions
+from app.recsys.models.als import ALSRecommender
+from app.recsys.data.dataset import EventWeights
+from app.recsys.data.idmap import IdMap
+from app.recsys.data.load import window_conditions
 from app.schema import EVENT_TYPES, NO_RATING, WATCH_EVENT_TYPES
 from app.settings import Settings
 from app.storage.clickhouse import client

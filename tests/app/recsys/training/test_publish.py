@@ -8,7 +8,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from app.recsys.publish import encode_ranked_rows, new_version, prefetched
+from app.recsys.training.publish import encode_ranked_rows, new_version, prefetched
 from app.storage.redis_keys import decode_ranked, encode_ranked
 
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from app.recsys.als import ALSRecommender
-from app.recsys.dataset import build_dataset
-from app.recsys.evaluate import evaluate, per_user_last_fraction, time_holdout
-from app.recsys.popularity import PopularRecommender
+from app.recsys.models.als import ALSRecommender
+from app.recsys.data.dataset import build_dataset
+from app.recsys.evaluation.evaluate import evaluate, per_user_last_fraction, time_holdout
+from app.recsys.models.popularity import PopularRecommender
 
 
 SMALL = {"factors": 8, "regularization": 0.1, "alpha": 2.0, "iterations": 10}

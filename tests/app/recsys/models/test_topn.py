@@ -2,7 +2,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.recsys.topn import pad_ranked, top_n
+from app.recsys.models.topn import pad_ranked, top_n
 
 
 def test_top_n_orders_best_first():
