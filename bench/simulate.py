@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.events import Event  # noqa: E402
 from app.producer import produce_messages, to_message  # noqa: E402
 from app.recsys.data.dataset import EventWeights, Interactions, build_dataset  # noqa: E402
-from app.recsys.evaluation.evaluate import evaluate, time_holdout  # noqa: E402
+from app.recsys.evaluation.evaluate import evaluate  # noqa: E402
+from app.recsys.evaluation.splits import time_holdout  # noqa: E402
 from app.recsys.models.registry import ALSRecommender, PopularRecommender  # noqa: E402
 from app.schema import FILM_EVENT_TYPES  # noqa: E402
 from app.settings import Settings, get_settings  # noqa: E402

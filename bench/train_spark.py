@@ -24,13 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.recsys.data.dataset import EventWeights, build_dataset  # noqa: E402
-from app.recsys.evaluation.evaluate import evaluate, holdout_start, time_holdout  # noqa: E402
 from app.recsys.data.load import load_interactions  # noqa: E402
-from app.recsys.models.registry import ALSRecommender, PopularRecommender  # noqa: E402
-from app.recsys.training.pipeline import sample_users  # noqa: E402
-from app.recsys.progress import TqdmProgress  # noqa: E402
-from app.recsys.models.spark_als import SparkALSTrainer  # noqa: E402
 from app.recsys.data.synthetic import PlantedTaste  # noqa: E402
+from app.recsys.evaluation.evaluate import evaluate  # noqa: E402
+from app.recsys.evaluation.splits import holdout_start, sample_users, time_holdout  # noqa: E402
+from app.recsys.models.registry import ALSRecommender, PopularRecommender  # noqa: E402
+from app.recsys.models.spark_als import SparkALSTrainer  # noqa: E402
+from app.recsys.progress import TqdmProgress  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.train import prepare  # noqa: E402
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 from kombu import Queue
 
-from app.recsys.training.pipeline import RETRAIN_LOCK_TIMEOUT_S
 from app.settings import get_settings
+from app.storage.locks import RETRAIN_LOCK_TIMEOUT_S
 
 _settings = get_settings()
 

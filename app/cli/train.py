@@ -34,8 +34,9 @@ def _metric_cell(name: str, value: float | None) -> str:
 def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float,
           window_days: float) -> None:
     """Retrain in the foreground: load, evaluate vs Popular, gate, publish, record."""
-    from app.recsys.training import pipeline
     from app.recsys.progress import TqdmProgress
+    from app.recsys.training import pipeline
+    from app.storage.locks import retrain_lock
 
     settings = get_settings()
     settings = settings.with_overrides(train_backend=backend or settings.train_backend,
@@ -45,7 +46,7 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     progress = TqdmProgress()
-    with pipeline.retrain_lock(settings) as acquired:
+    with retrain_lock(settings) as acquired:
         if not acquired:
             raise click.ClickException("another retrain holds lock:retrain; try again when it has finished")
         try:
@@ -63,16 +64,13 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 def models(limit: int) -> None:
     """Recorded retrain runs (newest first) and the version being served."""
-    from app.recsys.training import pipeline, publish
-    from app.storage.clickhouse import client
+    from app.recsys.training import publish
+    from app.storage import model_runs
+    from app.storage.redis_client import connect
 
     settings = get_settings()
-    ch = client(settings)
-    try:
-        runs = pipeline.recorded_runs(ch, settings.clickhouse_database, limit)
-    finally:
-        ch.disconnect()
-    conn = publish.connect(settings)
+    runs = model_runs.recent(settings, limit)
+    conn = connect(settings)
     try:
         current = publish.current_version(conn)
         available = {v for v, _ in publish.published_versions(conn)}
@@ -95,8 +93,9 @@ def models(limit: int) -> None:
 def rollback(version: str) -> None:
     """Serve a previously published VERSION again (it must not have expired)."""
     from app.recsys.training import publish
+    from app.storage.redis_client import connect
 
-    conn = publish.connect(get_settings())
+    conn = connect(get_settings())
     try:
         publish.rollback(conn, version)
     except publish.PublishError as exc:

@@ -1,6 +1,6 @@
 """Redis key names and value codecs shared by the publisher, the stats agent and the web.
 
-Layout (DESIGN.md, "Storage contracts"):
+Layout (docs/design.md, "Storage contracts"):
 
     recs:current                 -> version string; switched only after a full publish
     recs:versions                -> sorted set of published versions, score = publish time

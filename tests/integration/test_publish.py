@@ -12,13 +12,14 @@ import redis
 from app.recsys.training import publish
 from app.settings import Settings
 from app.storage import redis_keys as keys
+from app.storage.redis_client import connect
 
 pytestmark = pytest.mark.redis_db(10)
 
 
 @pytest.fixture
 def conn(redis_settings: Settings) -> Iterator[redis.Redis]:
-    client = publish.connect(redis_settings)
+    client = connect(redis_settings)
     yield client
     client.close()
 

@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 import redis
 
-from app.recsys.training import pipeline, publish
-from app.recsys.models.foldin import unpack_factors
 from app.recsys.data.synthetic import PlantedTaste, seed
+from app.recsys.models.foldin import unpack_factors
+from app.recsys.training import pipeline, publish
 from app.settings import Settings
 from app.storage import redis_keys as keys
+from app.storage import model_runs
 from app.storage.clickhouse import client
+from app.storage.locks import retrain_lock
+from app.storage.redis_client import connect
 
 pytestmark = pytest.mark.redis_db(10)
 
@@ -30,17 +33,13 @@ def settings(clickhouse_settings: Settings, redis_settings: Settings, tmp_path: 
 
 @pytest.fixture
 def conn(settings: Settings) -> redis.Redis:
-    client_ = publish.connect(settings)
+    client_ = connect(settings)
     yield client_
     client_.close()
 
 
 def recorded(settings: Settings) -> dict[str, dict]:
-    ch = client(settings)
-    try:
-        return {run["version"]: run for run in pipeline.recorded_runs(ch, settings.clickhouse_database)}
-    finally:
-        ch.disconnect()
+    return {run["version"]: run for run in model_runs.recent(settings)}
 
 
 def test_retrain_publishes_an_als_model_that_beats_popular(settings: Settings, conn: redis.Redis) -> None:
@@ -49,7 +48,7 @@ def test_retrain_publishes_an_als_model_that_beats_popular(settings: Settings, c
     assert report.status == "published" and report.published, report.reason
     assert report.metrics["ndcg@10"] > report.baseline_metrics["ndcg@10"]
     assert (report.n_users, report.n_items, report.n_interactions) == (SPEC.users, SPEC.films, SPEC.events)
-    assert {"load", "matrix", "evaluate", "fit", "publish", "save"} <= set(report.timings)
+    assert {"load", "split", "evaluate", "fit", "save", "publish"} <= set(report.timings)
 
     version = report.version
     assert publish.current_version(conn) == version
@@ -98,7 +97,7 @@ def test_pointer_switch_is_atomic_for_a_concurrent_reader(settings: Settings, co
 
     def reader() -> None:
         rng = np.random.default_rng(0)
-        local = publish.connect(settings)
+        local = connect(settings)
         while not stop.is_set():
             version = publish.current_version(local)
             user = int(rng.integers(1, SPEC.users + 1))
@@ -130,7 +129,7 @@ def test_a_second_concurrent_retrain_is_refused_by_the_lock(settings: Settings, 
             release.wait(timeout=60)  # hold the first run inside the lock
 
     def first_run() -> None:
-        with pipeline.retrain_lock(settings) as acquired:
+        with retrain_lock(settings) as acquired:
             outcome["first_acquired"] = acquired
             outcome["report"] = pipeline.retrain(settings, progress=slow_progress)
 
@@ -138,7 +137,7 @@ def test_a_second_concurrent_retrain_is_refused_by_the_lock(settings: Settings, 
     thread.start()
     try:
         assert loading.wait(timeout=60), "the first retrain never started loading"
-        with pipeline.retrain_lock(settings) as second_acquired:
+        with retrain_lock(settings) as second_acquired:
             assert conn.exists(keys.RETRAIN_LOCK)
     finally:
         release.set()
@@ -146,7 +145,7 @@ def test_a_second_concurrent_retrain_is_refused_by_the_lock(settings: Settings, 
     assert outcome["first_acquired"] is True
     assert second_acquired is False
     assert outcome["report"].published
-    with pipeline.retrain_lock(settings) as acquired_after:
+    with retrain_lock(settings) as acquired_after:
         assert acquired_after, "the lock must be released when a run ends"
 
 
@@ -210,10 +209,10 @@ def test_a_publish_failing_before_the_switch_leaves_no_keys_behind(
 
 
 def test_a_lock_that_timed_out_during_a_run_is_left_to_its_new_owner(settings: Settings, conn: redis.Redis) -> None:
-    with pipeline.retrain_lock(settings) as first:
+    with retrain_lock(settings) as first:
         assert first
         conn.delete(keys.RETRAIN_LOCK)  # what the timeout does to an overlong run
-        with pipeline.retrain_lock(settings) as second:
+        with retrain_lock(settings) as second:
             assert second
             token = conn.get(keys.RETRAIN_LOCK)
         conn.set(keys.RETRAIN_LOCK, token)  # the second run still holds it when the first ends

@@ -24,6 +24,7 @@ from app.storage import redis_keys as keys
 from app.storage.clickhouse import client
 from app.storage.films import write_films
 from app.storage.interactions import insert_events
+from app.storage.redis_client import connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(10)]
 
@@ -62,7 +63,7 @@ def test_retrain_on_simulated_traffic_publishes_als_that_beats_popular(
     als, popular = report.metrics["ndcg@10"], report.baseline_metrics["ndcg@10"]
     assert als >= (1 + MIN_LIFT) * popular, f"ALS {als:.4f} vs Popular {popular:.4f}"
 
-    conn = publish.connect(settings)
+    conn = connect(settings)
     try:
         version = publish.current_version(conn)
         popular_top, _ = keys.decode_ranked(conn.get(keys.popular(version)))

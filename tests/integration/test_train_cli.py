@@ -9,6 +9,8 @@ from click.testing import CliRunner
 from app.cli import main
 from app.recsys.training import pipeline, publish
 from app.settings import Settings
+from app.storage.locks import retrain_lock
+from app.storage.redis_client import connect
 
 pytestmark = pytest.mark.redis_db(10)
 
@@ -19,7 +21,7 @@ def settings(seeded_process_settings: Settings) -> Settings:
 
 
 def _current(settings: Settings) -> str | None:
-    conn = publish.connect(settings)
+    conn = connect(settings)
     try:
         return publish.current_version(conn)
     finally:
@@ -59,7 +61,7 @@ def test_rollback_command(settings: Settings) -> None:
 
 
 def test_train_refuses_while_another_run_holds_the_lock(settings: Settings) -> None:
-    with pipeline.retrain_lock(settings) as held:
+    with retrain_lock(settings) as held:
         assert held
         result = CliRunner().invoke(main, ["train"])
     assert result.exit_code != 0

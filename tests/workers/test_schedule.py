@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 from celery.schedules import schedule
 
-from app.recsys.training.pipeline import RETRAIN_LOCK_TIMEOUT_S
 from app.settings import Settings
+from app.storage.locks import RETRAIN_LOCK_TIMEOUT_S
 from workers.celery_app import app
 
 

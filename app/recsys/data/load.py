@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from clickhouse_driver import Client
-
 from app.recsys.data.dataset import Interactions
 from app.recsys.progress import Progress, no_progress
 from app.schema import EVENT_TYPES, FILM_EVENT_TYPES
@@ -142,13 +140,28 @@ def _column(values: np.ndarray, dtype: type, keep: np.ndarray | None) -> np.ndar
     return arr.astype(dtype, copy=False)
 
 
-def load_films(conn: Client, database: str) -> Films:
+def load_films(settings: Settings) -> Films:
     """Latest title of every catalog film (films is a ReplacingMergeTree on updated_at)."""
-    rows = conn.execute(
-        f"SELECT film_id, argMax(title, updated_at) FROM {database}.films GROUP BY film_id ORDER BY film_id",
-        columnar=True,
-    )
+    conn = client(settings)
+    try:
+        rows = conn.execute(
+            f"SELECT film_id, argMax(title, updated_at) FROM {settings.clickhouse_database}.films "
+            "GROUP BY film_id ORDER BY film_id",
+            columnar=True,
+        )
+    finally:
+        conn.disconnect()
     if not rows:
         return Films(np.empty(0, dtype=np.int64), [])
     film_ids, titles = rows
     return Films(np.asarray(film_ids, dtype=np.int64), list(titles))
+
+
+def newest_event_ts(settings: Settings) -> float | None:
+    """Epoch seconds of the newest stored event; None when there is none."""
+    conn = client(settings)
+    try:
+        (newest,), = conn.execute(f"SELECT toUInt32(max(ts)) FROM {settings.clickhouse_database}.interactions")
+    finally:
+        conn.disconnect()
+    return float(newest) if newest else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from app.recsys.data.idmap import IdMap
 from app.recsys.models.topn import top_n
 
 
+@runtime_checkable
 class FactorModel(Protocol):
     """What `pack_factors` needs from a trained model (ALSRecommender has it)."""
 

@@ -16,7 +16,9 @@ import secrets
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
@@ -24,8 +26,12 @@ import numpy as np
 import redis
 from redis.client import Pipeline
 
+from app.recsys.data.dataset import Dataset
+from app.recsys.data.idmap import IdMap
+from app.recsys.models.base import Recommender
+from app.recsys.models.foldin import FactorModel, pack_factors
+from app.recsys.models.popularity import PopularRecommender, TrendingRecommender
 from app.recsys.progress import Progress, no_progress
-from app.settings import Settings
 from app.storage import redis_keys as keys
 
 log = logging.getLogger(__name__)
@@ -44,17 +50,18 @@ return 0
 """
 
 
+@dataclass(frozen=True)
+class ListSizes:
+    """How long the published lists are, and how many owners are ranked per block."""
+
+    recs: int = 100
+    similar: int = 20
+    popular: int = 100
+    batch: int = 5_000
+
+
 class PublishError(RuntimeError):
     """A version cannot be made current (unknown or already expired)."""
-
-
-def connect(settings: Settings) -> redis.Redis:
-    """A blocking Redis client with timeouts (the publisher is batch code, not asyncio)."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=max(settings.network_timeout_s, 30.0),  # a 5,000-key MSET is one big reply wait
-        socket_connect_timeout=settings.network_timeout_s,
-    )
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -205,6 +212,75 @@ def activate(conn: redis.Redis, version: str, meta: Mapping[str, object]) -> Non
         expire_old_versions(conn)
     except redis.RedisError:  # housekeeping only: the switch is done, the next publish retries it
         log.exception("could not age old versions after publishing %s", version)
+
+
+def publish_version(
+    conn: redis.Redis,
+    version: str,
+    dataset: Dataset,
+    model: Recommender,
+    popular: PopularRecommender,
+    titles: Mapping[int, str],
+    meta: Mapping[str, object],
+    sizes: ListSizes,
+    progress: Progress = no_progress,
+) -> dict[str, float]:
+    """Every key of a version from a model fitted on `dataset`, then the meta + pointer switch last.
+
+    Per user the top `sizes.recs` (seen films left out), per film the top
+    `sizes.similar` similar films, the popular list, the fold-in factors (when
+    the model has item factors) and the titles. A failure before the switch
+    deletes what was written (nothing would read or expire it). Returns the
+    seconds spent in Redis writes of the user and similar lists, apart from
+    the model's top-n (computed for the next block while one is written).
+    """
+    n_users, n_items = len(dataset.users), len(dataset.items)
+
+    def user_blocks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for start in range(0, n_users, sizes.batch):
+            idx = np.arange(start, min(start + sizes.batch, n_users))
+            ids, scores = model.recommend(idx, sizes.recs, seen=dataset.matrix)
+            yield dataset.users.to_external(idx), dataset.items.to_external(ids), scores
+
+    def similar_blocks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for start in range(0, n_items, sizes.batch):
+            idx = np.arange(start, min(start + sizes.batch, n_items))
+            ids, scores = model.similar_items(idx, sizes.similar)
+            yield dataset.items.to_external(idx), dataset.items.to_external(ids), scores
+
+    timings: dict[str, float] = {}
+    try:
+        _, timings["publish_users_write"] = write_ranked_batches(
+            conn, partial(keys.user_recs, version), prefetched(user_blocks()), n_users, "publish users", progress)
+        _, timings["publish_similar_write"] = write_ranked_batches(
+            conn, partial(keys.similar, version), prefetched(similar_blocks()), n_items, "publish similar", progress)
+        conn.set(keys.popular(version), encode_top(popular, dataset.items, sizes.popular))
+        if isinstance(model, FactorModel):
+            conn.set(keys.factors(version), pack_factors(model))
+        write_titles(conn, titles)
+        activate(conn, version, meta)
+    except Exception:
+        _discard_partial(conn, version)
+        raise
+    return timings
+
+
+def encode_top(model: PopularRecommender | TrendingRecommender, items: IdMap, n: int) -> bytes:
+    """The model's top-n for anybody, as a ranked list of film ids."""
+    ids, scores = model.top(n)
+    keep = ids >= 0
+    return keys.encode_ranked(items.to_external(ids[keep]).tolist(), scores[keep].tolist())
+
+
+def _discard_partial(conn: redis.Redis, version: str) -> None:
+    """Keys of a publish that failed before the switch: nothing reads or expires them, so delete them."""
+    try:
+        deleted = discard(conn, version)
+        log.warning("[%s] publish failed: deleted its %d keys; the served version is unchanged", version, deleted)
+    except PublishError:
+        log.warning("[%s] publish failed after the switch: the version stays served", version)
+    except Exception:  # Redis may be what failed; the publish error matters more
+        log.exception("[%s] publish failed and its keys could not be deleted", version)
 
 
 def _each_key(conn: redis.Redis, version: str, command: Callable[[Pipeline, bytes], object]) -> int:

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from app.recsys.models.als import ALSRecommender
 from app.recsys.data.dataset import build_dataset
-from app.recsys.evaluation.evaluate import evaluate, per_user_last_fraction, time_holdout
+from app.recsys.evaluation.evaluate import evaluate
+from app.recsys.evaluation.splits import per_user_last_fraction, time_holdout
+from app.recsys.models.als import ALSRecommender
 from app.recsys.models.popularity import PopularRecommender
 
 
