@@ -208,12 +208,31 @@ def test_a_publish_failing_before_the_switch_leaves_no_keys_behind(
     assert recorded(settings)["20260101T000000Z-0ff0ff"]["status"] == "failed"
 
 
-def test_a_lock_that_timed_out_during_a_run_is_left_to_its_new_owner(settings: Settings, conn: redis.Redis) -> None:
-    with retrain_lock(settings) as first:
-        assert first
-        conn.delete(keys.RETRAIN_LOCK)  # what the timeout does to an overlong run
-        with retrain_lock(settings) as second:
-            assert second
-            token = conn.get(keys.RETRAIN_LOCK)
-        conn.set(keys.RETRAIN_LOCK, token)  # the second run still holds it when the first ends
-    assert conn.get(keys.RETRAIN_LOCK) == token
+def test_an_overlapping_run_never_prunes_the_folder_of_a_run_in_progress(settings: Settings,
+                                                                         conn: redis.Redis) -> None:
+    """Two runs at once (the first lost its lock, e.g. Redis was unreachable for a whole TTL)."""
+    first = "20260101T000000Z-f1f1f1"
+    publishing, resume = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def pause_while_publishing(stage: str, done: int, total: int | None) -> None:
+        if stage == "publish users" and not publishing.is_set():
+            publishing.set()
+            resume.wait(timeout=120)  # saved, not published yet: the folder is in nobody's registry
+
+    def first_run() -> None:
+        outcome["report"] = pipeline.retrain(settings, progress=pause_while_publishing, version=first)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert publishing.wait(timeout=120), "the first run never reached its publish"
+        second = pipeline.retrain(settings, pipeline.RetrainConfig(force=True))
+        assert second.published  # and it pruned after publishing
+        assert (settings.model_dir / first / "meta.json").is_file(), "the second run deleted the first's model"
+    finally:
+        resume.set()
+        thread.join(timeout=120)
+    assert outcome["report"].published
+    assert publish.current_version(conn) == first
+    assert sorted(p.name for p in settings.model_dir.iterdir()) == sorted([first, second.version])

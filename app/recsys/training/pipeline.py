@@ -3,7 +3,8 @@
 Plain Python (no Celery): the Celery task, `cinerec train` and the benchmarks
 all call `retrain`. Storage is reached only through its adapters (the run
 record: app.storage.model_runs; Redis: `publish`); the retrain lock is the
-caller's (app.storage.locks), taken around the whole run. A rejected or
+caller's (app.storage.locks), taken around the whole run. The run writes its
+model into its own folder, claimed for its whole life (`artifacts`). A rejected or
 failed run leaves `recs:current` alone and is still recorded, with the
 reason, so operators can see why nothing changed.
 """
@@ -24,7 +25,7 @@ from app.recsys.evaluation.splits import holdout_start, sample_users, time_holdo
 from app.recsys.models.als import ALSRecommender
 from app.recsys.models.popularity import PopularRecommender
 from app.recsys.progress import Progress, no_progress
-from app.recsys.training import publish
+from app.recsys.training import artifacts, publish
 from app.recsys.training.fitters import FitALS, als_fitter
 from app.recsys.training.run import RetrainConfig, RunReport
 from app.settings import Settings
@@ -58,7 +59,8 @@ def retrain(
     try:
         # implicit runs its own threads; BLAS threads underneath only oversubscribe
         # the cores (implicit warns about it): top-n is ~2x faster with BLAS at 1.
-        with threadpool_limits(1, "blas"), als_fitter(settings, config.als, config.warm_start_iterations) as fit_als:
+        with (artifacts.claim(settings.model_dir / report.version), threadpool_limits(1, "blas"),
+              als_fitter(settings, config.als, config.warm_start_iterations) as fit_als):
             _run(settings, config, progress, report, conn, fit_als)
     except Exception as exc:
         report.fail(exc)
@@ -123,8 +125,8 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
         report.timings.update(publish.publish_version(
             conn, report.version, split.full, model, popular, films.as_mapping(), _meta(report), sizes, progress))
     report.status, report.published = "published", True
-    try:  # housekeeping: artifacts of versions Redis no longer keeps; the next run retries
-        publish.prune_model_dirs(conn, settings.model_dir)
+    try:  # housekeeping: artifacts of finished versions Redis no longer keeps; the next run retries
+        artifacts.prune_model_dirs(conn, settings.model_dir)
     except (OSError, redis.RedisError):
         log.exception("[%s] could not prune old model folders in %s", report.version, settings.model_dir)
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
@@ -325,31 +322,6 @@ def expire_old_versions(
             log.info("version %s: %d keys expire in %ds", version, n, ttl_s)
             expired.append(version)
     return expired
-
-
-_VERSION_NAME = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")  # what new_version makes
-
-
-def prune_model_dirs(conn: redis.Redis, model_dir: Path) -> list[str]:
-    """Delete `model_dir/<version>` folders of versions Redis no longer keeps; returns their names.
-
-    Kept: every version still in `recs:versions` (rollback targets, as
-    `expire_old_versions` leaves them) and the current one, so the artifacts
-    age in step with the served keys. Folders not named like a version are
-    never touched. Run it after `activate`, under the retrain lock: the folder
-    of a run still publishing is not registered yet.
-    """
-    if not model_dir.is_dir():
-        return []
-    kept = {version for version, _ in published_versions(conn)} | {current_version(conn)}
-    removed = []
-    for path in sorted(model_dir.iterdir()):
-        if path.is_dir() and _VERSION_NAME.fullmatch(path.name) and path.name not in kept:
-            shutil.rmtree(path)
-            removed.append(path.name)
-    if removed:
-        log.info("removed %d model folders no longer published: %s", len(removed), ", ".join(removed))
-    return removed
 
 
 def published_versions(conn: redis.Redis) -> list[tuple[str, float]]:
