@@ -198,22 +198,24 @@ class Dataset:
     """The training matrix with its id maps.
 
     `matrix` is users x items, float32, the summed event weights of each pair.
-    `last_ts` is aligned with `matrix.data` (CSR order): epoch seconds of the
-    latest event of each stored pair; Popular/Trending use it with `now` (the
-    latest event time) so they need no second matrix.
+    `first_ts` and `last_ts` are aligned with `matrix.data` (CSR order): epoch
+    seconds of the first and the latest event of each stored pair.
+    Popular/Trending use `last_ts` with `now` (the latest event time), the
+    gate's holdout `first_ts`, so neither needs a second matrix.
     """
 
     users: IdMap
     items: IdMap
     matrix: sp.csr_matrix
+    first_ts: np.ndarray
     last_ts: np.ndarray
     now: float
 
     def __post_init__(self) -> None:
         if self.matrix.shape != (len(self.users), len(self.items)):
             raise ValueError(f"matrix shape {self.matrix.shape} != ({len(self.users)}, {len(self.items)})")
-        if self.last_ts.shape != self.matrix.data.shape:
-            raise ValueError("last_ts must be aligned with matrix.data")
+        if self.first_ts.shape != self.matrix.data.shape or self.last_ts.shape != self.matrix.data.shape:
+            raise ValueError("first_ts and last_ts must be aligned with matrix.data")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -254,11 +256,14 @@ def build_dataset(
     starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, dtype=np.int64)
     uniq = pair[starts]
     data = np.add.reduceat(w[order].astype(np.float64), starts).astype(np.float32)
-    last_ts = np.maximum.reduceat(ts[order], starts).astype(np.float64)
+    ts = ts[order]
+    first_ts = np.minimum.reduceat(ts, starts).astype(np.float64)
+    last_ts = np.maximum.reduceat(ts, starts).astype(np.float64)
     pair_rows = uniq // max(n_items, 1)
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(pair_rows, minlength=n_users), out=indptr[1:])
     matrix = sp.csr_matrix(
         (data, (uniq % max(n_items, 1)).astype(np.int32), indptr.astype(np.int32)), shape=(n_users, n_items)
     )
-    return Dataset(users=users, items=items, matrix=matrix, last_ts=last_ts, now=interactions.max_ts)
+    return Dataset(users=users, items=items, matrix=matrix, first_ts=first_ts, last_ts=last_ts,
+                   now=interactions.max_ts)

@@ -159,24 +159,44 @@ def hit_matrix(recommended: np.ndarray, relevant: Sequence[np.ndarray]) -> tuple
     return (recommended >= 0) & (keys[pos] == rec_keys), n_relevant
 
 
-def compute_metrics(
+def ranking_values(
     recommended: np.ndarray, relevant: Sequence[np.ndarray], metrics: Sequence[Metric]
-) -> dict[str, float]:
-    """Every metric in `metrics` over users with at least one relevant item (others skipped)."""
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(users kept, per-user value of each ranking metric over the kept users).
+
+    Kept: users with at least one relevant item (the others are skipped, as
+    no ranking can score there). Ids may be indices or external ids, as long
+    as both sides use the same; -1 is padding.
+    """
     recommended = np.asarray(recommended, dtype=np.int64).reshape(len(relevant), -1)
     ordered = np.sort(recommended, axis=1)
     if ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any():
         raise ValueError("a recommendation row repeats an item: hits would be counted twice")
     hits, n_relevant = hit_matrix(recommended, relevant)
     keep = n_relevant > 0
-    recommended, hits, n_relevant = recommended[keep], hits[keep], n_relevant[keep]
+    values = {m.key: m.per_user(hits[keep], n_relevant[keep]) for m in metrics if isinstance(m, RankingMetric)}
+    return keep, values
+
+
+def compute_metrics(
+    recommended: np.ndarray, relevant: Sequence[np.ndarray], metrics: Sequence[Metric]
+) -> dict[str, float]:
+    """Every metric in `metrics` over users with at least one relevant item (others skipped)."""
+    recommended = np.asarray(recommended, dtype=np.int64).reshape(len(relevant), -1)
+    keep, per_user = ranking_values(recommended, relevant, metrics)
+    return summarise(per_user, recommended[keep], metrics, int(keep.sum()))
+
+
+def summarise(per_user: dict[str, np.ndarray], recommended: np.ndarray, metrics: Sequence[Metric],
+              users: int) -> dict[str, float]:
+    """Ranking metrics averaged over users, catalog metrics over `recommended` (item indices), and `users`."""
     out: dict[str, float] = {}
     for metric in metrics:
         if isinstance(metric, RankingMetric):
-            out[metric.key] = float(metric.per_user(hits, n_relevant).mean()) if keep.any() else 0.0
+            out[metric.key] = float(per_user[metric.key].mean()) if users else 0.0
         elif isinstance(metric, CatalogMetric):
             out[metric.key] = metric.value(recommended)
         else:
             raise TypeError(f"not a ranking or catalog metric: {metric!r}")
-    out["users"] = float(keep.sum())
+    out["users"] = float(users)
     return out

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from app.recsys.data.dataset import Interactions, build_dataset
-from app.recsys.evaluation.evaluate import evaluate, relevant_items
+from app.recsys.evaluation.evaluate import Holdout, evaluate, evaluate_on, relevant_items
 from app.recsys.models.popularity import PopularRecommender
 
 
@@ -36,3 +36,26 @@ def test_evaluate_popular_hand_computed():
     # novelty: shares over 4 users: 10 -> 3/4, 20 -> 2/4, 30 -> 1/4; recommended 20, 30, 10, 20
     expected = np.mean(-np.log2([2 / 4, 1 / 4, 3 / 4, 2 / 4]))
     assert out["novelty@2"] == pytest.approx(expected)
+
+
+def test_per_user_ndcg_on_a_holdout_in_external_ids():
+    train = build_dataset(events([1, 2, 3, 1, 2, 4], [10, 10, 10, 20, 20, 30], [1.0] * 6))
+    test = events([3, 4, 1], [30, 10, 77], [2.0] * 3)  # user 1: only a film training never saw
+    holdout = Holdout.from_split(train, test)
+    assert holdout.users.tolist() == [3, 4] and [r.tolist() for r in holdout.relevant] == [[30], [10]]
+    out = evaluate_on(PopularRecommender().fit(train), train, holdout, k=2)
+    # user 3 (seen 10): [20, 30], the hit at rank 2 -> 1 / log2(3); user 4 (seen 30): [10, 20] -> 1
+    np.testing.assert_allclose(out.ndcg, [1 / np.log2(3), 1.0])
+    assert out.metrics["ndcg@2"] == pytest.approx(out.ndcg.mean()) and out.metrics["users"] == 2
+
+    # a model whose matrix lacks user 4 is scored on the same users: nothing for user 4
+    without_4 = build_dataset(events([1, 2, 3, 1, 2], [10, 10, 10, 20, 20], [1.0] * 5))
+    other = evaluate_on(PopularRecommender().fit(without_4), without_4, holdout, k=2)
+    np.testing.assert_allclose(other.ndcg, [0.0, 0.0])  # user 3: [20] only (30 unknown to it), no hit
+
+
+def test_huge_external_ids_do_not_overflow_the_hit_test():
+    big = 2**62
+    train = build_dataset(events([1, 2, 2], [big + 1, big + 1, big + 2], [1.0, 1.0, 1.0]))
+    holdout = Holdout.from_split(train, events([1], [big + 2], [2.0]))
+    np.testing.assert_allclose(evaluate_on(PopularRecommender().fit(train), train, holdout, k=1).ndcg, [1.0])
