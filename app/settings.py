@@ -37,6 +37,8 @@ DEFAULTS: dict[str, str] = {
     "SPARK_MASTER": "local[*]",
     "FAUST_STORE": "memory://",
     "STATS_ENABLED": "1",
+    "GATE_MIN_USERS": "500",
+    "GATE_MAX_HOLDOUT_SHARE": "0.2",
 }
 
 
@@ -63,6 +65,13 @@ def _float(env: Mapping[str, str], name: str) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _share(env: Mapping[str, str], name: str) -> float:
+    value = _float(env, name)
+    if value >= 1:
+        raise SettingsError(f"{name} must be < 1, got {value}")
     return value
 
 
@@ -120,6 +129,10 @@ class Settings:
     faust_store: str
     # Off: the worker runs only the loader (bench/ingest.py --loader-only).
     stats_enabled: bool
+    # The retrain gate's holdout grows back from the newest event until it holds this many
+    # evaluable users, or this share of the window's events, whichever comes first (docs/retrain.md).
+    gate_min_users: int
+    gate_max_holdout_share: float
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -162,6 +175,8 @@ class Settings:
             spark_master=env.get("SPARK_MASTER", DEFAULTS["SPARK_MASTER"]),
             faust_store=env.get("FAUST_STORE", DEFAULTS["FAUST_STORE"]),
             stats_enabled=_bool(env, "STATS_ENABLED"),
+            gate_min_users=_int(env, "GATE_MIN_USERS", minimum=1),
+            gate_max_holdout_share=_share(env, "GATE_MAX_HOLDOUT_SHARE"),
             external=external,
         )
 

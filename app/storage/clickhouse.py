@@ -14,6 +14,7 @@ from typing import Iterable
 from urllib.parse import unquote, urlsplit
 
 from clickhouse_driver import Client
+from clickhouse_driver.errors import ServerException
 
 from app.settings import Settings
 
@@ -150,8 +151,37 @@ def migrations(database: str) -> list[str]:
     ]
 
 
+COLUMN_EXISTS = 44  # ClickHouse's ILLEGAL_COLUMN, what ADD COLUMN of an existing name raises
+
+# Columns added to a table after it was first created, in order: (table, column, type).
+# 18.16 has no `ADD COLUMN IF NOT EXISTS`, so `migrate` adds the ones system.columns lacks.
+ADDED_COLUMNS: list[tuple[str, str, str]] = [
+    # the retrain gate's evidence (docs/retrain.md, "The gate"); NULL: no such comparison in that run
+    ("model_runs", "verdict", "String"),
+    ("model_runs", "served_version", "String"),
+    ("model_runs", "holdout_rule", "String"),
+    ("model_runs", "holdout_start", "DateTime"),
+    ("model_runs", "holdout_users", "UInt64"),
+    ("model_runs", "holdout_share", "Float64"),
+    ("model_runs", "vs_popular_mean", "Nullable(Float64)"),
+    ("model_runs", "vs_popular_low", "Nullable(Float64)"),
+    ("model_runs", "vs_popular_high", "Nullable(Float64)"),
+    ("model_runs", "vs_served_mean", "Nullable(Float64)"),
+    ("model_runs", "vs_served_low", "Nullable(Float64)"),
+    ("model_runs", "vs_served_high", "Nullable(Float64)"),
+]
+
+
+def column_additions(conn: Client, database: str) -> list[str]:
+    """`ALTER TABLE ... ADD COLUMN` for every column of ADDED_COLUMNS its table lacks, in order."""
+    existing = set(conn.execute(
+        "SELECT table, name FROM system.columns WHERE database = %(database)s", {"database": database}))
+    return [f"ALTER TABLE {database}.{table} ADD COLUMN {column} {kind}"
+            for table, column, kind in ADDED_COLUMNS if (table, column) not in existing]
+
+
 def migrate(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
-    """Create the database and tables if missing; returns the statements run."""
+    """Create the database and tables if missing, add missing columns; returns the statements run."""
     database = settings.clickhouse_database
     conn = client(settings, database="default")
     try:
@@ -159,6 +189,13 @@ def migrate(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
         for statement in [*migrations(database), *extra]:
             conn.execute(statement)
             ran.append(" ".join(statement.split())[:80])
+        for statement in column_additions(conn, database):
+            try:
+                conn.execute(statement)
+            except ServerException as exc:
+                if exc.code != COLUMN_EXISTS:  # another migrate added it meanwhile: done either way
+                    raise
+            ran.append(statement)
         log.info("clickhouse schema of %s is up to date (%d statements)", database, len(ran))
         return ran
     finally:

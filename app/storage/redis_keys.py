@@ -8,6 +8,10 @@ Layout (docs/design.md, "Storage contracts"):
     recs:{v}:user:{user_id}      -> ranked list (codec below), top-N per user
     recs:{v}:similar:{film_id}   -> ranked list, similar films
     recs:{v}:popular             -> ranked list, the Popular baseline of that run
+    recs:popular                 -> ranked list, Popular of the latest run whatever its gate said
+                                    (readers fall back to it: never an empty list while there is data)
+    recs:trending                -> ranked list, Trending (time-decayed) of the latest run: the
+                                    fallback while `live:trending` is empty
     recs:{v}:factors             -> npz bytes: item ids + item factors + regularization (fold-in)
     films:title                  -> hash film_id -> title
     live:recent:{user_id}        -> list of film ids the user watched recently (newest first)
@@ -30,6 +34,8 @@ CURRENT = "recs:current"
 VERSIONS = "recs:versions"
 FILM_TITLES = "films:title"
 TRENDING = "live:trending"
+POPULAR_LATEST = "recs:popular"
+TRENDING_LATEST = "recs:trending"
 TRENDING_PARTS = "live:trending:parts"
 RETRAIN_LOCK = "lock:retrain"
 RECENT_MAX = 50

@@ -1,15 +1,19 @@
-"""The retrain pipeline end to end against real ClickHouse and Redis (app/recsys/training/pipeline.py)."""
+"""The retrain pipeline end to end against real ClickHouse and Redis (app/recsys/training/pipeline.py),
+and what the web serves after it."""
 from __future__ import annotations
 
 import json
 import threading
 from pathlib import Path
+from typing import AsyncIterator
 
 import numpy as np
 import pytest
 import redis
+from aiohttp.test_utils import TestClient
 
 from app.recsys.data.synthetic import PlantedTaste, seed
+from app.recsys.evaluation.gate import GatePolicy
 from app.recsys.models.foldin import unpack_factors
 from app.recsys.training import pipeline, publish
 from app.settings import Settings
@@ -18,6 +22,7 @@ from app.storage import model_runs
 from app.storage.clickhouse import client
 from app.storage.locks import retrain_lock
 from app.storage.redis_client import connect
+from tests.integration.web_support import running_client
 
 pytestmark = pytest.mark.redis_db(10)
 
@@ -68,6 +73,38 @@ def test_retrain_publishes_an_als_model_that_beats_popular(settings: Settings, c
     assert (run["status"], run["published"], run["n_users"]) == ("published", 1, SPEC.users)
     assert json.loads(run["metrics"])["ndcg@10"] == pytest.approx(report.metrics["ndcg@10"])
     assert json.loads(run["baseline_metrics"])["ndcg@10"] == pytest.approx(report.baseline_metrics["ndcg@10"])
+
+
+def test_the_gate_records_its_interval_and_the_lists_are_published(settings: Settings, conn: redis.Redis) -> None:
+    report = pipeline.retrain(settings)
+    diff = report.vs_popular
+    assert (report.verdict, report.published) == ("pass", True)
+    assert 0 < diff.low <= diff.mean <= diff.high, diff  # planted taste: ALS clearly beats Popular
+    assert diff.mean == pytest.approx(report.metrics["ndcg@10"] - report.baseline_metrics["ndcg@10"])
+    assert diff.users == report.metrics["users"] and report.vs_served is None
+    # 300 users, fewer than GATE_MIN_USERS (500): the holdout grew until it held 20% of the events
+    assert (report.holdout.rule, report.holdout.share >= 0.2) == ("max_share", True)
+    run = recorded(settings)[report.version]
+    assert (run["verdict"], run["holdout_rule"], run["holdout_users"]) == ("pass", "max_share", report.holdout.users)
+    assert (run["vs_popular_mean"], run["vs_popular_low"], run["vs_popular_high"]) == pytest.approx(
+        (diff.mean, diff.low, diff.high))
+    assert (run["vs_served_mean"], run["served_version"]) == (None, "")
+    assert len(keys.decode_ranked(conn.get(keys.POPULAR_LATEST))[0]) == 100
+    assert len(keys.decode_ranked(conn.get(keys.TRENDING_LATEST))[0]) == 100
+
+    # the next run meets a served model: its recorded spec is refitted on the same holdout
+    weaker = pipeline.retrain(settings, pipeline.RetrainConfig(als={"factors": 2, "iterations": 1}))
+    vs_served = weaker.vs_served
+    assert vs_served is not None and vs_served.users == weaker.vs_popular.users
+    assert vs_served.low <= vs_served.mean <= vs_served.high and vs_served.mean < 0  # 2 factors fit worse
+    run = recorded(settings)[weaker.version]
+    assert (run["served_version"], run["vs_served_low"]) == (report.version, pytest.approx(vs_served.low))
+
+
+def test_the_holdout_grows_until_it_holds_the_minimum_users(settings: Settings) -> None:
+    report = pipeline.retrain(settings.with_overrides(gate_min_users=50))
+    assert (report.holdout.rule, report.holdout.users >= 50, report.holdout.share < 0.2) == ("min_users", True, True)
+    assert report.metrics["users"] <= report.holdout.users  # films new to the catalog cannot be evaluated
 
 
 def test_a_published_run_prunes_model_folders_redis_no_longer_keeps(settings: Settings) -> None:
@@ -151,16 +188,16 @@ def test_a_second_concurrent_retrain_is_refused_by_the_lock(settings: Settings, 
 
 def test_a_rejected_model_keeps_the_served_version(settings: Settings, conn: redis.Redis) -> None:
     served = pipeline.retrain(settings).version
-    rejected = pipeline.retrain(settings, pipeline.RetrainConfig(min_lift=1000.0))
+    rejected = pipeline.retrain(settings, pipeline.RetrainConfig(gate=GatePolicy(min_lift=1000.0)))
 
-    assert (rejected.status, rejected.published) == ("rejected", False)
-    assert "does not beat Popular" in rejected.reason
+    assert (rejected.status, rejected.published, rejected.verdict) == ("rejected", False, "fail")
+    assert "ALS vs Popular + 100000%" in rejected.reason and rejected.reason.endswith(": worse")
     assert publish.current_version(conn) == served
     assert not list(conn.scan_iter(match=keys.version_pattern(rejected.version)))
     assert not (settings.model_dir / rejected.version).exists()
     run = recorded(settings)[rejected.version]
-    assert (run["status"], run["published"]) == ("rejected", 0)
-    assert "does not beat Popular" in run["reason"]
+    assert (run["status"], run["published"], run["verdict"]) == ("rejected", 0, "fail")
+    assert run["reason"] == rejected.reason
 
 
 def test_a_failing_run_is_recorded_and_keeps_the_served_version(settings: Settings, conn: redis.Redis) -> None:
@@ -188,7 +225,7 @@ def test_history_shorter_than_the_holdout_is_rejected(clickhouse_settings: Setti
     settings = clickhouse_settings.with_overrides(redis_url=redis_settings.redis_url, model_dir=tmp_path)
     report = pipeline.retrain(settings, pipeline.RetrainConfig(holdout_days=7, force=True))
     assert (report.status, report.published) == ("rejected", False)
-    assert "no events before the 7-day holdout" in report.reason
+    assert "no events before the holdout" in report.reason
     assert recorded(settings)[report.version]["status"] == "rejected"
 
 
@@ -236,3 +273,46 @@ def test_an_overlapping_run_never_prunes_the_folder_of_a_run_in_progress(setting
     assert outcome["report"].published
     assert publish.current_version(conn) == first
     assert sorted(p.name for p in settings.model_dir.iterdir()) == sorted([first, second.version])
+
+
+@pytest.fixture
+async def rejected_first_run(settings: Settings) -> AsyncIterator[TestClient]:
+    """From an empty Redis, a first run whose model the gate rejects; then the web app starts."""
+    conn = connect(settings)
+    try:
+        assert conn.dbsize() == 0
+        report = pipeline.retrain(settings, pipeline.RetrainConfig(gate=GatePolicy(min_lift=1000.0)))
+        assert (report.status, report.verdict) == ("rejected", "fail"), report.reason
+        assert publish.current_version(conn) is None
+        assert not conn.exists(keys.TRENDING)  # no stats agent ran: the live trending list is empty too
+    finally:
+        conn.close()
+    async for web in running_client(settings):
+        yield web
+
+
+def stored_users(settings: Settings) -> list[int]:
+    conn = client(settings)
+    try:
+        return [user for user, in conn.execute(
+            f"SELECT DISTINCT user_id FROM {settings.clickhouse_database}.interactions ORDER BY user_id")]
+    finally:
+        conn.disconnect()
+
+
+async def test_no_user_gets_an_empty_list_after_a_rejected_first_run(rejected_first_run: TestClient,
+                                                                     settings: Settings) -> None:
+    users = stored_users(settings)
+    assert len(users) == SPEC.users
+    for user in [*users, max(users) + 1]:  # every stored user, and one the store has never seen
+        response = await rejected_first_run.get(f"/v1/users/{user}/recommendations?limit=10")
+        body = await response.json()
+        assert response.status == 200, body
+        assert len(body["items"]) == 10, (user, body)
+        assert body["source"] in ("trending", "popular") and body["model_version"] is None
+
+    for source in ("popular", "trending"):
+        response = await rejected_first_run.get(f"/v1/films/{source}?limit=20")
+        body = await response.json()
+        assert response.status == 200 and len(body["items"]) == 20, body
+        assert all(item["title"] == f"Film {item['film_id']}" for item in body["items"])

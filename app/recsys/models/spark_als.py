@@ -121,20 +121,23 @@ class SparkALSTrainer:
             self._spark = spark_session(self.settings.spark_master, self.settings.local_dir / "spark-checkpoints")
         return self._spark
 
-    def fit(self, users: IdMap, items: IdMap, since: float | None, until: float | None) -> ALSRecommender:
+    def fit(self, users: IdMap, items: IdMap, since: float | None, until: float | None,
+            template: ALSRecommender | None = None, weights: EventWeights | None = None) -> ALSRecommender:
         """ALS on the film events of `[since, until)`; factors placed at `users`/`items` indices.
 
-        Ids the window has but the maps lack are dropped; ids of the maps with
-        no row in Spark's output keep zero factors (both mean the caller built
-        its maps from other data than the window).
+        `template` and `weights` (default: the trainer's) give the ALS params and
+        the event weighting of this fit. Ids the window has but the maps lack are
+        dropped; ids of the maps with no row in Spark's output keep zero factors
+        (both mean the caller built its maps from other data than the window).
         """
+        template, weights = template or self.template, weights or self.weights
         from pyspark.ml.recommendation import ALS
 
         spark = self.session()
         started = time.perf_counter()
         slices = self.slices or 2 * spark.sparkContext.defaultParallelism
         self._check_ids()
-        query, params = pairs_query(self.settings.clickhouse_database, self.weights, since, until, slices)
+        query, params = pairs_query(self.settings.clickhouse_database, weights, since, until, slices)
         settings = self.settings
         rows = spark.sparkContext.parallelize(range(slices), slices).mapPartitions(
             lambda part: read_slices(settings, query, params, part))
@@ -144,19 +147,19 @@ class SparkALSTrainer:
         pairs = frame.count()
         read_s = time.perf_counter() - started
         model = ALS(
-            rank=self.template.factors, maxIter=self.template.iterations, regParam=self.reg_param,
-            alpha=self.template.alpha, implicitPrefs=True, seed=self.template.random_state,
+            rank=template.factors, maxIter=template.iterations, regParam=self.reg_param,
+            alpha=template.alpha, implicitPrefs=True, seed=template.random_state,
             userCol="user", itemCol="item", ratingCol="weight", nonnegative=False,
             numUserBlocks=slices, numItemBlocks=slices, intermediateStorageLevel="MEMORY_AND_DISK",
             checkpointInterval=5,
         ).fit(frame)
-        user_factors = aligned_factors(model.userFactors.collect(), users, self.template.factors)
-        item_factors = aligned_factors(model.itemFactors.collect(), items, self.template.factors)
+        user_factors = aligned_factors(model.userFactors.collect(), users, template.factors)
+        item_factors = aligned_factors(model.itemFactors.collect(), items, template.factors)
         frame.unpersist()
         log.info("spark ALS on %s: %d pairs (%d users x %d films) read in %.1fs over %d slices, "
                  "fitted in %.1fs (regParam %g)", self.settings.spark_master, pairs, len(users), len(items),
                  read_s, slices, time.perf_counter() - started - read_s, self.reg_param)
-        return self.template.with_factors(users, items, user_factors, item_factors)
+        return template.with_factors(users, items, user_factors, item_factors)
 
     def _check_ids(self) -> None:
         """MLlib needs int ids: fail clearly rather than deep inside a Spark task."""

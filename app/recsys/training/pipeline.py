@@ -1,12 +1,19 @@
-"""The retrain run, stage by stage: load -> split -> evaluate -> gate -> fit -> save -> publish -> record.
+"""The retrain run, stage by stage: load -> split -> lists -> evaluate -> gate -> fit -> save -> publish -> record.
 
 Plain Python (no Celery): the Celery task, `cinerec train` and the benchmarks
 all call `retrain`. Storage is reached only through its adapters (the run
 record: app.storage.model_runs; Redis: `publish`); the retrain lock is the
 caller's (app.storage.locks), taken around the whole run. The run writes its
-model into its own folder, claimed for its whole life (`artifacts`). A rejected or
-failed run leaves `recs:current` alone and is still recorded, with the
-reason, so operators can see why nothing changed.
+model into its own folder, claimed for its whole life (`artifacts`).
+
+The challenger is a `ModelSpec` (today ALS); evaluation and the gate only
+need a fitted model of it, so any registered model can take its place. The
+served model is judged by refitting its recorded spec on the same split:
+scoring the served artifact itself would be unfair, as it has trained on
+part of this holdout. The popular and trending lists are published whatever
+the gate decides. A rejected or failed run leaves `recs:current` alone and is
+still recorded, with the gate's evidence and reason, so operators can see why
+nothing changed.
 """
 from __future__ import annotations
 
@@ -14,19 +21,22 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import numpy as np
 import redis
 from threadpoolctl import threadpool_limits
 
-from app.recsys.data.dataset import DAY_S, Dataset, EventWeights, Interactions, build_dataset
+from app.recsys.data.dataset import DAY_S, Dataset, Interactions, build_dataset
 from app.recsys.data.load import load_films, load_interactions, newest_event_ts
-from app.recsys.evaluation.evaluate import evaluate
-from app.recsys.evaluation.gate import gate
-from app.recsys.evaluation.splits import holdout_start, sample_users, time_holdout
+from app.recsys.evaluation.evaluate import Evaluation, Holdout, evaluate_on
+from app.recsys.evaluation.gate import Verdict, decide
+from app.recsys.evaluation.splits import HoldoutCut, fixed_holdout, grow_holdout, sample_users
 from app.recsys.models.als import ALSRecommender
-from app.recsys.models.popularity import PopularRecommender
+from app.recsys.models.base import Recommender
+from app.recsys.models.popularity import PopularRecommender, TrendingRecommender
+from app.recsys.models.registry import ModelSpec
 from app.recsys.progress import Progress, no_progress
 from app.recsys.training import artifacts, publish
-from app.recsys.training.fitters import FitALS, als_fitter
+from app.recsys.training.fitters import Fit, fitter
 from app.recsys.training.run import RetrainConfig, RunReport
 from app.settings import Settings
 from app.storage import model_runs
@@ -37,13 +47,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Split:
-    """The holdout split of the loaded window, and the whole window as a matrix."""
+    """The whole window as a matrix, and its holdout split."""
 
     since: float | None  # window start
-    until: float  # holdout start: train is [since, until), test is [until, newest]
+    until: float  # holdout start
     full: Dataset
+    cut: HoldoutCut | None  # how the holdout was chosen; None: no data
+    train_events: Interactions  # [since, until)
     train: Dataset
-    test: Interactions  # at most `eval_users` users
+    test: Interactions  # [until, newest], at most `eval_users` users
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The challenger fitted on the train part, and per-user NDCG on one holdout."""
+
+    model: Recommender
+    challenger: Evaluation
+    popular: Evaluation
+    served: np.ndarray | None  # None: nothing served, or its spec cannot be refitted
 
 
 def retrain(
@@ -60,8 +82,8 @@ def retrain(
         # implicit runs its own threads; BLAS threads underneath only oversubscribe
         # the cores (implicit warns about it): top-n is ~2x faster with BLAS at 1.
         with (artifacts.claim(settings.model_dir / report.version), threadpool_limits(1, "blas"),
-              als_fitter(settings, config.als, config.warm_start_iterations) as fit_als):
-            _run(settings, config, progress, report, conn, fit_als)
+              fitter(settings, config.warm_start_iterations) as fit):
+            _run(settings, config, progress, report, conn, fit)
     except Exception as exc:
         report.fail(exc)
         report.finish()
@@ -78,52 +100,52 @@ def retrain(
 
 
 def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: RunReport,
-         conn: redis.Redis, fit_als: FitALS) -> None:
+         conn: redis.Redis, fit: Fit) -> None:
     """The stages in order; returns early (report rejected) when one says stop."""
-    weights = EventWeights()
+    spec = ModelSpec.of(ALSRecommender.name, config.als)  # the challenger
+    report.params = {**spec.record(), "config": config.params(), "backend": settings.train_backend}
     report.served_before = publish.current_version(conn)
-    report.params = {"als": ALSRecommender(**config.als).params(), "weights": weights.params(),
-                     "config": config.params(), "backend": settings.train_backend}
+    served_meta = (publish.read_meta(conn, report.served_before) or {}) if report.served_before else None
 
     with report.stage("load"):
         since = _window_start(settings, config)
         interactions = load_interactions(settings, since=since, progress=progress)
         films = load_films(settings)
     with report.stage("split"):
-        split = _split(interactions, since, weights, config)
+        split = _split(settings, config, interactions, since, spec)
+    report.holdout = split.cut
     report.n_users, report.n_items = len(split.full.users), len(split.full.items)
     report.n_interactions = len(interactions)
     if not split.full.matrix.nnz:
         report.reject("no interactions in the training window")
         return
+    with report.stage("lists"):  # whatever the gate says: nobody gets an empty list while there is data
+        popular = PopularRecommender().fit(split.full)
+        publish.publish_lists(conn, split.full.items, popular, TrendingRecommender().fit(split.full),
+                              config.n_popular, films.as_mapping())
     if not split.train.matrix.nnz:
-        report.reject(f"no events before the {config.holdout_days:g}-day holdout: nothing to evaluate a model on")
+        report.reject("no events before the holdout: nothing to train a model on for the gate")
         return
 
     with report.stage("evaluate"):
-        holdout_model = fit_als(split.train, split.since, split.until, None)
-        report.metrics = evaluate(holdout_model, split.train, split.test, k=config.k)
-        report.baseline_metrics = evaluate(PopularRecommender().fit(split.train), split.train, split.test, k=config.k)
-
-    served = (publish.read_meta(conn, report.served_before) or {}).get("metrics") if report.served_before else None
-    ok, report.reason = gate(report.metrics, report.baseline_metrics, served, config.k, config.min_lift,
-                             config.max_drop)
-    log.info("[%s] gate: %s (%s)", report.version, "pass" if ok else "REJECT", report.reason)
-    if not ok and not config.force:
-        report.reject(report.reason)
+        scores = _evaluate(fit, spec, split, served_meta, config)
+    report.metrics, report.baseline_metrics = scores.challenger.metrics, scores.popular.metrics
+    with report.stage("gate"):
+        verdict = decide(scores.challenger.ndcg, scores.popular.ndcg, scores.served, config.gate,
+                         name=spec.name.upper(), serving=served_meta is not None)
+    _judge(report, verdict, config.force)
+    if report.status == "rejected":
         return
-    if not ok:
-        report.reason = f"forced: {report.reason}"
 
     with report.stage("fit"):
-        model = fit_als(split.full, split.since, None, holdout_model if config.warm_start_iterations else None)
-        popular = PopularRecommender().fit(split.full)
+        warm = scores.model if config.warm_start_iterations else None
+        model = fit(spec, split.full, split.since, None, warm)
     with report.stage("save"):  # the artifact first: a served version always has one
         model.save(settings.model_dir / report.version)
     with report.stage("publish"):
         sizes = publish.ListSizes(config.n_recs, config.n_similar, config.n_popular, config.batch_users)
         report.timings.update(publish.publish_version(
-            conn, report.version, split.full, model, popular, films.as_mapping(), _meta(report), sizes, progress))
+            conn, report.version, split.full, model, popular, _meta(report), sizes, progress))
     report.status, report.published = "published", True
     try:  # housekeeping: artifacts of finished versions Redis no longer keeps; the next run retries
         artifacts.prune_model_dirs(conn, settings.model_dir)
@@ -140,21 +162,61 @@ def _window_start(settings: Settings, config: RetrainConfig) -> float | None:
     return newest - config.window_days * DAY_S if newest is not None else None
 
 
-def _split(interactions: Interactions, since: float | None, weights: EventWeights, config: RetrainConfig) -> Split:
-    """Train before the holdout, test after it (a fixed sample of users), and the whole window."""
-    until = holdout_start(interactions, config.holdout_days)
-    train, test = time_holdout(interactions, config.holdout_days)
-    return Split(since=since, until=until, full=build_dataset(interactions, weights),
-                 train=build_dataset(train, weights), test=sample_users(test, config.eval_users))
+def _split(settings: Settings, config: RetrainConfig, interactions: Interactions, since: float | None,
+           spec: ModelSpec) -> Split:
+    """The whole window, and train before / test from the holdout start (grown, or fixed days)."""
+    full = build_dataset(interactions, spec.weights)
+    if config.holdout_days is None:
+        cut = grow_holdout(full, interactions, settings.gate_min_users, settings.gate_max_holdout_share)
+    else:
+        cut = fixed_holdout(full, interactions, config.holdout_days)
+    until = cut.start if cut else interactions.max_ts
+    train, test = interactions.split_by_time(until)
+    limit = None if config.eval_users is None else max(config.eval_users, settings.gate_min_users)
+    return Split(since=since, until=until, full=full, cut=cut, train_events=train,
+                 train=build_dataset(train, spec.weights), test=sample_users(test, limit))
+
+
+def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None, config: RetrainConfig) -> Scores:
+    """The challenger, Popular and the served model's spec, fitted on the train part and scored per user."""
+    holdout = Holdout.from_split(split.train, split.test, spec.weights)
+    model = fit(spec, split.train, split.since, split.until, None)
+    challenger = evaluate_on(model, split.train, holdout, config.k)
+    popular = evaluate_on(PopularRecommender().fit(split.train), split.train, holdout, config.k)
+    served_spec = ModelSpec.from_record(served_meta.get("params", {})) if served_meta is not None else None
+    if served_spec is None:
+        served = None
+    elif served_spec == spec:  # the same spec on the same data: the same model
+        served = challenger.ndcg
+    else:
+        train = split.train if served_spec.weights == spec.weights else build_dataset(
+            split.train_events, served_spec.weights)
+        served_model = fit(served_spec, train, split.since, split.until, None)
+        served = evaluate_on(served_model, train, holdout, config.k).ndcg
+    return Scores(model, challenger, popular, served)
+
+
+def _judge(report: RunReport, verdict: Verdict, force: bool) -> None:
+    """Record the gate's verdict; reject the run unless it passes (or is forced)."""
+    report.verdict, report.reason = verdict.outcome, verdict.reason
+    report.vs_popular, report.vs_served = verdict.vs_popular, verdict.vs_served
+    log.info("[%s] gate: %s, %s (%s)", report.version, verdict.outcome, "publish" if verdict.publish else "REJECT",
+             verdict.reason)
+    if not verdict.publish and not force:
+        report.reject(verdict.reason)
+    elif not verdict.publish:
+        report.reason = f"forced: {verdict.reason}"
 
 
 def _meta(report: RunReport) -> dict[str, object]:
-    """What readers of the version (the web, `cinerec models`) learn about it."""
+    """What readers of the version (the web, `cinerec models`, the next run's gate) learn about it."""
     return {
         "version": report.version,
         "trained_at": report.started_at.isoformat(),
         "metrics": report.metrics,
         "baseline_metrics": report.baseline_metrics,
+        "verdict": report.verdict,
+        "vs_popular": report.vs_popular.as_dict() if report.vs_popular else None,
         "n_users": report.n_users,
         "n_items": report.n_items,
         "n_interactions": report.n_interactions,

@@ -211,13 +211,24 @@ def activate(conn: redis.Redis, version: str, meta: Mapping[str, object]) -> Non
         log.exception("could not age old versions after publishing %s", version)
 
 
+def publish_lists(conn: redis.Redis, items: IdMap, popular: PopularRecommender, trending: TrendingRecommender,
+                  n: int, titles: Mapping[int, str]) -> None:
+    """The latest run's popular and trending lists (top `n`, not versioned) and the film titles.
+
+    Written by every run that has data, whatever its gate decides: readers
+    fall back to these lists, so nobody gets an empty one while the store
+    holds interactions, and they stay fresh while the served model does not change.
+    """
+    write_titles(conn, titles)
+    conn.mset({keys.POPULAR_LATEST: encode_top(popular, items, n), keys.TRENDING_LATEST: encode_top(trending, items, n)})
+
+
 def publish_version(
     conn: redis.Redis,
     version: str,
     dataset: Dataset,
     model: Recommender,
     popular: PopularRecommender,
-    titles: Mapping[int, str],
     meta: Mapping[str, object],
     sizes: ListSizes,
     progress: Progress = no_progress,
@@ -225,8 +236,8 @@ def publish_version(
     """Every key of a version from a model fitted on `dataset`, then the meta + pointer switch last.
 
     Per user the top `sizes.recs` (seen films left out), per film the top
-    `sizes.similar` similar films, the popular list, the fold-in factors (when
-    the model has item factors) and the titles. A failure before the switch
+    `sizes.similar` similar films, the popular list and the fold-in factors
+    (when the model has item factors); titles come with `publish_lists`. A failure before the switch
     deletes what was written (nothing would read or expire it). Returns the
     seconds spent in Redis writes of the user and similar lists, apart from
     the model's top-n (computed for the next block while one is written).
@@ -254,7 +265,6 @@ def publish_version(
         conn.set(keys.popular(version), encode_top(popular, dataset.items, sizes.popular))
         if isinstance(model, FactorModel):
             conn.set(keys.factors(version), pack_factors(model))
-        write_titles(conn, titles)
         activate(conn, version, meta)
     except Exception:
         _discard_partial(conn, version)
