@@ -1,5 +1,6 @@
 """In-process copy of what every request needs: the served version, its popular
-list, fold-in factors, the trending list and film titles.
+list, fold-in factors, the trending list, the latest run's popular and trending
+lists (the fallbacks while nothing else has any) and film titles.
 
 A background task polls `recs:current` every `POLL_S`: requests never wait for
 the pointer, a new published version (factors included) is picked up without a
