@@ -13,8 +13,9 @@
    same messages, each on a fresh topic that is deleted afterwards.
 3. --quality (instead of 1 and 2): is the planted taste learnable? ALS with the
    shipped defaults vs Popular (the retrain gate's baseline), NDCG@10 on the
-   retrain's 7-day time holdout, for the `cinerec simulate` defaults and the
-   `make demo` size, per seed: the gate needs ALS above Popular.
+   7-day time holdout (the retrain gate's before it grew to GATE_MIN_USERS), for
+   the `cinerec simulate` defaults and the `make demo` size, per seed: the gate
+   needs ALS above Popular.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 
 1. Planted-taste events in ClickHouse, the same generator as bench/train.py,
    in a database of its own (`cinerec_bench_spark`; --reuse keeps what is there).
-2. The 7-day time holdout of the retrain pipeline: the training part is
+2. A 7-day time holdout (`RetrainConfig(holdout_days=7)`): the training part is
    loaded once to the driver for the baseline and for evaluation.
 3. Baseline, same run: `implicit` ALS fit on that matrix (the default backend).
 4. Spark: session start-up timed on its own, then a fit of the same window
