@@ -6,6 +6,8 @@ highest), so re-writing the same revision is harmless (idempotent writes).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -171,3 +173,38 @@ class Experiment:
         for name in ("created_at", "started_at", "ended_at"):
             values[name] = datetime.fromisoformat(data[name]) if data.get(name) else None
         return cls(**values)
+
+
+class Action(str, Enum):
+    """What was decided about an experiment (the decision log's `action`)."""
+
+    START = "start"
+    PROMOTE = "promote"  # challenger wins: it becomes the served version, the experiment finishes
+    KEEP_CONTROL = "keep_control"  # control wins, invalid, or out of time: the experiment finishes
+    STOP = "stop"  # stopped by hand: control stays
+    CONTINUE = "continue"  # evaluated, no verdict yet
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One entry of the decision log: what was decided, when, on which verdict and figures."""
+
+    experiment_id: str
+    decided_at: datetime
+    action: Action
+    verdict: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action", Action(self.action))
+        object.__setattr__(self, "decided_at", _utc(self.decided_at))
+
+    @property
+    def figures_json(self) -> str:
+        return json.dumps(self.figures, sort_keys=True, default=str)
+
+    @property
+    def decision_id(self) -> str:
+        """A hash of the whole decision: writing it twice stores it once."""
+        text = "\x1f".join((self.experiment_id, self.decided_at.isoformat(), self.action.value, self.verdict, self.figures_json))
+        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from app.experiments.model import Experiment
+from app.experiments.model import Action, Experiment
 from app.experiments.stats import Difference, SampleRatio
 
 
@@ -114,14 +114,10 @@ def _pct(diff: Difference) -> str:
     return f"{diff.relative:+.1%} [{diff.low:+.1%}, {diff.high:+.1%}]"
 
 
-class Action(str, Enum):
-    PROMOTE = "promote"  # switch recs:current to the challenger, finish the experiment
-    KEEP_CONTROL = "keep_control"  # end the experiment, control stays served
-    CONTINUE = "continue"
-
-
 def next_action(experiment: Experiment, verdict: Verdict, now: datetime) -> tuple[Action, str]:
-    """What the periodic evaluation does with a running experiment's verdict, and why."""
+    """What the periodic evaluation does with a running experiment's verdict, and why:
+    PROMOTE (switch recs:current to the challenger), KEEP_CONTROL (end it, control
+    stays served) or CONTINUE."""
     if verdict.kind is Kind.CHALLENGER_WINS:
         return Action.PROMOTE, verdict.text
     if verdict.kind in (Kind.CONTROL_WINS, Kind.INVALID):

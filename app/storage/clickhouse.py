@@ -109,6 +109,45 @@ def migrations(database: str) -> list[str]:
         ) ENGINE = ReplacingMergeTree(finished_at)
         ORDER BY version
         """,
+        # Online experiments (app/experiments): one row per revision of an experiment; the
+        # highest revision wins (read FINAL). Times are UTC; 1970-01-01 00:00:00 = not set.
+        # hash_seed and threshold are derived from the id and share, stored so SQL (the
+        # experiment_daily view) can assign arms exactly as the Python code does.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.experiments (
+            experiment_id String,
+            control String,
+            challenger String,
+            share Float64,
+            hash_seed UInt64,
+            threshold UInt64,
+            primary_metric String,
+            guardrails String,
+            mde Float64,
+            min_users_per_arm UInt64,
+            max_duration_s UInt64,
+            created_at DateTime('UTC'),
+            started_at DateTime('UTC'),
+            ended_at DateTime('UTC'),
+            state String,
+            decision String,
+            revision UInt64
+        ) ENGINE = ReplacingMergeTree(revision)
+        ORDER BY experiment_id
+        """,
+        # Every decision taken on an experiment, with the figures it was taken on (JSON).
+        # decision_id is a hash of the whole decision: a retried write collapses.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.experiment_decisions (
+            experiment_id String,
+            decided_at DateTime('UTC'),
+            action String,
+            verdict String,
+            figures String,
+            decision_id String
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY (experiment_id, decided_at, decision_id)
+        """,
         # Analyst views: daily activity per film and per user. Plain views over
         # FINAL rather than materialized views: a materialized view sees every
         # inserted block, so re-delivered batches would be counted twice, while

@@ -8,7 +8,8 @@ import pytest
 
 from app.experiments.model import Experiment, Guardrail, State
 from app.experiments.stats import Difference, sample_ratio
-from app.experiments.verdict import Action, Evidence, Guard, Kind, Verdict, decide, guardrail_status, next_action
+from app.experiments.model import Action
+from app.experiments.verdict import Evidence, Guard, Kind, Verdict, decide, guardrail_status, next_action
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 EXP = Experiment(
