@@ -102,15 +102,49 @@ GROUP BY day
 ORDER BY day
 """
 
-# Recommendation funnel counts by where the film was shown (source) and by
-# which model produced the list (model_version; '' for non-model sources).
+# Click attribution. A click counts toward the CTR of a (source, model_version)
+# only if the same user had an impression of the same film from the same source
+# and model_version at most ATTRIBUTION_WINDOW_S before it (in the range), and a
+# (user, film, source, model_version) pair is credited at most as many clicks as
+# it had impressions; so attributed clicks <= impressions in every group and
+# CTR stays within [0, 1]. Other clicks (a film found by search, a double click,
+# an impression before the range) are unattributed: counted apart, never in CTR.
+# One row per such pair: impressions, clicks, attributed clicks.
+# (18.16: a lambda may read a column of its row, so the click times are ARRAY
+# JOINed and each is tested against the pair's impression times.)
+ATTRIBUTION_WINDOW_S = 3600
+CLICK_PAIRS = f"""
+SELECT user_id, film_id, source, model_version, any(n_impressions) AS impressions, any(n_clicks) AS clicks,
+       least(sum(n_clicks > 0 AND arrayExists(
+           i -> i <= click_ts AND click_ts <= i + {ATTRIBUTION_WINDOW_S}, impression_times)), any(n_impressions)) AS attributed
+FROM (
+    SELECT user_id, film_id, source, model_version,
+           groupArrayIf(ts, event_type = %(impression)s) AS impression_times,
+           groupArrayIf(ts, event_type = %(click)s) AS click_times,
+           length(impression_times) AS n_impressions, length(click_times) AS n_clicks
+    FROM interactions FINAL
+    WHERE {_IN_RANGE} AND event_type IN (%(impression)s, %(click)s)
+    GROUP BY user_id, film_id, source, model_version
+)
+LEFT ARRAY JOIN click_times AS click_ts
+GROUP BY user_id, film_id, source, model_version
+"""
+
+# Recommendation funnel by where the film was shown (source) and by which model
+# produced the list (model_version; '' for non-model sources): impressions and
+# attributed clicks (see CLICK_PAIRS), so clicks <= impressions in every row.
 FUNNEL = f"""
-SELECT source, model_version,
-       countIf(event_type = %(impression)s) AS impressions,
-       countIf(event_type = %(click)s) AS clicks
-FROM interactions FINAL
-WHERE {_IN_RANGE} AND event_type IN (%(impression)s, %(click)s)
+SELECT source, model_version, sum(impressions) AS impressions, sum(attributed) AS clicks
+FROM ({CLICK_PAIRS})
 GROUP BY source, model_version
+"""
+
+# The clicks FUNNEL leaves out, by the source/model_version they carried.
+UNATTRIBUTED_CLICKS = f"""
+SELECT source, model_version, sum(clicks - attributed) AS unattributed_clicks
+FROM ({CLICK_PAIRS})
+GROUP BY source, model_version
+HAVING unattributed_clicks > 0
 """
 
 # Watch time attributed to recommendations. A (user, film) pair with a click
