@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app.analytics.queries import ATTRIBUTION_WINDOW_S
 from app.events import Event
 from app.settings import Settings
 from app.worker_process import free_port
+from tests.app.analytics.test_queries import reference as attribution
 from tests.integration.analytics_support import events, http, loaded  # noqa: F401 (fixtures)
 from tests.integration.web_support import running_client
 
@@ -44,21 +44,13 @@ def recount(events: list[Event]) -> dict[str, float]:
     for e in inside:
         kinds[e.event_type].append(e)
     ratings = [e.rating for e in kinds["rate"]]
-    # a click counts if the same (user, film, source, model_version) had an impression in the range at most
-    # ATTRIBUTION_WINDOW_S before it, at most one click per impression (app/analytics/queries.py)
-    shown: dict[tuple, list[int]] = defaultdict(list)
-    for e in kinds["impression"]:
-        shown[(e.user_id, e.film_id, e.source, e.model_version)].append(int(e.ts))
-    hits: dict[tuple, int] = defaultdict(int)
-    for e in kinds["click"]:
-        key = (e.user_id, e.film_id, e.source, e.model_version)
-        hits[key] += any(t <= int(e.ts) <= t + ATTRIBUTION_WINDOW_S for t in shown[key])
     return {
         "active_users": len({e.user_id for e in inside}),
         "active_user_days": len(per_user_day),
         "avg_time_on_site_s": sum(per_user_day.values()) / len(per_user_day),
         "impressions": len(kinds["impression"]),
-        "clicks": sum(min(n, len(shown[key])) for key, n in hits.items()),
+        # attributed clicks only (app/analytics/queries.py), read by the plain-Python rule
+        "clicks": sum(clicks for _, clicks in attribution(kinds["impression"] + kinds["click"])[0].values()),
         "plays": len(kinds["play"]),
         "completes": len(kinds["complete"]),
         "avg_rating": sum(ratings) / len(ratings),

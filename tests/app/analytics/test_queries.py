@@ -61,13 +61,17 @@ def test_attribution_rule_by_hand(conn: Client) -> None:
         # user 6: film shown twice and clicked twice -> 2 attributed; exactly an hour later still counts
         ev(6, "impression", "2026-03-01 10:00:00"), ev(6, "impression", "2026-03-01 12:00:00"),
         ev(6, "click", "2026-03-01 11:00:00"), ev(6, "click", "2026-03-01 12:00:00"),
+        # user 8: shown twice, then two clicks after the second impression: both go to the latest
+        # impression, which takes one -> 1 attributed, 1 unattributed
+        ev(8, "impression", "2026-03-01 10:00:00"), ev(8, "impression", "2026-03-01 10:05:00"),
+        ev(8, "click", "2026-03-01 10:06:00"), ev(8, "click", "2026-03-01 10:07:00"),
         # user 7: a click from search without any impression (source '' as the site sends it) -> unattributed
         ev(7, "click", "2026-03-01 10:00:00", source="", version=""),
     ])
-    # home/v1 impressions: users 1, 2, 3, 4, 6 (x2) = 6; attributed clicks: 1 + 1 + 0 + 0 + 2 = 4
-    assert funnel(conn) == {("home", "v1"): (6, 4), ("home", "v2"): (1, 0), ("", ""): (0, 0)}
-    # unattributed: user 2's second click, user 3, user 4, user 5 (v1) = 4 on home/v1; user 7 on ('', '')
-    assert unattributed(conn) == {("home", "v1"): 4, ("", ""): 1}
+    # home/v1 impressions: users 1, 2, 3, 4, 6 (x2), 8 (x2) = 8; attributed clicks: 1 + 1 + 0 + 0 + 2 + 1 = 5
+    assert funnel(conn) == {("home", "v1"): (8, 5), ("home", "v2"): (1, 0), ("", ""): (0, 0)}
+    # unattributed: user 2's second click, user 3, user 4, user 5 (v1), user 8's second = 5 on home/v1; user 7
+    assert unattributed(conn) == {("home", "v1"): 5, ("", ""): 1}
 
 
 def test_clicks_from_the_range_only(conn: Client) -> None:
@@ -84,11 +88,15 @@ def reference(events: list[Event]) -> tuple[dict, dict]:
         pairs[(e.user_id, e.film_id, e.source, e.model_version)][e.event_type].append(int(e.ts))
     shown, credited, left = Counter(), Counter(), Counter()
     for (_, _, source, version), times in pairs.items():
-        hits = sum(any(i <= c <= i + W for i in times["impression"]) for c in times["click"])
-        attributed = min(hits, len(times["impression"]))
-        shown[(source, version)] += len(times["impression"])
-        credited[(source, version)] += attributed
-        left[(source, version)] += len(times["click"]) - attributed
+        impressions = sorted(times["impression"])
+        clicked = set()
+        for c in times["click"]:
+            latest = sum(i <= c for i in impressions) - 1  # the latest impression at or before the click
+            if latest >= 0 and c <= impressions[latest] + W:
+                clicked.add(latest)
+        shown[(source, version)] += len(impressions)
+        credited[(source, version)] += len(clicked)
+        left[(source, version)] += len(times["click"]) - len(clicked)
     return ({k: (shown[k], credited[k]) for k in shown}, {k: n for k, n in left.items() if n})
 
 
