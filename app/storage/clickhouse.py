@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from clickhouse_driver import Client
 
+from app.experiments.queries import experiment_daily_view
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ def migrations(database: str) -> list[str]:
         WHERE film_id > 0
         GROUP BY day, film_id
         """,
+        experiment_daily_view(db),
         f"""
         CREATE VIEW IF NOT EXISTS {db}.user_daily AS
         SELECT
