@@ -53,8 +53,9 @@ class Sample:
         return float(self.num.sum() / den) if den > 0 else math.nan
 
     def per_user_variance(self) -> float:
-        """Var(y - R x) / mean(x)^2: n times the delta-method variance of R (NaN below 2 users)."""
-        if self.users < 2 or not self.den.sum() > 0:
+        """Var(y - R x) / mean(x)^2: n times the delta-method variance of R (NaN below 2 users
+        who count in the denominator: one user's ratings say nothing about the spread)."""
+        if (self.den > 0).sum() < 2:
             return math.nan
         residual = self.num - self.value * self.den
         return float(residual.var(ddof=1) / self.den.mean() ** 2)

@@ -6,6 +6,7 @@ rules are tested with hand-made figures. In order:
    under the planned share (chi-square p < 0.001): the split itself is broken.
 2. `no difference yet (N more users per arm needed ...)` while an arm is below
    the planned minimum sample: no verdict is read before it (no peeking).
+   N counts users of the smaller arm: the larger one fills in proportion.
 3. `control wins`: the primary metric is worse (interval below zero), or a
    guardrail is breached (worse beyond its tolerance, interval below zero).
 4. `challenger wins`: the primary metric is better (interval above zero) and
@@ -17,6 +18,7 @@ rules are tested with hand-made figures. In order:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -74,8 +76,11 @@ class Verdict:
         return self.kind.value
 
 
-def _shortfall(users: tuple[int, int], needed: tuple[int, int]) -> int:
-    return max(0, needed[0] - users[0], needed[1] - users[1])
+def _shortfall(users: tuple[int, int], needed: tuple[int, int], share: float) -> int:
+    """More users the smaller arm needs (the larger one fills in proportion to the split,
+    and `users_needed` sizes both arms in that proportion)."""
+    smaller = 1 if share <= 0.5 else 0
+    return max(0, min(needed) - users[smaller])
 
 
 def decide(experiment: Experiment, evidence: Evidence) -> Verdict:
@@ -87,10 +92,11 @@ def decide(experiment: Experiment, evidence: Evidence) -> Verdict:
             f"{experiment.share:.0%}: chi-square {srm.chi2:.1f}, p = {srm.p_value:.2g}",
         ))
     users, primary = evidence.users, evidence.primary
-    power_more = _shortfall(users, evidence.needed.get(experiment.primary, (0, 0)))
-    planned = (experiment.min_users_per_arm, experiment.min_users_per_arm)
-    if _shortfall(users, planned):
-        return Verdict(Kind.NO_DIFFERENCE, max(_shortfall(users, planned), power_more), (
+    share = experiment.share
+    power_more = _shortfall(users, evidence.needed.get(experiment.primary, (0, 0)), share)
+    planned_more = _shortfall(users, (experiment.min_users_per_arm,) * 2, share)
+    if planned_more:
+        return Verdict(Kind.NO_DIFFERENCE, max(planned_more, power_more), (
             f"planned minimum sample: {experiment.min_users_per_arm} users per arm, have {users[0]} / {users[1]}",
         ))
     status = {g.metric: guardrail_status(evidence.guardrails[g.metric], g.tolerance) for g in experiment.guardrails}
@@ -103,7 +109,7 @@ def decide(experiment: Experiment, evidence: Evidence) -> Verdict:
     unclear = [name for name, s in status.items() if s is Guard.UNCLEAR]
     if primary.better and not unclear:
         return Verdict(Kind.CHALLENGER_WINS, reasons=(f"{experiment.primary} better: {_pct(primary)}",))
-    more = max([power_more] + [_shortfall(users, evidence.needed.get(name, (0, 0))) for name in unclear])
+    more = max([power_more] + [_shortfall(users, evidence.needed.get(name, (0, 0)), share) for name in unclear])
     reasons = ([] if primary.better else [f"{experiment.primary}: {_pct(primary)}, interval not clear of zero"]) + [
         f"guardrail {name} not yet shown within its tolerance: {_pct(evidence.guardrails[name])}" for name in unclear
     ]
@@ -111,7 +117,10 @@ def decide(experiment: Experiment, evidence: Evidence) -> Verdict:
 
 
 def _pct(diff: Difference) -> str:
-    return f"{diff.relative:+.1%} [{diff.low:+.1%}, {diff.high:+.1%}]"
+    if math.isnan(diff.relative):
+        return "not measurable yet"
+    interval = "no interval yet" if math.isnan(diff.low) else f"{diff.low:+.1%}, {diff.high:+.1%}"
+    return f"{diff.relative:+.1%} [{interval}]"
 
 
 def next_action(experiment: Experiment, verdict: Verdict, now: datetime) -> tuple[Action, str]:

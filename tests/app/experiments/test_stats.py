@@ -115,3 +115,9 @@ def test_difference_flags() -> None:
     assert Difference(0.1, 0.01, 0.2).better and not Difference(0.1, 0.01, 0.2).worse
     assert Difference(-0.1, -0.2, -0.01).worse
     assert not Difference(math.nan, math.nan, math.nan).better
+
+
+def test_no_variance_from_a_single_user_in_the_denominator() -> None:
+    # one user rated (8 over 1 rating), the other never did: a spread cannot be read from one user
+    assert math.isnan(Sample([8.0, 0.0], [1.0, 0.0]).per_user_variance())
+    assert math.isnan(delta_difference(Sample([8.0, 0.0], [1.0, 0.0]), Sample([10.0, 9.0], [1.0, 1.0])).low)

@@ -81,7 +81,7 @@ def test_no_verdict_before_the_planned_sample() -> None:
 
 
 def test_no_difference_says_how_many_more_users_the_planned_effect_needs() -> None:
-    verdict = decide(EXP, evidence(FLAT, needed={"watch_time_per_user_day": (5000, 4500)}))
+    verdict = decide(EXP, evidence(FLAT, needed={"watch_time_per_user_day": (5000, 5000)}))
     assert verdict.text == "no difference yet (3000 more users per arm needed for the planned effect)"
     assert verdict.reasons == ("watch_time_per_user_day: +0.0% [-2.0%, +2.0%], interval not clear of zero",)
 
@@ -91,6 +91,15 @@ def test_an_unclear_guardrail_holds_back_a_better_primary() -> None:
     verdict = decide(EXP, evidence(UP, d1_retention=unclear, needed={"d1_retention": (6000, 6000)}))
     assert verdict.kind is Kind.NO_DIFFERENCE and verdict.more_users_per_arm == 4000
     assert verdict.reasons == ("guardrail d1_retention not yet shown within its tolerance: -3.0% [-8.0%, +2.0%]",)
+
+
+def test_more_users_are_counted_in_the_smaller_arm() -> None:
+    # 10 % share: the power need is sized 9:1 (9000 control, 1000 challenger); with 4500 / 500 users
+    # the challenger needs 500 more (and the control, filling 9:1, its 4500 with them)
+    small = Experiment("exp-s", "v1", "v2", share=0.1, min_users_per_arm=100, created_at=T0,
+                       guardrails=()).moved_to(State.RUNNING, T0)
+    e = Evidence((4500, 500), sample_ratio(4500, 500, 0.1), FLAT, {}, {"watch_time_per_user_day": (9000, 1000)})
+    assert decide(small, e).text == "no difference yet (500 more users per arm needed for the planned effect)"
 
 
 def test_undefined_primary_is_no_difference() -> None:
@@ -111,3 +120,8 @@ def test_rollout_policy(kind: Kind, now: datetime, action: Action) -> None:
     got, reason = next_action(EXP, Verdict(kind, 10), now)
     assert got is action
     assert reason.endswith(Verdict(kind, 10).text)
+
+
+def test_reasons_say_when_there_is_no_interval_yet() -> None:
+    verdict = decide(EXP, evidence(FLAT, d1_retention=Difference(0.5, math.nan, math.nan)))
+    assert "guardrail d1_retention not yet shown within its tolerance: +50.0% [no interval yet]" in verdict.reasons
