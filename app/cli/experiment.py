@@ -176,7 +176,7 @@ def render(report: dict[str, Any]) -> str:
         "",
     ]
     rows: list[tuple[Any, ...]] = [("users", control["users"], challenger["users"], "")]
-    for total in ("impressions", "clicks", "unattributed_clicks", "plays"):
+    for total in ("impressions", "impressions_own_version", "clicks", "unattributed_clicks", "plays"):
         rows.append((total.replace("_", " "), f"{control['totals'][total]:.0f}", f"{challenger['totals'][total]:.0f}", ""))
     for name, m in METRICS.items():
         fmt, d = _UNITS[m.unit], diffs[name]

@@ -141,12 +141,13 @@ _TOTALS = ("impressions", "clicks", "unattributed_clicks", "plays", "watch_secon
            "played", "completed", "ratings")
 
 
-def _arm_figures(columns: dict[str, np.ndarray]) -> ArmFigures:
+def _arm_figures(columns: dict[str, np.ndarray], arm: str) -> ArmFigures:
+    """Counts and metric values of one arm. `impressions_own_version`: impressions that carry
+    the arm's own model version (all of them once serving follows the arms)."""
     users = len(columns["one"])
     metrics = {name: Sample(columns[m.numerator], columns[m.denominator]).value for name, m in METRICS.items()}
     totals = {name: float(columns[name].sum()) for name in _TOTALS}
-    served = columns["impressions_control_version"].sum() + columns["impressions_challenger_version"].sum()
-    totals["impressions_from_experiment_versions"] = float(served)
+    totals["impressions_own_version"] = float(columns[f"impressions_{arm}_version"].sum())
     return ArmFigures(users, totals, metrics)
 
 
@@ -187,7 +188,7 @@ def analyse(ch: Client, experiment: Experiment, now: datetime | None = None,
     everyone = table.columns()
     columns = {CONTROL: {k: v[~challenger] for k, v in everyone.items()},
                CHALLENGER: {k: v[challenger] for k, v in everyone.items()}}
-    arms = {arm: _arm_figures(columns[arm]) for arm in ARMS}
+    arms = {arm: _arm_figures(columns[arm], arm) for arm in ARMS}
     differences = compare(columns, seed=experiment.hash_seed % 2**32, replicates=replicates)
     srm = sample_ratio(arms[CONTROL].users, arms[CHALLENGER].users, experiment.share)
     needed = sample_needs(experiment, everyone, arms[CONTROL].metrics)
