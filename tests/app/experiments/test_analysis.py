@@ -202,3 +202,10 @@ def test_baseline_for_planning(conn: Client) -> None:
     # all four exposed users: (6000/9 + 1800/5 + 9000/7 + 0) / 4
     assert users == 4 and value == pytest.approx((6000 / 9 + 1800 / 5 + 9000 / 7) / 4)
     assert variance > 0
+
+
+def test_an_experiment_without_traffic_has_no_verdict_yet(conn: Client) -> None:
+    report = analysis.analyse(conn, running("exp-empty", min_users_per_arm=50), NOW, replicates=100)
+    assert (report.arms["control"].users, report.arms["challenger"].users) == (0, 0)
+    assert report.verdict.text == "no difference yet (50 more users per arm needed for the planned effect)"
+    assert not report.sample_ratio.mismatch and report.to_json()["differences"]["ctr"]["relative"] is None
