@@ -52,7 +52,10 @@ class Guardrail:
     tolerance: float
 
     def __post_init__(self) -> None:
-        metric(self.metric)
+        try:
+            metric(self.metric)
+        except ValueError as exc:
+            raise InvalidExperiment(f"guardrail: {exc}") from None
         if not 0.0 <= self.tolerance < 1.0:
             raise InvalidExperiment(f"guardrail {self.metric}: tolerance must be in [0, 1), got {self.tolerance}")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.experiments.model import EPOCH, Experiment, Guardrail, InvalidExperiment, State
 
@@ -82,3 +84,23 @@ def test_json_round_trip_and_epoch_means_unset() -> None:
     assert data["hash_seed"] == e.hash_seed and data["threshold"] == e.threshold
     assert Experiment.from_json(data) == e
     assert exp(started_at=EPOCH).started_at is None
+
+
+@given(
+    experiment_id=st.text(max_size=80),
+    share=st.floats(allow_nan=True, allow_infinity=True),
+    mde=st.floats(allow_nan=True, allow_infinity=True),
+    min_users=st.integers(min_value=-5, max_value=10**9),
+    guardrail=st.text(max_size=40),
+)
+def test_arbitrary_definitions_are_valid_or_refused_with_a_reason(
+    experiment_id: str, share: float, mde: float, min_users: int, guardrail: str
+) -> None:
+    try:
+        e = exp(id=experiment_id, share=share, mde=mde, min_users_per_arm=min_users,
+                guardrails=(Guardrail.parse(guardrail),))
+    except InvalidExperiment as error:
+        assert str(error)
+    else:
+        assert 0 < e.share < 1 and 0 < e.mde < 1 and e.min_users_per_arm >= 1
+        assert Experiment.from_json(e.to_json()) == e
