@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from clickhouse_driver import Client
 from clickhouse_driver.errors import ServerException
 
+from app.experiments.queries import experiment_daily_view
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,45 @@ def migrations(database: str) -> list[str]:
         ) ENGINE = ReplacingMergeTree(finished_at)
         ORDER BY version
         """,
+        # Online experiments (app/experiments): one row per revision of an experiment; the
+        # highest revision wins (read FINAL). Times are UTC; 1970-01-01 00:00:00 = not set.
+        # hash_seed and threshold are derived from the id and share, stored so SQL (the
+        # experiment_daily view) can assign arms exactly as the Python code does.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.experiments (
+            experiment_id String,
+            control String,
+            challenger String,
+            share Float64,
+            hash_seed UInt64,
+            threshold UInt64,
+            primary_metric String,
+            guardrails String,
+            mde Float64,
+            min_users_per_arm UInt64,
+            max_duration_s UInt64,
+            created_at DateTime('UTC'),
+            started_at DateTime('UTC'),
+            ended_at DateTime('UTC'),
+            state String,
+            decision String,
+            revision UInt64
+        ) ENGINE = ReplacingMergeTree(revision)
+        ORDER BY experiment_id
+        """,
+        # Every decision taken on an experiment, with the figures it was taken on (JSON).
+        # decision_id is a hash of the whole decision: a retried write collapses.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.experiment_decisions (
+            experiment_id String,
+            decided_at DateTime('UTC'),
+            action String,
+            verdict String,
+            figures String,
+            decision_id String
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY (experiment_id, decided_at, decision_id)
+        """,
         # Analyst views: daily activity per film and per user. Plain views over
         # FINAL rather than materialized views: a materialized view sees every
         # inserted block, so re-delivered batches would be counted twice, while
@@ -132,6 +172,7 @@ def migrations(database: str) -> list[str]:
         WHERE film_id > 0
         GROUP BY day, film_id
         """,
+        experiment_daily_view(db),
         f"""
         CREATE VIEW IF NOT EXISTS {db}.user_daily AS
         SELECT

@@ -20,6 +20,10 @@ Layout (docs/design.md, "Storage contracts"):
                                     worker's top films (it owns only some film partitions);
                                     `live:trending` is their merge
     lock:retrain                 -> retrain lock
+    exp:active                   -> JSON of the running experiment (app.experiments.model.Experiment.to_json);
+                                    absent when none runs. ClickHouse `experiments` is the truth, this the mirror
+                                    serving reads; its control and challenger versions must not expire
+    lock:experiments             -> held while an experiment changes state (one running experiment at a time)
 
 Ranked lists are msgpack `[[film_id, ...], [score, ...]]`: compact, and decoded
 with one call.
@@ -38,6 +42,8 @@ POPULAR_LATEST = "recs:popular"
 TRENDING_LATEST = "recs:trending"
 TRENDING_PARTS = "live:trending:parts"
 RETRAIN_LOCK = "lock:retrain"
+EXPERIMENT_ACTIVE = "exp:active"
+EXPERIMENTS_LOCK = "lock:experiments"
 RECENT_MAX = 50
 
 
