@@ -32,7 +32,7 @@ def _services() -> Iterator[tuple[Any, Any]]:
 
     from app.experiments.model import InvalidExperiment
     from app.experiments.store import Conflict, NotFound
-    from app.recsys.publish import connect
+    from app.storage.redis_client import connect
     from app.storage.clickhouse import client
 
     settings = get_settings()
@@ -86,7 +86,7 @@ def start(control: str | None, challenger: str, share: float, experiment_id: str
     from app.experiments import analysis, store
     from app.experiments.model import DEFAULT_GUARDRAILS, Experiment, Guardrail
     from app.experiments.stats import users_needed
-    from app.recsys.publish import current_version
+    from app.recsys.training.publish import current_version
 
     at = _when(at_text)
     with _services() as (ch, r):

@@ -29,7 +29,7 @@ def ch(clickhouse_settings: Settings) -> Iterator[Client]:
 @pytest.fixture
 def r(redis_settings: Settings) -> Iterator[redis.Redis]:
     conn = redis.Redis.from_url(redis_settings.redis_url, socket_timeout=5)
-    for version in ("v1", "v2", "v3"):  # published versions, as app.recsys.publish leaves them
+    for version in ("v1", "v2", "v3"):  # published versions, as app.recsys.training.publish leaves them
         conn.zadd(keys.VERSIONS, {version: 1.0})
         conn.set(keys.meta(version), json.dumps({"version": version}))
     yield conn
