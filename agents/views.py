@@ -32,7 +32,7 @@ _partitioner = DefaultPartitioner()
 
 
 def user_partition(user_id: int, partitions: int) -> int:
-    """Partition of a user's events (key = str(user_id), DESIGN.md)."""
+    """Partition of a user's events (key = str(user_id), docs/design.md "Data flow")."""
     every = list(range(partitions))
     return _partitioner(str(user_id).encode(), every, every)
 

@@ -119,7 +119,7 @@ def _text(data: dict[str, Any], name: str) -> str:
 
 
 def parse_ts(value: Any) -> float:
-    """Epoch seconds from ISO-8601 text or epoch milliseconds (DESIGN.md)."""
+    """Epoch seconds from ISO-8601 text or epoch milliseconds (docs/design.md, "Event schema")."""
     if isinstance(value, bool):
         raise InvalidEvent("bad_ts", "ts must be ISO-8601 or epoch ms")
     if isinstance(value, (int, float)):

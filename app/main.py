@@ -1,7 +1,7 @@
 """The one Faust app: agents (agents/), tables (tables/) and the web views.
 
 `agents` and `tables` are siblings of `app`, so they are listed in
-`autodiscover` explicitly (DESIGN.md).
+`autodiscover` explicitly (docs/design.md, "Layout").
 """
 from __future__ import annotations
 

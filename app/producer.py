@@ -30,7 +30,7 @@ WINDOW = 5_000
 
 
 def message_key(user_id: int) -> bytes:
-    """The Kafka key of a user's events (DESIGN.md: key = user id)."""
+    """The Kafka key of a user's events (docs/design.md: key = user id)."""
     return str(user_id).encode()
 
 

@@ -1,7 +1,7 @@
 """Names defined once: event types, event fields, ClickHouse columns.
 
 Everything that names a column or an event type imports it from here, so the
-event contract (DESIGN.md), the loader, the trainer and the analytics agree.
+event contract (docs/design.md, "Event schema"), the loader, the trainer and the analytics agree.
 """
 from __future__ import annotations
 

@@ -46,6 +46,8 @@ DEFAULTS: dict[str, str] = {
     "ANALYTICS_QUEUE_S": "5",
     "ANALYTICS_TIMEOUT_S": "30",
     "ANALYTICS_CACHE_S": "60",
+    "GATE_MIN_USERS": "500",
+    "GATE_MAX_HOLDOUT_SHARE": "0.2",
 }
 
 
@@ -76,6 +78,13 @@ def _float(env: Mapping[str, str], name: str) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _share(env: Mapping[str, str], name: str) -> float:
+    value = _float(env, name)
+    if value >= 1:
+        raise SettingsError(f"{name} must be < 1, got {value}")
     return value
 
 
@@ -144,6 +153,10 @@ class Settings:
     analytics_queue_s: float
     analytics_timeout_s: float
     analytics_cache_s: float
+    # The retrain gate's holdout grows back from the newest event until it holds this many
+    # evaluable users, or this share of the window's events, whichever comes first (docs/retrain.md).
+    gate_min_users: int
+    gate_max_holdout_share: float
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -193,6 +206,8 @@ class Settings:
             analytics_queue_s=_float(env, "ANALYTICS_QUEUE_S"),
             analytics_timeout_s=_float(env, "ANALYTICS_TIMEOUT_S"),
             analytics_cache_s=_float(env, "ANALYTICS_CACHE_S"),
+            gate_min_users=_int(env, "GATE_MIN_USERS", minimum=1),
+            gate_max_holdout_share=_share(env, "GATE_MAX_HOLDOUT_SHARE"),
             external=external,
         )
 

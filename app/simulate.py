@@ -23,7 +23,8 @@ from app.producer import Message, produce_messages, to_message
 from app.settings import Settings
 from app.simulator import wire
 from app.simulator.history import EventColumns, generate_events
-from app.simulator.live import LiveStats, RecommendationClient, next_session
+from app.simulator.days import DaySimulation, run_days
+from app.simulator.live import LiveStats, RecommendationClient, fetch_shown, next_session
 from app.simulator.world import World, build_world
 from app.storage.films import write_films
 from app.storage.kafka_admin import ensure_topics
@@ -74,6 +75,21 @@ async def _live_messages(
             yield to_message(event)
 
 
+async def _day_messages(
+    world: World, seed: int, days: int, end_ts: float, n_events: int, recs: RecommendationClient, stats: LiveStats
+) -> AsyncIterator[Message]:
+    """Messages of `days` simulated past days whose visitors are shown the service's
+    recommendations (app.simulator.days), until `n_events` (the last day cut)."""
+    sim = DaySimulation(world, seed, salt=int(end_ts))  # a later run gets new event ids
+    left = n_events
+    async for events in run_days(sim, days, end_ts, lambda user_id: fetch_shown(recs, user_id, stats)):
+        for event in events[:left]:
+            yield to_message(event)
+        left -= len(events)
+        if left <= 0:
+            break
+
+
 async def run(
     settings: Settings,
     users: int,
@@ -86,11 +102,15 @@ async def run(
     end_ts: float | None = None,
     progress: bool = True,
     service_url: str | None = None,
+    live_days: int = 0,
 ) -> RunSummary:
     """Write the catalog to ClickHouse and produce events to Kafka.
 
     Without `service_url`: the history of the last `days`. With it: live
-    sessions now, shown the service's recommendations (app.simulator.live).
+    sessions now, shown the service's recommendations (app.simulator.live);
+    with `live_days` too, the `live_days` whole days before today instead, each
+    user visiting more often the more they liked what they were shown
+    (app.simulator.days: what online experiments need).
     `rate` > 0 paces production to that many messages per second (0 = as fast
     as the broker takes them).
     """
@@ -98,6 +118,8 @@ async def run(
         raise ValueError(f"rate must be >= 0 events/s, got {rate}")
     if service_url and bad_fraction:
         raise ValueError("malformed messages (bad fraction) are only simulated for the history, not live")
+    if live_days and not service_url:
+        raise ValueError("live days need a service to show recommendations (service_url)")
     started = time.monotonic()
     world, history = generate(users, films, 0 if service_url else events, seed, days, end_ts)
     bad = len(wire.bad_positions(len(history), bad_fraction, seed))
@@ -107,7 +129,11 @@ async def run(
     stats = LiveStats()
     if service_url:
         async with RecommendationClient(service_url, settings.network_timeout_s) as recs:
-            messages = _live_messages(world, seed, events, recs, stats)
+            if live_days:
+                messages = _day_messages(world, seed, live_days, time.time() if end_ts is None else end_ts,
+                                         events, recs, stats)
+            else:
+                messages = _live_messages(world, seed, events, recs, stats)
             sent = await produce_messages(settings, messages, events, rate, progress, desc="live")
         log.info("%d live sessions, %d failed recommendation fetches", stats.sessions, stats.failed_fetches)
     else:

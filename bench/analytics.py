@@ -9,10 +9,13 @@ what dashboards under load cost serving.
    plus each query's time.
 3. Baseline, same run: `SELECT count() FROM interactions FINAL` over the same
    range, the least any reader of deduplicated events pays (best of 3).
+4. Also: an experiment report (`app.experiments.analysis.analyse`, 50 % split
+   by the hash, 1,000 bootstrap replicates) over the same 30 days, with its
+   SQL and its statistics timed apart.
 
-Prints both and their ratio (roughly: how many deduplicated scans the dashboard costs).
+Prints each and its ratio to the baseline (roughly: how many deduplicated scans it costs).
 
-4. With --load N: a real `cinerec serve` over that database and a Redis
+5. With --load N: a real `cinerec serve` over that database and a Redis
    database of its own (default 14; a synthetic model, bench/serve.py's) is
    probed by 2 clients looping on `/v1/users/{id}/recommendations`: idle for
    5 s, while N dashboard requests (a different range each, so the cache does
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +45,8 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.analytics import api, queries  # noqa: E402
+from app.experiments import analysis  # noqa: E402
+from app.experiments.model import Experiment, State  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.simulate import generate  # noqa: E402
 from app.storage.clickhouse import client, migrate  # noqa: E402
@@ -177,11 +183,20 @@ def main() -> None:
         baseline = best_of(3, lambda: conn.execute(BASELINE, params))
         figure = best_of(3, lambda: api.dashboard(conn, PERIOD))
         print(f"events: {len(events):,}, range {PERIOD.first} .. {PERIOD.last}")
-        for name in sorted(n for n in dir(queries) if n.isupper() and not n.startswith("_")):
+        for name in sorted(n for n in dir(queries) if n.isupper() and not n.startswith("_")
+                           and isinstance(getattr(queries, n), str)):
             print(f"  {name:22} {best_of(3, lambda: conn.execute(getattr(queries, name), params)) * 1000:8.1f} ms")
         print(f"dashboard (all metrics):      {figure * 1000:8.1f} ms")
         print(f"baseline (count() FINAL):     {baseline * 1000:8.1f} ms")
         print(f"ratio dashboard / baseline:   {figure / baseline:8.1f}x")
+        start = datetime.fromtimestamp(END_TS - 30 * 86_400, tz=timezone.utc)
+        exp = Experiment("exp-bench", "v1", "v2", share=0.5, created_at=start).moved_to(State.RUNNING, start)
+        stop = datetime.fromtimestamp(END_TS, tz=timezone.utc)
+        sql = best_of(3, lambda: analysis.load_users(conn, start, stop, "v1", "v2"))
+        report = best_of(3, lambda: analysis.analyse(conn, exp, stop))
+        print(f"experiment report:            {report * 1000:8.1f} ms  (per-user SQL {sql * 1000:.1f} ms, "
+              f"{len(analysis.load_users(conn, start, stop, 'v1', 'v2')):,} exposed users)")
+        print(f"ratio report / baseline:      {report / baseline:8.1f}x")
         if args.load:
             serve_under_load(settings, args.redis_db, args.load)
     finally:

@@ -38,11 +38,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.recsys.als import ALSRecommender  # noqa: E402
-from app.recsys.dataset import Dataset, EventWeights, Interactions, build_dataset  # noqa: E402
-from app.recsys.evaluate import evaluate, per_user_last_fraction  # noqa: E402
-from app.recsys.popularity import PopularRecommender  # noqa: E402
-from app.recsys.topn import pad_ranked  # noqa: E402
+from app.recsys.data.dataset import Dataset, EventWeights, Interactions, build_dataset  # noqa: E402
+from app.recsys.evaluation.evaluate import evaluate  # noqa: E402
+from app.recsys.evaluation.splits import per_user_last_fraction  # noqa: E402
+from app.recsys.models.als import ALSRecommender  # noqa: E402
+from app.recsys.models.popularity import PopularRecommender  # noqa: E402
+from app.recsys.models.topn import pad_ranked  # noqa: E402
 
 DEFAULT_DATA = Path("/work/shared/data/ml-latest-small")
 K = 10

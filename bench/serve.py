@@ -41,9 +41,9 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.localstack import proc  # noqa: E402
-from app.recsys.foldin import pack_factors  # noqa: E402
-from app.recsys.idmap import IdMap  # noqa: E402
-from app.recsys.publish import activate, write_ranked, write_titles  # noqa: E402
+from app.recsys.models.foldin import pack_factors  # noqa: E402
+from app.recsys.data.idmap import IdMap  # noqa: E402
+from app.recsys.training.publish import activate, write_ranked, write_titles  # noqa: E402
 from app.settings import REPO_ROOT, Settings  # noqa: E402
 from app.storage import redis_keys as keys  # noqa: E402
 from app.storage.kafka_admin import drop_topics  # noqa: E402

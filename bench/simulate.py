@@ -13,8 +13,9 @@
    same messages, each on a fresh topic that is deleted afterwards.
 3. --quality (instead of 1 and 2): is the planted taste learnable? ALS with the
    shipped defaults vs Popular (the retrain gate's baseline), NDCG@10 on the
-   retrain's 7-day time holdout, for the `cinerec simulate` defaults and the
-   `make demo` size, per seed: the gate needs ALS above Popular.
+   7-day time holdout (the retrain gate's before it grew to GATE_MIN_USERS), for
+   the `cinerec simulate` defaults and the `make demo` size, per seed: the gate
+   needs ALS above Popular.
 """
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.events import Event  # noqa: E402
 from app.producer import produce_messages, to_message  # noqa: E402
-from app.recsys.dataset import EventWeights, Interactions, build_dataset  # noqa: E402
-from app.recsys.evaluate import evaluate, time_holdout  # noqa: E402
-from app.recsys.models import ALSRecommender, PopularRecommender  # noqa: E402
+from app.recsys.data.dataset import EventWeights, Interactions, build_dataset  # noqa: E402
+from app.recsys.evaluation.evaluate import evaluate  # noqa: E402
+from app.recsys.evaluation.splits import time_holdout  # noqa: E402
+from app.recsys.models.registry import ALSRecommender, PopularRecommender  # noqa: E402
 from app.schema import FILM_EVENT_TYPES  # noqa: E402
 from app.settings import Settings, get_settings  # noqa: E402
 from app.simulate import generate  # noqa: E402
@@ -107,7 +109,7 @@ def quality(users: int, films: int, events: int, seed: int) -> tuple[float, floa
     """(ALS, Popular) NDCG@10 on the simulated month, split and weighted as the retrain pipeline does."""
     _, history = generate(users, films, events, seed, 30, END)
     interactions = Interactions.from_columns({f.name: getattr(history, f.name) for f in fields(Interactions)})
-    # What the trainer loads: film events only (app.recsys.load).
+    # What the trainer loads: film events only (app.recsys.data.load).
     interactions = interactions.select(np.isin(history.event_type, sorted(FILM_EVENT_TYPES)) & (history.film_id != 0))
     train, test = time_holdout(interactions, HOLDOUT_DAYS)
     dataset = build_dataset(train, EventWeights())

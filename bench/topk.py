@@ -5,7 +5,7 @@
 
 The retrain's publish stage ranks every user this way (100k users x 20k films
 in bench/train.py). implicit's topk slices its filter one row at a time while
-holding the GIL; `app.recsys.als` hands it the rows' indices directly.
+holding the GIL; `app.recsys.models.als` hands it the rows' indices directly.
 A third figure, topk without any filter, is the floor. BLAS is held to one
 thread in all three (implicit runs one thread per core itself).
 Each variant runs `--rounds` times, alternately, and keeps its best round.
@@ -25,8 +25,8 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.recsys.als import ALSRecommender  # noqa: E402
-from app.recsys.idmap import IdMap  # noqa: E402
+from app.recsys.models.als import ALSRecommender  # noqa: E402
+from app.recsys.data.idmap import IdMap  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/train.py [--users 100000 --films 20000 --events 5000000] [--reuse]
 
 1. Planted-taste events are generated inside ClickHouse (INSERT ... SELECT
-   FROM numbers(); app.recsys.synthetic) into a database of the benchmark's
+   FROM numbers(); app.recsys.data.synthetic) into a database of the benchmark's
    own (`cinerec_bench_train`, kept with --reuse for repeated runs).
 2. `pipeline.retrain` runs against it and a Redis database of its own
    (default 3): load, matrix, evaluate (holdout fit of ALS + Popular),
@@ -37,12 +37,12 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.recsys import pipeline  # noqa: E402
-from app.recsys.dataset import EventWeights, build_dataset  # noqa: E402
-from app.recsys.load import load_interactions  # noqa: E402
-from app.recsys.models import ALSRecommender  # noqa: E402
+from app.recsys.training import pipeline  # noqa: E402
+from app.recsys.data.dataset import EventWeights, build_dataset  # noqa: E402
+from app.recsys.data.load import load_interactions  # noqa: E402
+from app.recsys.models.registry import ALSRecommender  # noqa: E402
 from app.recsys.progress import TqdmProgress  # noqa: E402
-from app.recsys.synthetic import PlantedTaste, seed  # noqa: E402
+from app.recsys.data.synthetic import PlantedTaste, seed  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.storage.clickhouse import client, migrate  # noqa: E402
 

@@ -5,7 +5,7 @@
 
 1. Planted-taste events in ClickHouse, the same generator as bench/train.py,
    in a database of its own (`cinerec_bench_spark`; --reuse keeps what is there).
-2. The 7-day time holdout of the retrain pipeline: the training part is
+2. A 7-day time holdout (`RetrainConfig(holdout_days=7)`): the training part is
    loaded once to the driver for the baseline and for evaluation.
 3. Baseline, same run: `implicit` ALS fit on that matrix (the default backend).
 4. Spark: session start-up timed on its own, then a fit of the same window
@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.recsys.dataset import EventWeights, build_dataset  # noqa: E402
-from app.recsys.evaluate import evaluate, holdout_start, time_holdout  # noqa: E402
-from app.recsys.load import load_interactions  # noqa: E402
-from app.recsys.models import ALSRecommender, PopularRecommender  # noqa: E402
-from app.recsys.pipeline import sample_users  # noqa: E402
+from app.recsys.data.dataset import EventWeights, build_dataset  # noqa: E402
+from app.recsys.data.load import load_interactions  # noqa: E402
+from app.recsys.data.synthetic import PlantedTaste  # noqa: E402
+from app.recsys.evaluation.evaluate import evaluate  # noqa: E402
+from app.recsys.evaluation.splits import holdout_start, sample_users, time_holdout  # noqa: E402
+from app.recsys.models.registry import ALSRecommender, PopularRecommender  # noqa: E402
+from app.recsys.models.spark_als import SparkALSTrainer  # noqa: E402
 from app.recsys.progress import TqdmProgress  # noqa: E402
-from app.recsys.spark_als import SparkALSTrainer  # noqa: E402
-from app.recsys.synthetic import PlantedTaste  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.train import prepare  # noqa: E402
 

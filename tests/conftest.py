@@ -107,7 +107,7 @@ def seeded_process_settings(
 ) -> Iterator[Settings]:
     """Process settings (what a CLI command or Celery task reads) pointed at a test
     ClickHouse database seeded with planted-taste data, a test Redis db and a model dir."""
-    from app.recsys.synthetic import PlantedTaste, seed
+    from app.recsys.data.synthetic import PlantedTaste, seed
     from app.settings import get_settings
 
     seed(clickhouse_settings, PlantedTaste(users=200, films=100, events=8_000))

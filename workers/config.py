@@ -1,8 +1,9 @@
 """Celery configuration, all in one module (loaded with `config_from_object`).
 
 The Redis broker re-delivers a task that is not acked within
-`visibility_timeout`; with `acks_late` that must exceed the longest retrain or
-the task would run twice, so both derive from the retrain lock's timeout.
+`visibility_timeout`; with `acks_late` it must exceed the longest retrain, or a
+second worker would start the task while the first still runs (the retrain
+lock would then skip it, and the task would be acked without a run of its own).
 """
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from datetime import timedelta
 
 from kombu import Queue
 
-from app.recsys.pipeline import RETRAIN_LOCK_TIMEOUT_S
 from app.settings import get_settings
 
 _settings = get_settings()
 
+LONGEST_RETRAIN_S = 6 * 3600
+
 broker_url = _settings.celery_broker_url
-broker_transport_options = {"visibility_timeout": RETRAIN_LOCK_TIMEOUT_S + 3600}
+broker_transport_options = {"visibility_timeout": LONGEST_RETRAIN_S + 3600}
 broker_connection_timeout = _settings.network_timeout_s
 broker_connection_retry_on_startup = True
 result_backend = None  # the outcome is recorded in ClickHouse model_runs

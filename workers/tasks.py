@@ -1,4 +1,4 @@
-"""The `retrain` task: a thin Celery shell around `app.recsys.pipeline.retrain`.
+"""The `retrain` task: a thin Celery shell around `app.recsys.training.pipeline.retrain`.
 
 Safe under at-least-once delivery: runs never overlap (`lock:retrain`), and a
 re-delivered task whose run already finished (acks_late + a lost ack) is
@@ -14,10 +14,11 @@ from clickhouse_driver.errors import NetworkError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.recsys import pipeline
 from app.recsys.progress import LogProgress
-from app.recsys.publish import connect
+from app.recsys.training import pipeline
 from app.settings import get_settings
+from app.storage.locks import retrain_lock
+from app.storage.redis_client import connect
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def retrain(self, force: bool = False) -> str:
     """Retrain, gate and publish; returns a one-line outcome (also in the worker log)."""
     settings = get_settings()
     task_id = self.request.id or "eager"
-    with pipeline.retrain_lock(settings) as acquired:
+    with retrain_lock(settings) as acquired:
         if not acquired:
             log.warning("retrain %s skipped: another run holds the lock", task_id)
             return "skipped: locked"

@@ -116,15 +116,71 @@ GROUP BY day
 ORDER BY day
 """
 
-# Recommendation funnel counts by where the film was shown (source) and by
-# which model produced the list (model_version; '' for non-model sources).
+# Click attribution. A click goes to the latest impression of the same film,
+# for the same user, from the same source and model_version, at or before it
+# (in the range), if that impression is at most ATTRIBUTION_WINDOW_S older; an
+# impression takes at most one click. So attributed clicks <= impressions in
+# every group, every day included, and CTR stays within [0, 1]. Other clicks (a
+# film found by search, a double click, an impression before the range) are
+# unattributed: counted apart, never in CTR.
+# `shown_rows` gives one row per impression (is_impression = 1, clicked 0/1) and
+# one row per group with clicks but no impression (is_impression = 0); n_clicks
+# is the group's click count. Written with two ARRAY JOINs and plain comparisons:
+# 18.16 lambdas lose the columns they capture when an outer query prunes them.
+ATTRIBUTION_WINDOW_S = 3600
+
+
+def shown_rows(events: str, keys: str, impression: str = "%(impression)s", click: str = "%(click)s") -> str:
+    """The attribution rows of `events` (SQL with `keys`, event_type and ts), grouped by `keys`
+    (which must include user_id, film_id, source, model_version)."""
+    return f"""
+SELECT {keys}, n_clicks, j > 0 AS is_impression, shown_at, max(hit) AS clicked
+FROM (
+    SELECT {keys}, n_clicks, j, shown_at,
+           j > 0 AND click_at >= shown_at AND click_at <= shown_at + {ATTRIBUTION_WINDOW_S}
+               AND (j = n_impressions OR click_at < next_shown_at) AS hit
+    FROM (
+        SELECT {keys}, n_clicks, n_impressions, click_times, shown_at, j, impression_times[j + 1] AS next_shown_at
+        FROM (
+            SELECT {keys}, arraySort(groupArrayIf(ts, event_type = {impression})) AS impression_times,
+                   groupArrayIf(ts, event_type = {click}) AS click_times,
+                   length(impression_times) AS n_impressions, length(click_times) AS n_clicks
+            FROM ({events})
+            WHERE event_type IN ({impression}, {click})
+            GROUP BY {keys}
+        )
+        LEFT ARRAY JOIN impression_times AS shown_at, arrayEnumerate(impression_times) AS j
+    )
+    LEFT ARRAY JOIN click_times AS click_at
+)
+GROUP BY {keys}, n_clicks, j, shown_at
+"""
+
+
+_PAIR = "user_id, film_id, source, model_version"
+
+# Per (user, film, source, model_version) in the range: impressions, clicks, attributed clicks.
+CLICK_PAIRS = f"""
+SELECT {_PAIR}, sum(is_impression) AS impressions, any(n_clicks) AS clicks, sum(clicked) AS attributed
+FROM ({shown_rows(f"SELECT {_PAIR}, event_type, ts FROM interactions FINAL WHERE {_IN_RANGE}", _PAIR)})
+GROUP BY {_PAIR}
+"""
+
+# Recommendation funnel by where the film was shown (source) and by which model
+# produced the list (model_version; '' for non-model sources): impressions and
+# attributed clicks (see CLICK_PAIRS), so clicks <= impressions in every row.
 FUNNEL = f"""
-SELECT source, model_version,
-       countIf(event_type = %(impression)s) AS impressions,
-       countIf(event_type = %(click)s) AS clicks
-FROM interactions FINAL
-WHERE {_IN_RANGE} AND event_type IN (%(impression)s, %(click)s)
+SELECT source, model_version, sum(impressions) AS impressions, sum(attributed) AS clicks
+FROM ({CLICK_PAIRS})
 GROUP BY source, model_version
+"""
+
+# The clicks FUNNEL leaves out, by the source/model_version they carried.
+UNATTRIBUTED_CLICKS = f"""
+SELECT source, model_version, sum(clicks - attributed) AS unattributed_clicks
+FROM ({CLICK_PAIRS})
+GROUP BY source, model_version
+HAVING unattributed_clicks > 0
 """
 
 # Watch time attributed to recommendations. A (user, film) pair with a click

@@ -48,3 +48,4 @@ from app.cli import train  # noqa: E402,F401
 from app.cli import simulate  # noqa: E402,F401
 from app.cli import report  # noqa: E402,F401
 from app.cli import demo  # noqa: E402,F401
+from app.cli import experiment  # noqa: E402,F401

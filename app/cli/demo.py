@@ -154,10 +154,11 @@ def wait_foldin(settings: Settings, timeout: float = 30.0) -> dict:
 def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> None:
     """Run the platform end to end on simulated traffic and print the URLs to try."""
     from app.localstack import proc
-    from app.recsys import pipeline
     from app.recsys.progress import TqdmProgress
+    from app.recsys.training import pipeline
     from app.simulate import run as simulate
     from app.storage.kafka_admin import ensure_topics
+    from app.storage.locks import retrain_lock
 
     settings = get_settings()
     if stop:
@@ -177,7 +178,7 @@ def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> N
     wait_loaded(settings, before, summary.messages_sent - summary.bad_messages)
     _step("retrain: ALS vs Popular on a time holdout, gate, publish to Redis")
     progress = TqdmProgress()
-    with pipeline.retrain_lock(settings) as acquired:
+    with retrain_lock(settings) as acquired:
         if not acquired:
             raise click.ClickException("a retrain is already running (lock:retrain); run the demo again when it ends")
         try:

@@ -14,7 +14,7 @@ def _pct(x: float) -> str:
     return f"{x * 100:.1f} %"
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
+def table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
     """Left-aligned first column, right-aligned numbers, widths from the content."""
     cells = [tuple(str(c) for c in header), *(tuple(str(c) for c in row) for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
@@ -33,7 +33,7 @@ def render(summary: dict[str, Any]) -> str:
         for k in ("d1", "d7", "d30")
     ]
     lines = [f"cinerec business metrics, {summary['from']} .. {summary['to']} (UTC days)", ""]
-    lines += _table(
+    lines += table(
         ("metric", "value"),
         [
             ("active users", t["active_users"]),
@@ -54,7 +54,7 @@ def render(summary: dict[str, Any]) -> str:
             for row in f[f"by_{key}"]
         ]
         lines += ["", f"recommendation funnel by {title}"]
-        lines += _table((title, *header), rows) if rows else ["(no impressions or clicks in this range)"]
+        lines += table((title, *header), rows) if rows else ["(no impressions or clicks in this range)"]
     return "\n".join(lines)
 
 

@@ -30,20 +30,27 @@ def _service_error(exc: Exception) -> click.ClickException:
 @click.option("--bad-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="share of malformed messages")
 @click.option("--service-url", default=None, metavar="URL",
               help="live mode: sessions happen now and are shown this service's recommendations")
+@click.option("--live-days", default=0, show_default=True, type=click.IntRange(min=0),
+              help="with --service-url: simulate this many past whole days whose users return more when satisfied")
 def simulate(
-    users: int, films: int, events: int, rate: float, seed: int, days: float, bad_fraction: float, service_url: str | None
+    users: int, films: int, events: int, rate: float, seed: int, days: float, bad_fraction: float,
+    service_url: str | None, live_days: int,
 ) -> None:
     """Simulate site traffic: write a film catalog to ClickHouse and produce events to Kafka.
 
     By default the history of the last --days; with --service-url, live
-    sessions with impressions and clicks attributed to the served model.
+    sessions with impressions and clicks attributed to the served model
+    (with --live-days, over past simulated days, for online experiments).
     """
+    if live_days and not service_url:
+        raise click.UsageError("--live-days needs --service-url")
     from app.simulate import run
 
     settings = get_settings()
     try:
         summary = asyncio.run(
-            run(settings, users, films, events, seed, days, rate, bad_fraction, service_url=service_url)
+            run(settings, users, films, events, seed, days, rate, bad_fraction, service_url=service_url,
+                live_days=live_days)
         )
     except Exception as exc:  # Kafka/ClickHouse errors: one readable line, not a traceback
         raise _service_error(exc) from None

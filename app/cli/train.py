@@ -15,6 +15,12 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
 
 
+def _interval(run: dict, prefix: str) -> str:
+    """A recorded paired difference as `+0.0123 [+0.0050, +0.0190]`, or `-` when there was none."""
+    mean, low, high = (run[f"{prefix}_{part}"] for part in ("mean", "low", "high"))
+    return "-" if mean is None else f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
 def _metric_cell(name: str, value: float | None) -> str:
     """Rates with 4 decimals; `users` is a count (stored as a float like the rest), so an integer."""
     if value is None:
@@ -28,14 +34,17 @@ def _metric_cell(name: str, value: float | None) -> str:
 @click.option("--spark-master", default=None,
               help="Spark master URL for --backend spark, e.g. spark://host:7077  [default: SPARK_MASTER, local[*]]")
 @click.option("--force", is_flag=True, help="Publish even if the gate rejects the model (recorded as forced).")
-@click.option("--holdout-days", type=click.FloatRange(min=0, min_open=True), default=7.0, show_default=True)
+@click.option("--holdout-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="A fixed holdout of the last N days  [default: grown back from the newest event until "
+                   "GATE_MIN_USERS users or GATE_MAX_HOLDOUT_SHARE of the events]")
 @click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=365.0, show_default=True,
               help="History used, counted back from the newest event.")
-def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float,
+def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float | None,
           window_days: float) -> None:
     """Retrain in the foreground: load, evaluate vs Popular, gate, publish, record."""
-    from app.recsys import pipeline
     from app.recsys.progress import TqdmProgress
+    from app.recsys.training import pipeline
+    from app.storage.locks import retrain_lock
 
     settings = get_settings()
     settings = settings.with_overrides(train_backend=backend or settings.train_backend,
@@ -45,7 +54,7 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     progress = TqdmProgress()
-    with pipeline.retrain_lock(settings) as acquired:
+    with retrain_lock(settings) as acquired:
         if not acquired:
             raise click.ClickException("another retrain holds lock:retrain; try again when it has finished")
         try:
@@ -55,6 +64,11 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
     keys = sorted(set(report.metrics) | set(report.baseline_metrics))
     _table([[k, _metric_cell(k, report.metrics.get(k)), _metric_cell(k, report.baseline_metrics.get(k))]
             for k in keys], ["metric", "als", "popular"])
+    if report.holdout:
+        click.echo(f"holdout: {report.holdout.users} users, {report.holdout.share:.1%} of the events "
+                   f"(decided by {report.holdout.rule})")
+    click.echo(f"gate: {report.verdict or '-'}; NDCG@10 difference [95% interval] vs popular "
+               f"{report.vs_popular or '-'}, vs served {report.vs_served or '-'}")
     click.echo(f"timings (s): {json.dumps(report.timings)}")
     click.echo(f"{report.version}: {report.status.upper()}: {report.reason}")
 
@@ -63,16 +77,13 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 def models(limit: int) -> None:
     """Recorded retrain runs (newest first) and the version being served."""
-    from app.recsys import pipeline, publish
-    from app.storage.clickhouse import client
+    from app.recsys.training import publish
+    from app.storage import model_runs
+    from app.storage.redis_client import connect
 
     settings = get_settings()
-    ch = client(settings)
-    try:
-        runs = pipeline.recorded_runs(ch, settings.clickhouse_database, limit)
-    finally:
-        ch.disconnect()
-    conn = publish.connect(settings)
+    runs = model_runs.recent(settings, limit)
+    conn = connect(settings)
     try:
         current = publish.current_version(conn)
         available = {v for v, _ in publish.published_versions(conn)}
@@ -83,10 +94,12 @@ def models(limit: int) -> None:
         ndcg = json.loads(run["metrics"] or "{}").get("ndcg@10")
         base = json.loads(run["baseline_metrics"] or "{}").get("ndcg@10")
         marker = "*" if run["version"] == current else ("r" if run["version"] in available else "")
-        rows.append([marker, run["version"], str(run["started_at"]), run["status"],
+        holdout = f"{run['holdout_users']} ({run['holdout_rule']})" if run["holdout_rule"] else "-"
+        rows.append([marker, run["version"], str(run["started_at"]), run["status"], run["verdict"] or "-",
                      "-" if ndcg is None else f"{ndcg:.4f}", "-" if base is None else f"{base:.4f}",
-                     str(run["n_users"]), run["reason"][:60]])
-    _table(rows, ["", "version", "started (UTC)", "status", "ndcg@10", "popular", "users", "reason"])
+                     _interval(run, "vs_popular"), _interval(run, "vs_served"), holdout, run["reason"][:60]])
+    _table(rows, ["", "version", "started (UTC)", "status", "gate", "ndcg@10", "popular", "vs popular [95%]",
+                  "vs served [95%]", "holdout users", "reason"])
     click.echo(f"served: {current or '(nothing published)'}   (* served, r = can roll back to)")
 
 
@@ -94,9 +107,10 @@ def models(limit: int) -> None:
 @click.argument("version")
 def rollback(version: str) -> None:
     """Serve a previously published VERSION again (it must not have expired)."""
-    from app.recsys import publish
+    from app.recsys.training import publish
+    from app.storage.redis_client import connect
 
-    conn = publish.connect(get_settings())
+    conn = connect(get_settings())
     try:
         publish.rollback(conn, version)
     except publish.PublishError as exc:

@@ -24,8 +24,8 @@ MAX_ENGAGEMENTS = 6
 HOME_ROW = 3
 MAX_FILM_S = 10_800.0
 # An engagement lasts 60 s of browsing before the film and 150 s after it.
-_BEFORE_S, _AFTER_S = 60.0, 150.0
-MAX_SESSION_S = 5.0 + MAX_ENGAGEMENTS * (_BEFORE_S + MAX_FILM_S + _AFTER_S)
+BROWSE_BEFORE_S, BROWSE_AFTER_S = 60.0, 150.0
+MAX_SESSION_S = 5.0 + MAX_ENGAGEMENTS * (BROWSE_BEFORE_S + MAX_FILM_S + BROWSE_AFTER_S)
 SOURCES: tuple[str, ...] = ("", "home")
 # Relative share of session starts by hour of day (UTC): quiet nights, an evening peak.
 HOURLY = np.array([3, 2, 1, 1, 1, 1, 2, 3, 4, 4, 4, 5, 5, 5, 5, 5, 6, 7, 9, 10, 10, 9, 7, 5], dtype=float)
@@ -189,7 +189,7 @@ def _session_batch(world: World, rng: np.random.Generator, n_sessions: int) -> d
     listed = ~played & (rng.random(n) < 0.25)
     click_at = rng.uniform(2.0, 20.0, n)
     play_at = click_at + rng.uniform(5.0, 40.0, n)
-    length = _BEFORE_S + watch + _AFTER_S
+    length = BROWSE_BEFORE_S + watch + BROWSE_AFTER_S
     ends = np.cumsum(length)
     offset = ends - length - (ends - length)[(np.cumsum(n_eng) - n_eng)][sess]
     session_len = 5.0 + np.bincount(sess, weights=length, minlength=n_sessions)

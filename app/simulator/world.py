@@ -113,6 +113,25 @@ class World:
         age = at_ts - self.catalog.release_ts[film_idx]
         return np.where(age < 0, 0.0, -np.expm1(-np.maximum(age, 0.0) / NEW_RELEASE_RAMP_S))
 
+    def true_appeal(self, user_idx: np.ndarray, film_idx: np.ndarray, at_ts: np.ndarray) -> np.ndarray:
+        """How much each user wants each film, relative to an average film (1.0).
+
+        It is the planted truth the history is drawn from (`history.choose_films`):
+        the chance the user picks the film on their own -- taste over genres, then
+        popularity within the genre, or popularity alone for the exploration
+        share -- times its release ramp, times the number of films. A model is
+        better the more of it the films it shows carry.
+        """
+        cat = self.catalog
+        genre_mass = cat.popularity @ cat.genre_weights  # popularity held by each genre
+        # chance of the film once the genre is drawn; a genre without films falls back to
+        # popularity over the catalog, as choose_films does
+        share = np.where(genre_mass > 0, cat.genre_weights[film_idx] / np.where(genre_mass > 0, genre_mass, 1.0), 1.0)
+        within = cat.popularity[film_idx, None] * share
+        by_taste = np.einsum("ij,ij->i", self.audience.tastes[user_idx], within)
+        chance = (1.0 - EXPLORE_SHARE) * by_taste + EXPLORE_SHARE * cat.popularity[film_idx]
+        return chance * self.appeal(film_idx, at_ts) * len(cat)
+
 
 def build_world(users: int, films: int, seed: int, window_start: float, window_end: float) -> World:
     """The catalog and audience for a seed (independent of the number of events)."""

@@ -14,7 +14,9 @@ from typing import Iterable
 from urllib.parse import unquote, urlsplit
 
 from clickhouse_driver import Client
+from clickhouse_driver.errors import ServerException
 
+from app.experiments.queries import experiment_daily_view
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,45 @@ def migrations(database: str) -> list[str]:
         ) ENGINE = ReplacingMergeTree(finished_at)
         ORDER BY version
         """,
+        # Online experiments (app/experiments): one row per revision of an experiment; the
+        # highest revision wins (read FINAL). Times are UTC; 1970-01-01 00:00:00 = not set.
+        # hash_seed and threshold are derived from the id and share, stored so SQL (the
+        # experiment_daily view) can assign arms exactly as the Python code does.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.experiments (
+            experiment_id String,
+            control String,
+            challenger String,
+            share Float64,
+            hash_seed UInt64,
+            threshold UInt64,
+            primary_metric String,
+            guardrails String,
+            mde Float64,
+            min_users_per_arm UInt64,
+            max_duration_s UInt64,
+            created_at DateTime('UTC'),
+            started_at DateTime('UTC'),
+            ended_at DateTime('UTC'),
+            state String,
+            decision String,
+            revision UInt64
+        ) ENGINE = ReplacingMergeTree(revision)
+        ORDER BY experiment_id
+        """,
+        # Every decision taken on an experiment, with the figures it was taken on (JSON).
+        # decision_id is a hash of the whole decision: a retried write collapses.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.experiment_decisions (
+            experiment_id String,
+            decided_at DateTime('UTC'),
+            action String,
+            verdict String,
+            figures String,
+            decision_id String
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY (experiment_id, decided_at, decision_id)
+        """,
         # Analyst views: daily activity per film and per user. Plain views over
         # FINAL rather than materialized views: a materialized view sees every
         # inserted block, so re-delivered batches would be counted twice, while
@@ -131,6 +172,7 @@ def migrations(database: str) -> list[str]:
         WHERE film_id > 0
         GROUP BY day, film_id
         """,
+        experiment_daily_view(db),
         f"""
         CREATE VIEW IF NOT EXISTS {db}.user_daily AS
         SELECT
@@ -150,8 +192,37 @@ def migrations(database: str) -> list[str]:
     ]
 
 
+COLUMN_EXISTS = 44  # ClickHouse's ILLEGAL_COLUMN, what ADD COLUMN of an existing name raises
+
+# Columns added to a table after it was first created, in order: (table, column, type).
+# 18.16 has no `ADD COLUMN IF NOT EXISTS`, so `migrate` adds the ones system.columns lacks.
+ADDED_COLUMNS: list[tuple[str, str, str]] = [
+    # the retrain gate's evidence (docs/retrain.md, "The gate"); NULL: no such comparison in that run
+    ("model_runs", "verdict", "String"),
+    ("model_runs", "served_version", "String"),
+    ("model_runs", "holdout_rule", "String"),
+    ("model_runs", "holdout_start", "DateTime"),
+    ("model_runs", "holdout_users", "UInt64"),
+    ("model_runs", "holdout_share", "Float64"),
+    ("model_runs", "vs_popular_mean", "Nullable(Float64)"),
+    ("model_runs", "vs_popular_low", "Nullable(Float64)"),
+    ("model_runs", "vs_popular_high", "Nullable(Float64)"),
+    ("model_runs", "vs_served_mean", "Nullable(Float64)"),
+    ("model_runs", "vs_served_low", "Nullable(Float64)"),
+    ("model_runs", "vs_served_high", "Nullable(Float64)"),
+]
+
+
+def column_additions(conn: Client, database: str) -> list[str]:
+    """`ALTER TABLE ... ADD COLUMN` for every column of ADDED_COLUMNS its table lacks, in order."""
+    existing = set(conn.execute(
+        "SELECT table, name FROM system.columns WHERE database = %(database)s", {"database": database}))
+    return [f"ALTER TABLE {database}.{table} ADD COLUMN {column} {kind}"
+            for table, column, kind in ADDED_COLUMNS if (table, column) not in existing]
+
+
 def migrate(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
-    """Create the database and tables if missing; returns the statements run."""
+    """Create the database and tables if missing, add missing columns; returns the statements run."""
     database = settings.clickhouse_database
     conn = client(settings, database="default")
     try:
@@ -159,6 +230,13 @@ def migrate(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
         for statement in [*migrations(database), *extra]:
             conn.execute(statement)
             ran.append(" ".join(statement.split())[:80])
+        for statement in column_additions(conn, database):
+            try:
+                conn.execute(statement)
+            except ServerException as exc:
+                if exc.code != COLUMN_EXISTS:  # another migrate added it meanwhile: done either way
+                    raise
+            ran.append(statement)
         log.info("clickhouse schema of %s is up to date (%d statements)", database, len(ran))
         return ran
     finally:

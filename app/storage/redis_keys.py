@@ -1,6 +1,6 @@
 """Redis key names and value codecs shared by the publisher, the stats agent and the web.
 
-Layout (DESIGN.md, "Storage contracts"):
+Layout (docs/design.md, "Storage contracts"):
 
     recs:current                 -> version string; switched only after a full publish
     recs:versions                -> sorted set of published versions, score = publish time
@@ -8,6 +8,10 @@ Layout (DESIGN.md, "Storage contracts"):
     recs:{v}:user:{user_id}      -> ranked list (codec below), top-N per user
     recs:{v}:similar:{film_id}   -> ranked list, similar films
     recs:{v}:popular             -> ranked list, the Popular baseline of that run
+    recs:popular                 -> ranked list, Popular of the latest run whatever its gate said
+                                    (readers fall back to it: never an empty list while there is data)
+    recs:trending                -> ranked list, Trending (time-decayed) of the latest run: the
+                                    fallback while `live:trending` is empty
     recs:{v}:factors             -> npz bytes: item ids + item factors + regularization (fold-in)
     films:title                  -> hash film_id -> title
     live:recent:{user_id}        -> list of film ids the user watched recently (newest first)
@@ -16,6 +20,10 @@ Layout (DESIGN.md, "Storage contracts"):
                                     worker's top films (it owns only some film partitions);
                                     `live:trending` is their merge
     lock:retrain                 -> retrain lock
+    exp:active                   -> JSON of the running experiment (app.experiments.model.Experiment.to_json);
+                                    absent when none runs. ClickHouse `experiments` is the truth, this the mirror
+                                    serving reads; its control and challenger versions must not expire
+    lock:experiments             -> held while an experiment changes state (one running experiment at a time)
 
 Ranked lists are msgpack `[[film_id, ...], [score, ...]]`: compact, and decoded
 with one call.
@@ -30,8 +38,12 @@ CURRENT = "recs:current"
 VERSIONS = "recs:versions"
 FILM_TITLES = "films:title"
 TRENDING = "live:trending"
+POPULAR_LATEST = "recs:popular"
+TRENDING_LATEST = "recs:trending"
 TRENDING_PARTS = "live:trending:parts"
 RETRAIN_LOCK = "lock:retrain"
+EXPERIMENT_ACTIVE = "exp:active"
+EXPERIMENTS_LOCK = "lock:experiments"
 RECENT_MAX = 50
 
 

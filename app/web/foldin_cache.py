@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from typing import Sequence
 
-from app.recsys.foldin import FoldInModel, unpack_factors
+from app.recsys.models.foldin import FoldInModel, unpack_factors
 
 log = logging.getLogger(__name__)
 

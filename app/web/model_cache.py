@@ -1,5 +1,6 @@
 """In-process copy of what every request needs: the served version, its popular
-list, fold-in factors, the trending list and film titles.
+list, fold-in factors, the trending list, the latest run's popular and trending
+lists (the fallbacks while nothing else has any) and film titles.
 
 A background task polls `recs:current` every `POLL_S`: requests never wait for
 the pointer, a new published version (factors included) is picked up without a
@@ -46,7 +47,8 @@ class ModelCache:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
         self.snapshot = Snapshot()
-        self.trending: Ranked = EMPTY
+        self.trending: Ranked = EMPTY  # live (the stats agent's), else the latest run's
+        self.latest_popular: Ranked = EMPTY  # the latest run's, published whatever its gate said
         # film id -> title, or None for a film without one (cached too, so it costs no lookup)
         self.titles: dict[int, str | None] = {}
         self._titles_at = -TITLE_TTL_S  # monotonic time of the last full load; loaded on the first refresh
@@ -56,7 +58,9 @@ class ModelCache:
         """Poll the pointer and trending once; load a new version fully before switching to it."""
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                current, trending = await pipe.get(redis_keys.CURRENT).get(redis_keys.TRENDING).execute()
+                pipe.get(redis_keys.CURRENT).get(redis_keys.TRENDING)
+                pipe.get(redis_keys.TRENDING_LATEST).get(redis_keys.POPULAR_LATEST)
+                current, trending, trending_latest, popular_latest = await pipe.execute()
             version = current.decode() if current else None
             if version != self.snapshot.version:
                 await self._switch(version)
@@ -65,7 +69,9 @@ class ModelCache:
                 log.warning("redis unreachable, serving the in-process copy (degraded): %s", exc)
             self.redis_ok = False
             return False
-        self.trending = redis_keys.decode_ranked(trending)
+        live = redis_keys.decode_ranked(trending)
+        self.trending = live if live[0] else redis_keys.decode_ranked(trending_latest)
+        self.latest_popular = redis_keys.decode_ranked(popular_latest)
         if not self.redis_ok:
             log.info("redis reachable; serving version %s", self.snapshot.version)
         self.redis_ok = True
@@ -103,6 +109,10 @@ class ModelCache:
             return
         self.titles = {int(film_id): title.decode() for film_id, title in raw.items()}
         self._titles_at = time.monotonic()
+
+    def popular(self, snap: Snapshot) -> Ranked:
+        """The latest run's popular list (fresh even when its model was rejected), else the served version's."""
+        return self.latest_popular if self.latest_popular[0] else snap.popular
 
     def remember_titles(self, film_ids: Iterable[int], titles: Iterable[bytes | None]) -> None:
         for film_id, title in zip(film_ids, titles):

@@ -128,7 +128,7 @@ class Reader:
                 source = "foldin" if ranked[0] else ""
             if not source:
                 source = "trending" if self.cache.trending[0] else "popular"
-        film_ids, scores = merge_ranked(limit, exclude, ranked, self.cache.trending, snap.popular)
+        film_ids, scores = merge_ranked(limit, exclude, ranked, self.cache.trending, self.cache.popular(snap))
         return await self._answer(film_ids, scores, source, snap.version)
 
     async def similar(self, film_id: int, limit: int) -> Answer:
@@ -148,15 +148,15 @@ class Reader:
         return await self._answer(film_ids, scores, "similar", snap.version)
 
     async def films(self, source: str, limit: int) -> Answer:
-        """The `popular` list of the served version or the live `trending` list (both in-process)."""
+        """The `popular` list (the latest run's, else the served version's) or the `trending` list (both in-process)."""
         snap = self.cache.snapshot
-        ranked = snap.popular if source == "popular" else self.cache.trending
+        ranked = self.cache.popular(snap) if source == "popular" else self.cache.trending
         film_ids, scores = merge_ranked(limit, set(), ranked)
         return await self._answer(film_ids, scores, source, snap.version, degraded=not self.cache.redis_ok)
 
     async def _degraded(self, limit: int) -> Answer:
         snap = self.cache.snapshot
-        film_ids, scores = merge_ranked(limit, set(), snap.popular, self.cache.trending)
+        film_ids, scores = merge_ranked(limit, set(), self.cache.popular(snap), self.cache.trending)
         return await self._answer(film_ids, scores, "popular", snap.version, degraded=True)
 
     async def _answer(

@@ -16,6 +16,7 @@ def test_defaults_point_at_the_local_stack() -> None:
     assert s.redis_url == DEFAULTS["REDIS_URL"]
     assert s.topic_partitions == int(DEFAULTS["TOPIC_PARTITIONS"])
     assert s.retrain_interval_hours == 48
+    assert (s.gate_min_users, s.gate_max_holdout_share) == (500, 0.2)
     assert s.external == frozenset()
 
 
@@ -44,6 +45,9 @@ def test_overrides_are_read_and_typed() -> None:
         ("REDIS_URL", "redis://127.0.0.1:port/0", "REDIS_URL has a bad port"),
         ("TRAIN_BACKEND", "tensorflow", "TRAIN_BACKEND must be"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL must be"),
+        ("GATE_MIN_USERS", "0", "GATE_MIN_USERS must be >= 1"),
+        ("GATE_MAX_HOLDOUT_SHARE", "1", "GATE_MAX_HOLDOUT_SHARE must be < 1"),
+        ("GATE_MAX_HOLDOUT_SHARE", "0", "GATE_MAX_HOLDOUT_SHARE must be > 0"),
     ],
 )
 def test_bad_values_raise_a_settings_error_naming_the_variable(name: str, value: str, message: str) -> None:

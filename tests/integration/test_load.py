@@ -1,11 +1,11 @@
-"""Loading training data from a real ClickHouse (app/recsys/load.py)."""
+"""Loading training data from a real ClickHouse (app/recsys/data/load.py)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 import numpy as np
 
-from app.recsys.load import load_films, load_interactions
+from app.recsys.data.load import load_films, load_interactions, newest_event_ts
 from app.schema import EVENT_TYPES
 from app.settings import Settings
 from app.storage.clickhouse import client
@@ -67,6 +67,12 @@ def test_load_window_is_half_open(clickhouse_settings: Settings) -> None:
 def test_empty_window_loads_empty_columns(clickhouse_settings: Settings) -> None:
     loaded = load_interactions(clickhouse_settings)
     assert len(loaded) == 0 and loaded.ts.dtype == np.float64
+    assert newest_event_ts(clickhouse_settings) is None
+
+
+def test_newest_event_time_counts_every_event(clickhouse_settings: Settings) -> None:
+    _insert(clickhouse_settings, [("n1", 1, 10, "play", T0, 0.0, 0.0, 0.0), ("n2", 2, 0, "page_view", T0 + DAY, 0.0, 0.0, 0.0)])
+    assert newest_event_ts(clickhouse_settings) == T0 + DAY
 
 
 def test_films_load_the_latest_title(clickhouse_settings: Settings) -> None:
@@ -76,7 +82,6 @@ def test_films_load_the_latest_title(clickhouse_settings: Settings) -> None:
             f"INSERT INTO {clickhouse_settings.clickhouse_database}.films (film_id, title, updated_at) VALUES",
             [(7, "Old title", datetime(2026, 1, 1)), (7, "New title", datetime(2026, 2, 1)), (3, "Other", datetime(2026, 1, 1))],
         )
-        films = load_films(conn, clickhouse_settings.clickhouse_database)
     finally:
         conn.disconnect()
-    assert films.as_mapping() == {3: "Other", 7: "New title"}
+    assert load_films(clickhouse_settings).as_mapping() == {3: "Other", 7: "New title"}

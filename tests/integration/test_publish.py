@@ -1,24 +1,24 @@
-"""Versioned publishing against a real Redis (app/recsys/publish.py)."""
+"""Versioned publishing against a real Redis (app/recsys/training/publish.py)."""
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pytest
 import redis
 
-from app.recsys import publish
+from app.recsys.training import publish
 from app.settings import Settings
 from app.storage import redis_keys as keys
+from app.storage.redis_client import connect
 
 pytestmark = pytest.mark.redis_db(10)
 
 
 @pytest.fixture
 def conn(redis_settings: Settings) -> Iterator[redis.Redis]:
-    client = publish.connect(redis_settings)
+    client = connect(redis_settings)
     yield client
     client.close()
 
@@ -108,23 +108,3 @@ def test_discard_deletes_an_unpublished_version_but_never_the_served_one(conn: r
     with pytest.raises(publish.PublishError, match="being served"):
         publish.discard(conn, served)
     assert conn.exists(keys.user_recs(served, 1))
-
-
-def test_model_folders_are_pruned_in_step_with_the_published_versions(conn: redis.Redis, tmp_path: Path) -> None:
-    versions = [_publish_version(conn) for _ in range(5)]
-    failed = publish.new_version()  # saved, then its publish failed: never registered
-    for version in [*versions, failed]:
-        (tmp_path / version).mkdir()
-        (tmp_path / version / "model.npz").write_bytes(b"x")
-    (tmp_path / "notes").mkdir()  # not a version folder: never touched
-
-    assert publish.prune_model_dirs(conn, tmp_path) == [failed]
-    # the two oldest only have a TTL so far and can still be rolled back to: their artifacts stay
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*versions, "notes"])
-
-    for key in list(conn.scan_iter(match=keys.version_pattern(versions[0]))):
-        conn.delete(key)  # what the TTL does eventually
-    publish.expire_old_versions(conn)
-    assert publish.prune_model_dirs(conn, tmp_path) == [versions[0]]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*versions[1:], "notes"])
-    assert publish.prune_model_dirs(conn, tmp_path / "missing") == []

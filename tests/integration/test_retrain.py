@@ -1,20 +1,28 @@
-"""The retrain pipeline end to end against real ClickHouse and Redis (app/recsys/pipeline.py)."""
+"""The retrain pipeline end to end against real ClickHouse and Redis (app/recsys/training/pipeline.py),
+and what the web serves after it."""
 from __future__ import annotations
 
 import json
 import threading
 from pathlib import Path
+from typing import AsyncIterator
 
 import numpy as np
 import pytest
 import redis
+from aiohttp.test_utils import TestClient
 
-from app.recsys import pipeline, publish
-from app.recsys.foldin import unpack_factors
-from app.recsys.synthetic import PlantedTaste, seed
+from app.recsys.data.synthetic import PlantedTaste, seed
+from app.recsys.evaluation.gate import GatePolicy
+from app.recsys.models.foldin import unpack_factors
+from app.recsys.training import pipeline, publish
 from app.settings import Settings
 from app.storage import redis_keys as keys
+from app.storage import model_runs
 from app.storage.clickhouse import client
+from app.storage.locks import retrain_lock
+from app.storage.redis_client import connect
+from tests.integration.web_support import running_client
 
 pytestmark = pytest.mark.redis_db(10)
 
@@ -30,17 +38,13 @@ def settings(clickhouse_settings: Settings, redis_settings: Settings, tmp_path: 
 
 @pytest.fixture
 def conn(settings: Settings) -> redis.Redis:
-    client_ = publish.connect(settings)
+    client_ = connect(settings)
     yield client_
     client_.close()
 
 
 def recorded(settings: Settings) -> dict[str, dict]:
-    ch = client(settings)
-    try:
-        return {run["version"]: run for run in pipeline.recorded_runs(ch, settings.clickhouse_database)}
-    finally:
-        ch.disconnect()
+    return {run["version"]: run for run in model_runs.recent(settings)}
 
 
 def test_retrain_publishes_an_als_model_that_beats_popular(settings: Settings, conn: redis.Redis) -> None:
@@ -49,7 +53,7 @@ def test_retrain_publishes_an_als_model_that_beats_popular(settings: Settings, c
     assert report.status == "published" and report.published, report.reason
     assert report.metrics["ndcg@10"] > report.baseline_metrics["ndcg@10"]
     assert (report.n_users, report.n_items, report.n_interactions) == (SPEC.users, SPEC.films, SPEC.events)
-    assert {"load", "matrix", "evaluate", "fit", "publish", "save"} <= set(report.timings)
+    assert {"load", "split", "evaluate", "fit", "save", "publish"} <= set(report.timings)
 
     version = report.version
     assert publish.current_version(conn) == version
@@ -69,6 +73,38 @@ def test_retrain_publishes_an_als_model_that_beats_popular(settings: Settings, c
     assert (run["status"], run["published"], run["n_users"]) == ("published", 1, SPEC.users)
     assert json.loads(run["metrics"])["ndcg@10"] == pytest.approx(report.metrics["ndcg@10"])
     assert json.loads(run["baseline_metrics"])["ndcg@10"] == pytest.approx(report.baseline_metrics["ndcg@10"])
+
+
+def test_the_gate_records_its_interval_and_the_lists_are_published(settings: Settings, conn: redis.Redis) -> None:
+    report = pipeline.retrain(settings)
+    diff = report.vs_popular
+    assert (report.verdict, report.published) == ("pass", True)
+    assert 0 < diff.low <= diff.mean <= diff.high, diff  # planted taste: ALS clearly beats Popular
+    assert diff.mean == pytest.approx(report.metrics["ndcg@10"] - report.baseline_metrics["ndcg@10"])
+    assert diff.users == report.metrics["users"] and report.vs_served is None
+    # 300 users, fewer than GATE_MIN_USERS (500): the holdout grew until it held 20% of the events
+    assert (report.holdout.rule, report.holdout.share >= 0.2) == ("max_share", True)
+    run = recorded(settings)[report.version]
+    assert (run["verdict"], run["holdout_rule"], run["holdout_users"]) == ("pass", "max_share", report.holdout.users)
+    assert (run["vs_popular_mean"], run["vs_popular_low"], run["vs_popular_high"]) == pytest.approx(
+        (diff.mean, diff.low, diff.high))
+    assert (run["vs_served_mean"], run["served_version"]) == (None, "")
+    assert len(keys.decode_ranked(conn.get(keys.POPULAR_LATEST))[0]) == 100
+    assert len(keys.decode_ranked(conn.get(keys.TRENDING_LATEST))[0]) == 100
+
+    # the next run meets a served model: its recorded spec is refitted on the same holdout
+    weaker = pipeline.retrain(settings, pipeline.RetrainConfig(als={"factors": 2, "iterations": 1}))
+    vs_served = weaker.vs_served
+    assert vs_served is not None and vs_served.users == weaker.vs_popular.users
+    assert vs_served.low <= vs_served.mean <= vs_served.high and vs_served.mean < 0  # 2 factors fit worse
+    run = recorded(settings)[weaker.version]
+    assert (run["served_version"], run["vs_served_low"]) == (report.version, pytest.approx(vs_served.low))
+
+
+def test_the_holdout_grows_until_it_holds_the_minimum_users(settings: Settings) -> None:
+    report = pipeline.retrain(settings.with_overrides(gate_min_users=50))
+    assert (report.holdout.rule, report.holdout.users >= 50, report.holdout.share < 0.2) == ("min_users", True, True)
+    assert report.metrics["users"] <= report.holdout.users  # films new to the catalog cannot be evaluated
 
 
 def test_a_published_run_prunes_model_folders_redis_no_longer_keeps(settings: Settings) -> None:
@@ -98,7 +134,7 @@ def test_pointer_switch_is_atomic_for_a_concurrent_reader(settings: Settings, co
 
     def reader() -> None:
         rng = np.random.default_rng(0)
-        local = publish.connect(settings)
+        local = connect(settings)
         while not stop.is_set():
             version = publish.current_version(local)
             user = int(rng.integers(1, SPEC.users + 1))
@@ -130,7 +166,7 @@ def test_a_second_concurrent_retrain_is_refused_by_the_lock(settings: Settings, 
             release.wait(timeout=60)  # hold the first run inside the lock
 
     def first_run() -> None:
-        with pipeline.retrain_lock(settings) as acquired:
+        with retrain_lock(settings) as acquired:
             outcome["first_acquired"] = acquired
             outcome["report"] = pipeline.retrain(settings, progress=slow_progress)
 
@@ -138,7 +174,7 @@ def test_a_second_concurrent_retrain_is_refused_by_the_lock(settings: Settings, 
     thread.start()
     try:
         assert loading.wait(timeout=60), "the first retrain never started loading"
-        with pipeline.retrain_lock(settings) as second_acquired:
+        with retrain_lock(settings) as second_acquired:
             assert conn.exists(keys.RETRAIN_LOCK)
     finally:
         release.set()
@@ -146,22 +182,22 @@ def test_a_second_concurrent_retrain_is_refused_by_the_lock(settings: Settings, 
     assert outcome["first_acquired"] is True
     assert second_acquired is False
     assert outcome["report"].published
-    with pipeline.retrain_lock(settings) as acquired_after:
+    with retrain_lock(settings) as acquired_after:
         assert acquired_after, "the lock must be released when a run ends"
 
 
 def test_a_rejected_model_keeps_the_served_version(settings: Settings, conn: redis.Redis) -> None:
     served = pipeline.retrain(settings).version
-    rejected = pipeline.retrain(settings, pipeline.RetrainConfig(min_lift=1000.0))
+    rejected = pipeline.retrain(settings, pipeline.RetrainConfig(gate=GatePolicy(min_lift=1000.0)))
 
-    assert (rejected.status, rejected.published) == ("rejected", False)
-    assert "does not beat Popular" in rejected.reason
+    assert (rejected.status, rejected.published, rejected.verdict) == ("rejected", False, "fail")
+    assert "ALS vs Popular + 100000%" in rejected.reason and rejected.reason.endswith(": worse")
     assert publish.current_version(conn) == served
     assert not list(conn.scan_iter(match=keys.version_pattern(rejected.version)))
     assert not (settings.model_dir / rejected.version).exists()
     run = recorded(settings)[rejected.version]
-    assert (run["status"], run["published"]) == ("rejected", 0)
-    assert "does not beat Popular" in run["reason"]
+    assert (run["status"], run["published"], run["verdict"]) == ("rejected", 0, "fail")
+    assert run["reason"] == rejected.reason
 
 
 def test_a_failing_run_is_recorded_and_keeps_the_served_version(settings: Settings, conn: redis.Redis) -> None:
@@ -189,7 +225,7 @@ def test_history_shorter_than_the_holdout_is_rejected(clickhouse_settings: Setti
     settings = clickhouse_settings.with_overrides(redis_url=redis_settings.redis_url, model_dir=tmp_path)
     report = pipeline.retrain(settings, pipeline.RetrainConfig(holdout_days=7, force=True))
     assert (report.status, report.published) == ("rejected", False)
-    assert "no events before the 7-day holdout" in report.reason
+    assert "no events before the holdout" in report.reason
     assert recorded(settings)[report.version]["status"] == "rejected"
 
 
@@ -209,12 +245,74 @@ def test_a_publish_failing_before_the_switch_leaves_no_keys_behind(
     assert recorded(settings)["20260101T000000Z-0ff0ff"]["status"] == "failed"
 
 
-def test_a_lock_that_timed_out_during_a_run_is_left_to_its_new_owner(settings: Settings, conn: redis.Redis) -> None:
-    with pipeline.retrain_lock(settings) as first:
-        assert first
-        conn.delete(keys.RETRAIN_LOCK)  # what the timeout does to an overlong run
-        with pipeline.retrain_lock(settings) as second:
-            assert second
-            token = conn.get(keys.RETRAIN_LOCK)
-        conn.set(keys.RETRAIN_LOCK, token)  # the second run still holds it when the first ends
-    assert conn.get(keys.RETRAIN_LOCK) == token
+def test_an_overlapping_run_never_prunes_the_folder_of_a_run_in_progress(settings: Settings,
+                                                                         conn: redis.Redis) -> None:
+    """Two runs at once (the first lost its lock, e.g. Redis was unreachable for a whole TTL)."""
+    first = "20260101T000000Z-f1f1f1"
+    publishing, resume = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def pause_while_publishing(stage: str, done: int, total: int | None) -> None:
+        if stage == "publish users" and not publishing.is_set():
+            publishing.set()
+            resume.wait(timeout=120)  # saved, not published yet: the folder is in nobody's registry
+
+    def first_run() -> None:
+        outcome["report"] = pipeline.retrain(settings, progress=pause_while_publishing, version=first)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert publishing.wait(timeout=120), "the first run never reached its publish"
+        second = pipeline.retrain(settings, pipeline.RetrainConfig(force=True))
+        assert second.published  # and it pruned after publishing
+        assert (settings.model_dir / first / "meta.json").is_file(), "the second run deleted the first's model"
+    finally:
+        resume.set()
+        thread.join(timeout=120)
+    assert outcome["report"].published
+    assert publish.current_version(conn) == first
+    assert sorted(p.name for p in settings.model_dir.iterdir()) == sorted([first, second.version])
+
+
+@pytest.fixture
+async def rejected_first_run(settings: Settings) -> AsyncIterator[TestClient]:
+    """From an empty Redis, a first run whose model the gate rejects; then the web app starts."""
+    conn = connect(settings)
+    try:
+        assert conn.dbsize() == 0
+        report = pipeline.retrain(settings, pipeline.RetrainConfig(gate=GatePolicy(min_lift=1000.0)))
+        assert (report.status, report.verdict) == ("rejected", "fail"), report.reason
+        assert publish.current_version(conn) is None
+        assert not conn.exists(keys.TRENDING)  # no stats agent ran: the live trending list is empty too
+    finally:
+        conn.close()
+    async for web in running_client(settings):
+        yield web
+
+
+def stored_users(settings: Settings) -> list[int]:
+    conn = client(settings)
+    try:
+        return [user for user, in conn.execute(
+            f"SELECT DISTINCT user_id FROM {settings.clickhouse_database}.interactions ORDER BY user_id")]
+    finally:
+        conn.disconnect()
+
+
+async def test_no_user_gets_an_empty_list_after_a_rejected_first_run(rejected_first_run: TestClient,
+                                                                     settings: Settings) -> None:
+    users = stored_users(settings)
+    assert len(users) == SPEC.users
+    for user in [*users, max(users) + 1]:  # every stored user, and one the store has never seen
+        response = await rejected_first_run.get(f"/v1/users/{user}/recommendations?limit=10")
+        body = await response.json()
+        assert response.status == 200, body
+        assert len(body["items"]) == 10, (user, body)
+        assert body["source"] in ("trending", "popular") and body["model_version"] is None
+
+    for source in ("popular", "trending"):
+        response = await rejected_first_run.get(f"/v1/films/{source}?limit=20")
+        body = await response.json()
+        assert response.status == 200 and len(body["items"]) == 20, body
+        assert all(item["title"] == f"Film {item['film_id']}" for item in body["items"])

@@ -18,11 +18,11 @@ import importlib.util
 import numpy as np
 import pytest
 
-from app.recsys import pipeline
-from app.recsys.dataset import EventWeights, build_dataset
-from app.recsys.load import load_interactions
-from app.recsys.models import ALSRecommender, load_model
-from app.recsys.spark_als import pairs_query, read_slices
+from app.recsys.training import pipeline
+from app.recsys.data.dataset import EventWeights, build_dataset
+from app.recsys.data.load import load_interactions
+from app.recsys.models.registry import ALSRecommender, load_model
+from app.recsys.models.spark_als import pairs_query, read_slices
 from app.simulate import generate
 from app.storage.clickhouse import client
 from app.storage.interactions import insert_events

@@ -7,8 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from app.recsys import pipeline, publish
+from app.recsys.training import pipeline, publish
 from app.settings import Settings
+from app.storage.locks import retrain_lock
+from app.storage.redis_client import connect
 
 pytestmark = pytest.mark.redis_db(10)
 
@@ -19,7 +21,7 @@ def settings(seeded_process_settings: Settings) -> Settings:
 
 
 def _current(settings: Settings) -> str | None:
-    conn = publish.connect(settings)
+    conn = connect(settings)
     try:
         return publish.current_version(conn)
     finally:
@@ -31,14 +33,27 @@ def test_train_prints_metrics_and_the_decision_then_models_lists_the_run(setting
     trained = runner.invoke(main, ["train"])
     assert trained.exit_code == 0, trained.output
     version = _current(settings)
-    assert f"{version}: PUBLISHED: ALS ndcg@10" in trained.output
+    assert f"{version}: PUBLISHED: ALS vs Popular: NDCG +" in trained.output
     assert "ndcg@10" in trained.output and "popular" in trained.output
     assert re.search(r"^users +\d+ +\d+ *$", trained.output, re.MULTILINE), trained.output  # a count, no decimals
+    # 200 users, fewer than GATE_MIN_USERS (500): the share of events decides the holdout
+    assert re.search(r"^holdout: \d+ users, 2\d\.\d% of the events \(decided by max_share\)$", trained.output,
+                     re.MULTILINE), trained.output
+    interval = r"\+0\.\d{4} \[\+0\.\d{4}, \+0\.\d{4}\]"
+    assert re.search(rf"^gate: pass; NDCG@10 difference \[95% interval\] vs popular {interval}, vs served -$",
+                     trained.output, re.MULTILINE), trained.output
+
+    again = runner.invoke(main, ["train"])  # the served model's spec is the challenger's: a zero difference
+    assert again.exit_code == 0 and "vs served +0.0000 [+0.0000, +0.0000]" in again.output, again.output
+    latest = _current(settings)
 
     listed = runner.invoke(main, ["models"])
     assert listed.exit_code == 0, listed.output
-    assert f"*  {version}" in listed.output
-    assert f"served: {version}" in listed.output
+    assert re.search(rf"^\*  {latest} .* published +pass .* {interval} +\+0\.0000 \[\+0\.0000, \+0\.0000\] +"
+                     r"\d+ \(max_share\)", listed.output, re.MULTILINE), listed.output
+    assert re.search(rf"^r  {version} .* published +pass .* {interval} +- +\d+ \(max_share\)", listed.output,
+                     re.MULTILINE), listed.output
+    assert f"served: {latest}" in listed.output
 
 
 def test_rollback_command(settings: Settings) -> None:
@@ -59,7 +74,7 @@ def test_rollback_command(settings: Settings) -> None:
 
 
 def test_train_refuses_while_another_run_holds_the_lock(settings: Settings) -> None:
-    with pipeline.retrain_lock(settings) as held:
+    with retrain_lock(settings) as held:
         assert held
         result = CliRunner().invoke(main, ["train"])
     assert result.exit_code != 0

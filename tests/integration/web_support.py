@@ -1,5 +1,5 @@
 """Helpers of the web integration tests: publish a small model version to Redis
-with the real publishing helpers (app.recsys.publish), and run the app."""
+with the real publishing helpers (app.recsys.training.publish), and run the app."""
 from __future__ import annotations
 
 import contextlib
@@ -17,9 +17,9 @@ import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from app.localstack import proc
-from app.recsys.foldin import FoldInModel, pack_factors, unpack_factors
-from app.recsys.idmap import IdMap
-from app.recsys.publish import activate, write_ranked, write_titles
+from app.recsys.models.foldin import FoldInModel, pack_factors, unpack_factors
+from app.recsys.data.idmap import IdMap
+from app.recsys.training.publish import activate, write_ranked, write_titles
 from app.settings import REPO_ROOT, Settings
 from app.storage import redis_keys as keys
 from app.web.server import create_web_app

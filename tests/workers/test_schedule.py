@@ -5,9 +5,9 @@ from datetime import datetime, timedelta, timezone
 
 from celery.schedules import schedule
 
-from app.recsys.pipeline import RETRAIN_LOCK_TIMEOUT_S
 from app.settings import Settings
 from workers.celery_app import app
+from workers.config import LONGEST_RETRAIN_S
 
 
 def test_retrain_is_scheduled_every_48_hours_by_default() -> None:
@@ -29,7 +29,7 @@ def test_retrain_runs_on_the_training_queue_and_survives_a_dying_worker() -> Non
     assert conf.task_routes["workers.tasks.retrain"] == {"queue": "training"}
     assert conf.task_acks_late and conf.worker_prefetch_multiplier == 1
     # A task not acked within visibility_timeout is re-delivered: it must outlast the longest run.
-    assert conf.broker_transport_options["visibility_timeout"] > RETRAIN_LOCK_TIMEOUT_S
+    assert conf.broker_transport_options["visibility_timeout"] > LONGEST_RETRAIN_S
 
 
 def test_the_app_module_alone_registers_the_retrain_task() -> None:

@@ -6,10 +6,12 @@ import logging
 import pytest
 from clickhouse_driver.errors import NetworkError
 
-from app.recsys import pipeline, publish
+from app.recsys.training import pipeline, publish
 from app.settings import Settings, get_settings
 from app.storage import redis_keys as keys
-from app.storage.clickhouse import client
+from app.storage import model_runs
+from app.storage.locks import retrain_lock
+from app.storage.redis_client import connect
 from workers.tasks import done_key, retrain
 
 pytestmark = pytest.mark.redis_db(10)
@@ -22,7 +24,7 @@ def settings(seeded_process_settings: Settings) -> Settings:
 
 def test_task_retrains_and_publishes(settings: Settings) -> None:
     result = retrain.apply()
-    conn = publish.connect(settings)
+    conn = connect(settings)
     try:
         current = publish.current_version(conn)
         assert result.successful(), result.traceback
@@ -37,19 +39,15 @@ def test_a_redelivered_task_does_not_run_twice(settings: Settings) -> None:
     again = retrain.apply(task_id="retrain-once")
     assert first.get().startswith("published")
     assert again.get() == "skipped: already done"
-    ch = client(settings)
-    try:
-        assert len(pipeline.recorded_runs(ch, settings.clickhouse_database)) == 1
-    finally:
-        ch.disconnect()
+    assert len(model_runs.recent(settings)) == 1
 
 
 def test_task_is_skipped_while_another_run_holds_the_lock(settings: Settings) -> None:
-    with pipeline.retrain_lock(settings) as held:
+    with retrain_lock(settings) as held:
         assert held
         result = retrain.apply()
     assert result.get() == "skipped: locked"
-    conn = publish.connect(settings)
+    conn = connect(settings)
     try:
         assert publish.current_version(conn) is None
     finally:
@@ -70,7 +68,7 @@ def test_connection_errors_are_retried_with_backoff_then_fail(
     assert result.failed() and isinstance(result.result, NetworkError)
     retries = [r.getMessage() for r in caplog.records if "Retry in" in r.getMessage()]
     assert len(retries) == retrain.max_retries
-    conn = publish.connect(redis_settings)
+    conn = connect(redis_settings)
     try:
         assert publish.current_version(conn) is None
         assert not conn.exists(keys.RETRAIN_LOCK), "every attempt releases the lock"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.recsys.dataset import Interactions
+from app.recsys.data.dataset import Interactions
 
 
 def planted_interactions(

@@ -60,3 +60,12 @@ def test_clicks_rise_with_taste_match(world) -> None:
             session = live_session(world, rng, user, Shown(films, "als", "v1"), NOW)
             clicks[name] += sum(e.event_type == "click" and e.source == "als" for e in session)
     assert clicks["best"] > 3 * clicks["worst"]
+
+
+def test_click_probability_by_hand() -> None:
+    from app.simulator.live import CLICK_HALF_APPEAL, CLICK_MAX, click_probability
+
+    # an appeal of CLICK_HALF_APPEAL (20 average films) gets half of CLICK_MAX (0.35) at the top: 0.175;
+    # position 5 divides by 1 + 0.2 * 5 = 2
+    p = click_probability(np.array([CLICK_HALF_APPEAL, CLICK_HALF_APPEAL, 0.0]), np.array([0, 5, 0]))
+    np.testing.assert_allclose(p, [CLICK_MAX / 2, CLICK_MAX / 4, 0.0])

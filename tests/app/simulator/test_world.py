@@ -95,3 +95,17 @@ def test_nothing_is_watched_before_release_and_new_releases_gain_viewers(simulat
     first_days = np.sum(of_new & (age < 3 * DAY_S))
     later_days = np.sum(of_new & (age >= 10 * DAY_S) & (age < 13 * DAY_S))
     assert later_days > first_days
+
+
+def test_true_appeal_is_the_chance_a_user_picks_the_film_on_their_own() -> None:
+    """Monte Carlo: the films `choose_films` draws for one user follow true_appeal / films."""
+    from app.simulator.history import choose_films
+
+    world = build_world(5, 60, seed=2, window_start=END - 60 * DAY_S, window_end=END - 30 * DAY_S)
+    films = np.arange(60)
+    for user in range(3):
+        appeal = world.true_appeal(np.full(60, user), films, np.full(60, END))
+        assert appeal.sum() == pytest.approx(60, rel=0.02)  # average film = 1 (new releases ramp slightly below)
+        picks = choose_films(world, np.random.default_rng(user), np.full(100_000, user), np.full(100_000, END))
+        freq = np.bincount(picks, minlength=60) / 100_000
+        np.testing.assert_allclose(freq, appeal / appeal.sum(), atol=0.005)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.recsys.foldin import pack_factors, unpack_factors
-from app.recsys.idmap import IdMap
+from app.recsys.models.foldin import pack_factors, unpack_factors
+from app.recsys.data.idmap import IdMap
 from app.web.foldin_cache import FoldInRanker, confidences, load_ranker
 from tests.integration.web_support import HandModel
 

@@ -1,0 +1,1 @@
+"""Offline evaluation: holdout splits, top-K metrics, paired comparisons and the publish gate."""

@@ -1,0 +1,1 @@
+"""Recommender models, one module each, sharing the protocol and file format of `base` (registry: `registry`)."""

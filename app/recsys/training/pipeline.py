@@ -1,0 +1,225 @@
+"""The retrain run, stage by stage: load -> split -> lists -> evaluate -> gate -> fit -> save -> publish -> record.
+
+Plain Python (no Celery): the Celery task, `cinerec train` and the benchmarks
+all call `retrain`. Storage is reached only through its adapters (the run
+record: app.storage.model_runs; Redis: `publish`); the retrain lock is the
+caller's (app.storage.locks), taken around the whole run. The run writes its
+model into its own folder, claimed for its whole life (`artifacts`).
+
+The challenger is a `ModelSpec` (today ALS); evaluation and the gate only
+need a fitted model of it, so any registered model can take its place. The
+served model is judged by refitting its recorded spec on the same split:
+scoring the served artifact itself would be unfair, as it has trained on
+part of this holdout. The popular and trending lists are published whatever
+the gate decides. A rejected or failed run leaves `recs:current` alone and is
+still recorded, with the gate's evidence and reason, so operators can see why
+nothing changed.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import redis
+from threadpoolctl import threadpool_limits
+
+from app.recsys.data.dataset import DAY_S, Dataset, Interactions, build_dataset
+from app.recsys.data.load import load_films, load_interactions, newest_event_ts
+from app.recsys.evaluation.evaluate import Evaluation, Holdout, evaluate_on
+from app.recsys.evaluation.gate import Verdict, decide
+from app.recsys.evaluation.splits import HoldoutCut, fixed_holdout, grow_holdout, sample_users
+from app.recsys.models.als import ALSRecommender
+from app.recsys.models.base import Recommender
+from app.recsys.models.popularity import PopularRecommender, TrendingRecommender
+from app.recsys.models.registry import ModelSpec
+from app.recsys.progress import Progress, no_progress
+from app.recsys.training import artifacts, publish
+from app.recsys.training.fitters import Fit, fitter
+from app.recsys.training.run import RetrainConfig, RunReport
+from app.settings import Settings
+from app.storage import model_runs
+from app.storage.redis_client import connect
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    """The whole window as a matrix, and its holdout split."""
+
+    since: float | None  # window start
+    until: float  # holdout start
+    full: Dataset
+    cut: HoldoutCut | None  # how the holdout was chosen; None: no data
+    train_events: Interactions  # [since, until)
+    train: Dataset
+    test: Interactions  # [until, newest], at most `eval_users` users
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The challenger fitted on the train part, and per-user NDCG on one holdout."""
+
+    model: Recommender
+    challenger: Evaluation
+    popular: Evaluation
+    served: np.ndarray | None  # None: nothing served, or its spec cannot be refitted
+
+
+def retrain(
+    settings: Settings,
+    config: RetrainConfig = RetrainConfig(),
+    progress: Progress = no_progress,
+    version: str | None = None,
+) -> RunReport:
+    """One full run; returns its report (also recorded in `model_runs`, failed runs included)."""
+    report = RunReport(version=version or publish.new_version(), started_at=datetime.now(timezone.utc),
+                       backend=settings.train_backend)
+    conn = connect(settings)
+    try:
+        # implicit runs its own threads; BLAS threads underneath only oversubscribe
+        # the cores (implicit warns about it): top-n is ~2x faster with BLAS at 1.
+        with (artifacts.claim(settings.model_dir / report.version), threadpool_limits(1, "blas"),
+              fitter(settings, config.warm_start_iterations) as fit):
+            _run(settings, config, progress, report, conn, fit)
+    except Exception as exc:
+        report.fail(exc)
+        report.finish()
+        try:
+            model_runs.record(settings, report.row())
+        except Exception:  # ClickHouse itself may be what failed; the original error matters more
+            log.exception("[%s] could not record the failed run", report.version)
+        raise
+    finally:
+        conn.close()
+    report.finish()
+    model_runs.record(settings, report.row())
+    return report
+
+
+def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: RunReport,
+         conn: redis.Redis, fit: Fit) -> None:
+    """The stages in order; returns early (report rejected) when one says stop."""
+    spec = ModelSpec.of(ALSRecommender.name, config.als)  # the challenger
+    report.params = {**spec.record(), "config": config.params(), "backend": settings.train_backend}
+    report.served_before = publish.current_version(conn)
+    served_meta = (publish.read_meta(conn, report.served_before) or {}) if report.served_before else None
+
+    with report.stage("load"):
+        since = _window_start(settings, config)
+        interactions = load_interactions(settings, since=since, progress=progress)
+        films = load_films(settings)
+    with report.stage("split"):
+        split = _split(settings, config, interactions, since, spec)
+    report.holdout = split.cut
+    report.n_users, report.n_items = len(split.full.users), len(split.full.items)
+    report.n_interactions = len(interactions)
+    if not split.full.matrix.nnz:
+        report.reject("no interactions in the training window")
+        return
+    with report.stage("lists"):  # whatever the gate says: nobody gets an empty list while there is data
+        popular = PopularRecommender().fit(split.full)
+        publish.publish_lists(conn, split.full.items, popular, TrendingRecommender().fit(split.full),
+                              config.n_popular, films.as_mapping())
+    if not split.train.matrix.nnz:
+        report.reject("no events before the holdout: nothing to train a model on for the gate")
+        return
+
+    with report.stage("evaluate"):
+        scores = _evaluate(fit, spec, split, served_meta, config)
+    report.metrics, report.baseline_metrics = scores.challenger.metrics, scores.popular.metrics
+    with report.stage("gate"):
+        verdict = decide(scores.challenger.ndcg, scores.popular.ndcg, scores.served, config.gate,
+                         name=spec.name.upper(), serving=served_meta is not None)
+    _judge(report, verdict, config.force)
+    if report.status == "rejected":
+        return
+
+    with report.stage("fit"):
+        warm = scores.model if config.warm_start_iterations else None
+        model = fit(spec, split.full, split.since, None, warm)
+    with report.stage("save"):  # the artifact first: a served version always has one
+        model.save(settings.model_dir / report.version)
+    with report.stage("publish"):
+        sizes = publish.ListSizes(config.n_recs, config.n_similar, config.n_popular, config.batch_users)
+        report.timings.update(publish.publish_version(
+            conn, report.version, split.full, model, popular, _meta(report), sizes, progress))
+    report.status, report.published = "published", True
+    try:  # housekeeping: artifacts of finished versions Redis no longer keeps; the next run retries
+        artifacts.prune_model_dirs(conn, settings.model_dir)
+    except (OSError, redis.RedisError):
+        log.exception("[%s] could not prune old model folders in %s", report.version, settings.model_dir)
+
+
+def _window_start(settings: Settings, config: RetrainConfig) -> float | None:
+    """Start of the training window, counted back from the newest event, not the wall
+    clock: an imported history such as MovieLens is years old."""
+    if config.window_days is None:
+        return None
+    newest = newest_event_ts(settings)
+    return newest - config.window_days * DAY_S if newest is not None else None
+
+
+def _split(settings: Settings, config: RetrainConfig, interactions: Interactions, since: float | None,
+           spec: ModelSpec) -> Split:
+    """The whole window, and train before / test from the holdout start (grown, or fixed days)."""
+    full = build_dataset(interactions, spec.weights)
+    if config.holdout_days is None:
+        cut = grow_holdout(full, interactions, settings.gate_min_users, settings.gate_max_holdout_share)
+    else:
+        cut = fixed_holdout(full, interactions, config.holdout_days)
+    until = cut.start if cut else interactions.max_ts
+    train, test = interactions.split_by_time(until)
+    limit = None if config.eval_users is None else max(config.eval_users, settings.gate_min_users)
+    return Split(since=since, until=until, full=full, cut=cut, train_events=train,
+                 train=build_dataset(train, spec.weights), test=sample_users(test, limit))
+
+
+def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None, config: RetrainConfig) -> Scores:
+    """The challenger, Popular and the served model's spec, fitted on the train part and scored per user."""
+    holdout = Holdout.from_split(split.train, split.test, spec.weights)
+    model = fit(spec, split.train, split.since, split.until, None)
+    challenger = evaluate_on(model, split.train, holdout, config.k)
+    popular = evaluate_on(PopularRecommender().fit(split.train), split.train, holdout, config.k)
+    served_spec = ModelSpec.from_record(served_meta.get("params", {})) if served_meta is not None else None
+    if served_spec is None:
+        served = None
+    elif served_spec == spec:  # the same spec on the same data: the same model
+        served = challenger.ndcg
+    else:
+        train = split.train if served_spec.weights == spec.weights else build_dataset(
+            split.train_events, served_spec.weights)
+        served_model = fit(served_spec, train, split.since, split.until, None)
+        served = evaluate_on(served_model, train, holdout, config.k).ndcg
+    return Scores(model, challenger, popular, served)
+
+
+def _judge(report: RunReport, verdict: Verdict, force: bool) -> None:
+    """Record the gate's verdict; reject the run unless it passes (or is forced)."""
+    report.verdict, report.reason = verdict.outcome, verdict.reason
+    report.vs_popular, report.vs_served = verdict.vs_popular, verdict.vs_served
+    log.info("[%s] gate: %s, %s (%s)", report.version, verdict.outcome, "publish" if verdict.publish else "REJECT",
+             verdict.reason)
+    if not verdict.publish and not force:
+        report.reject(verdict.reason)
+    elif not verdict.publish:
+        report.reason = f"forced: {verdict.reason}"
+
+
+def _meta(report: RunReport) -> dict[str, object]:
+    """What readers of the version (the web, `cinerec models`, the next run's gate) learn about it."""
+    return {
+        "version": report.version,
+        "trained_at": report.started_at.isoformat(),
+        "metrics": report.metrics,
+        "baseline_metrics": report.baseline_metrics,
+        "verdict": report.verdict,
+        "vs_popular": report.vs_popular.as_dict() if report.vs_popular else None,
+        "n_users": report.n_users,
+        "n_items": report.n_items,
+        "n_interactions": report.n_interactions,
+        "params": report.params,
+        "reason": report.reason,
+    }

@@ -1,0 +1,136 @@
+"""What one retrain run is told (`RetrainConfig`) and what it did (`RunReport`, one row of `model_runs`)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator, Mapping
+
+from app.recsys.evaluation.bootstrap import Difference
+from app.recsys.evaluation.gate import GatePolicy
+from app.recsys.evaluation.splits import HoldoutCut
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Knobs of one run; defaults are what the 48 h schedule uses."""
+
+    window_days: float | None = 365.0  # history before the newest event; None = everything
+    # None: the holdout grows back from the newest event (settings GATE_MIN_USERS,
+    # GATE_MAX_HOLDOUT_SHARE); a number: the last that many days, whatever they hold.
+    holdout_days: float | None = None
+    k: int = 10
+    n_recs: int = 100
+    n_similar: int = 20
+    n_popular: int = 100
+    als: Mapping[str, Any] = field(default_factory=dict)  # ALSRecommender kwargs over its defaults
+    gate: GatePolicy = field(default_factory=GatePolicy)
+    force: bool = False  # publish even if the gate says no (recorded as such)
+    # Holdout users evaluated (fixed random sample, never fewer than GATE_MIN_USERS): bounds
+    # evaluation time; at 10k users the gate's interval is a few thousandths of NDCG wide. None = all.
+    eval_users: int | None = 10_000
+    batch_users: int = 5_000
+    # The final fit starts from the holdout model's factors and runs this many iterations
+    # (a fifth of a cold fit's time; NDCG as the cold fit's from 2 iterations on planted
+    # data, from 1 on the 5M-event benchmark: docs/retrain.md). None = a full cold fit.
+    warm_start_iterations: int | None = 3
+
+    def __post_init__(self) -> None:
+        if self.holdout_days is not None and (
+                self.holdout_days <= 0 or (self.window_days is not None and self.window_days <= self.holdout_days)):
+            raise ValueError("need 0 < holdout_days < window_days")
+        if self.window_days is not None and self.window_days <= 0:
+            raise ValueError("need window_days > 0")
+        if min(self.k, self.n_recs, self.n_similar, self.n_popular, self.batch_users,
+               1 if self.eval_users is None else self.eval_users,
+               1 if self.warm_start_iterations is None else self.warm_start_iterations) < 1:
+            raise ValueError("k, n_recs, n_similar, n_popular, batch_users, eval_users and "
+                             "warm_start_iterations must be >= 1")
+
+    def params(self) -> dict[str, Any]:
+        """JSON-ready, for the run record."""
+        params = asdict(self)
+        params["als"] = dict(self.als)
+        return params
+
+
+@dataclass
+class RunReport:
+    """What one run did; one row of `model_runs`."""
+
+    version: str
+    started_at: datetime
+    backend: str = "implicit"
+    status: str = "running"  # published | rejected | failed
+    published: bool = False
+    reason: str = ""
+    verdict: str = ""  # the gate's: pass | fail | inconclusive | no-data ("" before the gate)
+    served_before: str | None = None
+    holdout: HoldoutCut | None = None
+    vs_popular: Difference | None = None  # per-user NDCG@k, challenger - Popular
+    vs_served: Difference | None = None  # ... challenger - the served model refitted on the same data
+    n_users: int = 0
+    n_items: int = 0
+    n_interactions: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    finished_at: datetime | None = None
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage into `timings` and log its start and end."""
+        log.info("[%s] %s ...", self.version, name)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - started, 3)
+            log.info("[%s] %s done in %.2fs", self.version, name, self.timings[name])
+
+    def reject(self, reason: str) -> None:
+        self.status, self.reason = "rejected", reason
+
+    def fail(self, exc: BaseException) -> None:
+        self.status, self.reason = "failed", f"{type(exc).__name__}: {exc}"
+
+    def finish(self) -> None:
+        self.finished_at = datetime.now(timezone.utc)
+
+    def row(self) -> dict[str, Any]:
+        """The `model_runs` row."""
+        return {
+            "version": self.version,
+            "started_at": self.started_at,  # aware: the driver converts from UTC whatever the server's zone
+            "finished_at": self.finished_at or datetime.now(timezone.utc),
+            "backend": self.backend,
+            "status": self.status,
+            "published": int(self.published),
+            "reason": self.reason,
+            "verdict": self.verdict,
+            "served_version": self.served_before or "",
+            "holdout_rule": self.holdout.rule if self.holdout else "",
+            "holdout_start": datetime.fromtimestamp(self.holdout.start if self.holdout else 0, timezone.utc),
+            "holdout_users": self.holdout.users if self.holdout else 0,
+            "holdout_share": self.holdout.share if self.holdout else 0.0,
+            **_difference_columns("vs_popular", self.vs_popular),
+            **_difference_columns("vs_served", self.vs_served),
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "n_interactions": self.n_interactions,
+            "params": json.dumps(self.params, sort_keys=True),
+            "metrics": json.dumps(self.metrics, sort_keys=True),
+            "baseline_metrics": json.dumps(self.baseline_metrics, sort_keys=True),
+            "timings": json.dumps(self.timings, sort_keys=True),
+        }
+
+
+def _difference_columns(prefix: str, difference: Difference | None) -> dict[str, float | None]:
+    """`{prefix}_mean/_low/_high` (NULL when there was no comparison)."""
+    return {f"{prefix}_{part}": getattr(difference, part) if difference else None for part in ("mean", "low", "high")}

@@ -1,0 +1,41 @@
+"""Reads and writes of ClickHouse `model_runs`: one row per retrain run (schema: `clickhouse.migrations`).
+
+A rejected or failed run is recorded too, with its reason, so operators can
+see why nothing changed (`cinerec models`). The table is a ReplacingMergeTree
+by version: recording a run again replaces its row.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from app.settings import Settings
+from app.storage.clickhouse import client
+
+# What `recent` returns per run (the `cinerec models` view).
+LISTED = ("version", "started_at", "finished_at", "status", "published", "reason", "verdict", "served_version",
+          "holdout_rule", "holdout_users", "holdout_share", "vs_popular_mean", "vs_popular_low", "vs_popular_high",
+          "vs_served_mean", "vs_served_low", "vs_served_high", "n_users", "n_items", "n_interactions", "metrics",
+          "baseline_metrics", "timings")
+
+
+def record(settings: Settings, row: Mapping[str, Any]) -> None:
+    """Insert one run (column -> value)."""
+    conn = client(settings)
+    try:
+        conn.execute(f"INSERT INTO {settings.clickhouse_database}.model_runs ({', '.join(row)}) VALUES", [dict(row)])
+    finally:
+        conn.disconnect()
+
+
+def recent(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest runs, newest first, as dicts of the `LISTED` columns."""
+    conn = client(settings)
+    try:
+        rows = conn.execute(
+            f"SELECT {', '.join(LISTED)} FROM {settings.clickhouse_database}.model_runs FINAL "
+            "ORDER BY started_at DESC LIMIT %(limit)s",
+            {"limit": limit},
+        )
+    finally:
+        conn.disconnect()
+    return [dict(zip(LISTED, row)) for row in rows]
