@@ -37,6 +37,8 @@ DEFAULTS: dict[str, str] = {
     "SPARK_MASTER": "local[*]",
     "FAUST_STORE": "memory://",
     "STATS_ENABLED": "1",
+    "STATS_TTL_DAYS": "30",
+    "LOADER_STALL_S": "120",
 }
 
 
@@ -120,6 +122,10 @@ class Settings:
     faust_store: str
     # Off: the worker runs only the loader (bench/ingest.py --loader-only).
     stats_enabled: bool
+    # Per-user stats and per-(film, user) viewer entries expire after this long without a write.
+    stats_ttl_days: float
+    # /ready turns false when the loader made no progress for this long while it has work.
+    loader_stall_s: float
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -162,6 +168,8 @@ class Settings:
             spark_master=env.get("SPARK_MASTER", DEFAULTS["SPARK_MASTER"]),
             faust_store=env.get("FAUST_STORE", DEFAULTS["FAUST_STORE"]),
             stats_enabled=_bool(env, "STATS_ENABLED"),
+            stats_ttl_days=_float(env, "STATS_TTL_DAYS"),
+            loader_stall_s=_float(env, "LOADER_STALL_S"),
             external=external,
         )
 

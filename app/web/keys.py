@@ -6,9 +6,12 @@ from aiohttp import web
 from celery import Celery
 
 from app.settings import Settings
+from app.web.health import Progress
 from app.web.reader import Reader
 
 SETTINGS = web.AppKey("cinerec_settings", Settings)
 READER = web.AppKey("cinerec_reader", Reader)
 REDIS_PROBE = web.AppKey("cinerec_redis_probe", aioredis.Redis)
 CELERY = web.AppKey("cinerec_celery", Celery)
+# Only in the Faust worker (app/web/worker.py): the loader's progress, checked by /ready.
+LOADER_PROGRESS = web.AppKey("cinerec_loader_progress", Progress)

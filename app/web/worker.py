@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.loader import PROGRESS
 from app.main import app, settings
-from app.web.keys import SETTINGS
+from app.web.keys import LOADER_PROGRESS, SETTINGS
 from app.web.server import install
 
 
@@ -22,3 +23,4 @@ def install_views(sender: Any, **kwargs: Any) -> None:
     if SETTINGS in web_app:  # faust's CLI prepares the app (and sends this signal) more than once
         return
     install(web_app, settings)
+    web_app[LOADER_PROGRESS] = PROGRESS  # /ready also says whether the loader moves
