@@ -62,7 +62,8 @@ def classify(exc: BaseException) -> str:
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    """One line: the server's message without its stack trace, whitespace collapsed, cut."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split("Stack trace:")[0].split())
     return text if len(text) <= limit else f"{text[:limit]}..."
 
 
