@@ -116,9 +116,38 @@ def summary(stats: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _source_keys(batch: batches.StatsBatch) -> dict[int, str]:
-    """Source partition -> its key in a record's "src" marks (str: table values are JSON)."""
-    return {p: str(p) for p in set(batch.partitions)}
+class _Marked:
+    """Records being folded over one batch, each with its source marks ("src": the last
+    source offset applied per source partition; str keys, as table values are JSON)."""
+
+    def __init__(self, current: Callable[[int], dict[str, Any] | None], batch: batches.StatsBatch) -> None:
+        self.current = current
+        self.keys = {p: str(p) for p in set(batch.partitions)}
+        self.records: dict[int, dict[str, Any] | None] = {}
+        self.marks: dict[int, dict[str, int]] = {}
+        self.stored: dict[int, dict[str, Any] | None] = {}  # as `current` gave them: never modified
+
+    def start(self, key: int) -> tuple[dict[str, Any] | None, dict[str, int]]:
+        """(the record as folded so far, its marks), from `current` the first time."""
+        if key in self.marks:
+            return self.records[key], self.marks[key]
+        state = self.records[key] = self.stored[key] = self.current(key)
+        mark = self.marks[key] = dict(state["src"]) if state and "src" in state else {}
+        return state, mark
+
+    def results(self, new: Callable[[], dict[str, Any]], **fields: Any) -> dict[int, dict[str, Any]]:
+        """Every record with its marks and `fields` set. The folds' own dicts are updated in
+        place (copying every record again cost a fifth of the fold); stored ones are copied."""
+        out = {}
+        for key, state in self.records.items():
+            if state is None:
+                state = new()
+            elif state is self.stored[key]:
+                state = dict(state)
+            state["src"] = self.marks[key]
+            state.update(fields)
+            out[key] = state
+        return out
 
 
 def fold_users(
@@ -134,23 +163,16 @@ def fold_users(
     expiry), even one whose events were all skipped: that re-sends a value a
     crash may have kept from the changelog.
     """
-    keys = _source_keys(batch)
-    folded: dict[int, dict[str, Any] | None] = {}
-    marks: dict[int, dict[str, int]] = {}
+    fold = _Marked(current, batch)
+    keys, records = fold.keys, fold.records
     for event, partition, offset in batch.rows():
-        user_id = event.user_id
-        if user_id in marks:
-            state, mark = folded[user_id], marks[user_id]
-        else:
-            state = folded[user_id] = current(user_id)
-            mark = marks[user_id] = dict(state["src"]) if state and "src" in state else {}
+        state, mark = fold.start(event.user_id)
         key = keys[partition]
         if offset <= mark.get(key, -1):
             continue
-        folded[user_id] = apply_user(state, event)
+        records[event.user_id] = apply_user(state, event)
         mark[key] = offset
-    return {user_id: {**(state or new_user_stats()), "src": marks[user_id], "at": now}
-            for user_id, state in folded.items()}
+    return fold.results(new_user_stats, at=now)
 
 
 def _stamp(value: Any) -> tuple[int, int, float]:
@@ -176,18 +198,13 @@ def fold_films(
     and an entry older than `refresh_before` is re-stamped so that regular
     viewers do not expire.
     """
-    keys = _source_keys(batch)
-    folded: dict[int, dict[str, Any] | None] = {}
-    marks: dict[int, dict[str, int]] = {}
+    fold = _Marked(current, batch)
+    keys, records = fold.keys, fold.records
     viewers: dict[str, list] = {}
     applied: list[Event] = []
     for action, partition, offset in batch.rows():
         film = action.film_id
-        if film in marks:
-            state, mark = folded[film], marks[film]
-        else:
-            state = folded[film] = current(film)
-            mark = marks[film] = dict(state["src"]) if state and "src" in state else {}
+        state, mark = fold.start(film)
         key = keys[partition]
         new = offset > mark.get(key, -1)
         new_viewer = False
@@ -206,11 +223,10 @@ def fold_films(
                 viewers[pair] = [stamp[0], stamp[1], now]
         elif not new:
             continue
-        folded[film] = apply_film(state, action, new_viewer)
+        records[film] = apply_film(state, action, new_viewer)
         mark[key] = offset
         applied.append(action)
-    records = {film: {**(state or new_film_stats()), "src": marks[film]} for film, state in folded.items()}
-    return records, viewers, applied
+    return fold.results(new_film_stats), viewers, applied
 
 
 def expired_users(
