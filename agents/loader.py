@@ -252,6 +252,9 @@ class Loader(Service):
             while not self.should_stop:
                 generation = self.listener.generation
                 batch = await self.next_batch()
+                if in_flight is not None and in_flight.done():
+                    in_flight.result()  # a Fatal from the last batch stops us now, not at the next batch
+                    in_flight = None
                 if not batch:
                     self.progress.idle(self.waiting())
                     continue

@@ -254,6 +254,45 @@ async def test_user_agent_folds_a_batch_per_message(faust_app, redis_settings, m
         assert public({7: user_stats[7], 8: user_stats[8]}) == {7: _fold(USER_EVENTS), 8: stats.apply_user(None, other)}
 
 
+class Clock:
+    """Stands in for the `time` module of agents.stats (the agents read the wall clock for expiry)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.mark.redis_db(11)
+async def test_agents_expire_users_and_viewers_not_written_for_the_ttl(faust_app, redis_settings, monkeypatch) -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+    from faust.types import TP
+
+    day = 86_400.0
+    clock = Clock(NOW)
+    monkeypatch.setattr(stats, "settings", redis_settings.with_overrides(stats_ttl_days=1.0))
+    monkeypatch.setattr(stats, "time", clock)
+    partitions = list(range(redis_settings.topic_partitions))
+    monkeypatch.setattr(faust_app.producer, "key_partition",
+                        lambda topic, key: TP(topic, DefaultPartitioner()(key, partitions, partitions)))
+    q = batches.film_partition(77, redis_settings.topic_partitions)
+    async with stats.user_stats_agent.test_context() as users, stats.film_stats_agent.test_context() as films:
+        await users.put(batches.encode(at(0, [ev(1, 901, 77, "play", T0)])), partition=0)
+        await films.put(batches.encode(at(0, [ev(1, 901, 77, "play", T0)])), partition=q)
+        clock.now = NOW + 0.75 * day  # 901 plays again: its viewer entry (older than TTL/2) is re-stamped
+        await films.put(batches.encode(at(0, [ev(2, 901, 77, "play", T0 + 1)], first_offset=1)), partition=q)
+        clock.now = NOW + 1.5 * day  # 901's user record is older than the TTL, its viewer entry is not
+        await users.put(batches.encode(at(0, [ev(3, 902, 77, "play", T0 + 2)], first_offset=2)), partition=0)
+        await films.put(batches.encode(at(0, [ev(3, 902, 77, "play", T0 + 2)], first_offset=2)), partition=q)
+        assert 901 not in user_stats and 902 in user_stats
+        assert film_viewers["77:901"] == [0, 0, NOW + 0.75 * day] and "77:902" in film_viewers
+        clock.now = NOW + 2.0 * day  # an hour (the sweep interval) later: 901's entry is older than the TTL
+        await films.put(batches.encode(at(0, [ev(4, 903, 77, "play", T0 + 3)], first_offset=3)), partition=q)
+        assert "77:901" not in film_viewers and "77:902" in film_viewers
+        assert film_stats[77]["viewers"] == 3  # film records do not expire
+
+
 def test_user_changelog_lands_on_the_source_partition() -> None:
     """use_partitioner is only right if a key's changelog partition is its source partition."""
     from aiokafka.partitioner import DefaultPartitioner

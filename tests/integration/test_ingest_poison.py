@@ -153,7 +153,7 @@ def test_a_missing_table_stops_the_worker_with_one_clear_line_and_loses_nothing(
     poison_settings, tmp_path: Path
 ) -> None:
     settings = poison_settings
-    events = make_events(120, seed=23)
+    events = make_events(60, seed=23)  # one batch: nothing else comes to wake the loader up
     asyncio.run(ensure_topics(settings, extra=[settings.user_batches_topic, settings.film_batches_topic]))
     conn = client(settings)
     conn.execute("DROP TABLE interactions")
