@@ -1,21 +1,27 @@
-"""Stats batch messages: what the loader hands the stats agents, one message per partition.
+"""Stats batch messages: what the loader hands the stats agents.
 
 Why batches: Faust's per-message machinery costs far more than the stats
 arithmetic (docs/ingestion.md), so after storing a batch the loader sends, per
-source partition p, ONE message with the columns the stats need to
-`{APP_ID}-user-batches` partition p, and per film partition q one message with
-the film actions to `{APP_ID}-film-batches` partition q. Each stats agent then
-folds a whole batch inside one stream iteration, and table changelogs land on
-p / q, where the keys they hold belong (same placement as the old per-event
-topics, so recovery and standbys work unchanged).
+source partition p, the columns the stats need to `{APP_ID}-user-batches`
+partition p, and per film partition q the film actions to
+`{APP_ID}-film-batches` partition q, at most MAX_EVENTS_PER_MESSAGE events
+per message (a 20,000-event batch of one partition would pass Kafka's 1 MB
+message limit). Each stats agent folds a whole message inside one stream
+iteration, and table changelogs land on p / q, where the keys they hold
+belong (same placement as per-event topics, so recovery and standbys work).
 
-Wire format: msgpack list of 7 equally long columns (STAT_COLUMNS), the event
+Every event carries its SOURCE position (partition and offset in
+`interactions`): stable across re-deliveries, so the agents can tell an
+event they already applied from a new one (agents/stats.py).
+
+Wire format: msgpack list of 9 equally long columns (STAT_COLUMNS), the event
 type as its index in `app.schema.EVENT_TYPES`.
 """
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Sequence
 
 import msgpack
 from aiokafka.partitioner import DefaultPartitioner
@@ -23,7 +29,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from app.events import Event
 from app.schema import EVENT_TYPES
 
-STAT_COLUMNS = ("user_id", "film_id", "event_type", "ts", "watch_seconds", "duration_seconds", "rating")
+STAT_COLUMNS = ("user_id", "film_id", "event_type", "ts", "watch_seconds", "duration_seconds", "rating",
+                "partition", "offset")
+# ~60 bytes per event: a message stays near 250 KB, far below Kafka's 1 MB default.
+MAX_EVENTS_PER_MESSAGE = 4096
 # Events the per-film stats use (views, completes, ratings).
 FILM_ACTION_TYPES = frozenset({"play", "complete", "rate"})
 _TYPE_CODE = {name: code for code, name in enumerate(EVENT_TYPES)}
@@ -34,28 +43,63 @@ class InvalidBatch(ValueError):
     """A stats batch message that does not decode (never produced by this code)."""
 
 
-def encode(events: Sequence[Event]) -> bytes:
-    """The stats columns of `events` as one compact message."""
-    rows = ((e.user_id, e.film_id, _TYPE_CODE[e.event_type], e.ts, e.watch_seconds, e.duration_seconds, e.rating)
-            for e in events)
+@dataclass(slots=True)
+class StatsBatch:
+    """Events (event_id and text fields empty: stats do not use them) with their source
+    positions, as columns: `partitions[i]`, `offsets[i]` locate `events[i]` in `interactions`."""
+
+    events: list[Event] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of_partition(cls, partition: int, events: Sequence[Event], offsets: Sequence[int]) -> "StatsBatch":
+        return cls(list(events), [partition] * len(events), list(offsets))
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def append(self, event: Event, partition: int, offset: int) -> None:
+        self.events.append(event)
+        self.partitions.append(partition)
+        self.offsets.append(offset)
+
+    def rows(self) -> Iterator[tuple[Event, int, int]]:
+        return zip(self.events, self.partitions, self.offsets)
+
+    def chunks(self, size: int = MAX_EVENTS_PER_MESSAGE) -> Iterator["StatsBatch"]:
+        """Consecutive pieces of at most `size` events (order kept)."""
+        for start in range(0, len(self.events), size):
+            end = start + size
+            yield StatsBatch(self.events[start:end], self.partitions[start:end], self.offsets[start:end])
+
+
+def encode(batch: StatsBatch) -> bytes:
+    """The stats columns of `batch` as one compact message."""
+    rows = ((e.user_id, e.film_id, _TYPE_CODE[e.event_type], e.ts, e.watch_seconds, e.duration_seconds, e.rating,
+             p, o) for e, p, o in batch.rows())
     return msgpack.packb([list(column) for column in zip(*rows)] or [[] for _ in STAT_COLUMNS])
 
 
-def decode(raw: bytes) -> list[Event]:
-    """Events (event_id and text fields empty: stats do not use them) from `encode` output."""
+def decode(raw: bytes) -> StatsBatch:
+    """The batch `encode` made."""
     try:
         columns = msgpack.unpackb(raw)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise InvalidBatch(f"not msgpack: {exc}") from None
     if not isinstance(columns, list) or len(columns) != len(STAT_COLUMNS):
         raise InvalidBatch(f"expected {len(STAT_COLUMNS)} columns {STAT_COLUMNS}")
-    if len({len(column) for column in columns}) > 1:
+    if not all(isinstance(column, list) for column in columns) or len({len(column) for column in columns}) > 1:
         raise InvalidBatch("columns of different lengths")
     try:
-        return [Event("", user, film, EVENT_TYPES[code], ts, "", watch, duration, rating)
-                for user, film, code, ts, watch, duration, rating in zip(*columns)]
+        events = [Event("", user, film, EVENT_TYPES[code], ts, "", watch, duration, rating)
+                  for user, film, code, ts, watch, duration, rating in zip(*columns[:7])]
     except (IndexError, TypeError) as exc:
         raise InvalidBatch(f"bad value: {exc}") from None
+    partitions, offsets = columns[7], columns[8]
+    if not all(type(v) is int for v in partitions) or not all(type(v) is int for v in offsets):
+        raise InvalidBatch("bad value: source partitions and offsets must be integers")
+    return StatsBatch(events, partitions, offsets)
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -69,20 +113,25 @@ def film_partition(film_id: int, partitions: int) -> int:
     return _partitioner(str(film_id).encode(), every, every)
 
 
-def film_batches(events: Iterable[Event], partitions: int) -> dict[int, list[Event]]:
-    """Film actions of `events` grouped by film partition (order kept within a partition)."""
-    out: dict[int, list[Event]] = {}
-    for event in events:
-        if event.event_type in FILM_ACTION_TYPES:
-            out.setdefault(film_partition(event.film_id, partitions), []).append(event)
+def film_batches(batches: Sequence[StatsBatch], partitions: int) -> dict[int, StatsBatch]:
+    """Film actions of `batches` grouped by film partition (order kept within a partition)."""
+    out: dict[int, StatsBatch] = {}
+    for batch in batches:
+        for event, p, o in batch.rows():
+            if event.event_type in FILM_ACTION_TYPES:
+                q = film_partition(event.film_id, partitions)
+                if q not in out:
+                    out[q] = StatsBatch()
+                out[q].append(event, p, o)
     return out
 
 
 def stats_messages(
-    good_by_partition: Mapping[int, Sequence[Event]], partitions: int
+    good_by_partition: Mapping[int, StatsBatch], partitions: int
 ) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
     """(user-batch messages, film-batch messages) as (partition, value) for one loaded batch."""
-    users = [(p, encode(events)) for p, events in sorted(good_by_partition.items()) if events]
-    everything = (e for _, events in sorted(good_by_partition.items()) for e in events)
-    films = [(q, encode(events)) for q, events in sorted(film_batches(everything, partitions).items())]
+    ordered = [batch for _, batch in sorted(good_by_partition.items()) if len(batch)]
+    users = [(p, encode(chunk)) for p, batch in sorted(good_by_partition.items()) for chunk in batch.chunks()]
+    films = [(q, encode(chunk)) for q, batch in sorted(film_batches(ordered, partitions).items())
+             for chunk in batch.chunks()]
     return users, films

@@ -1,10 +1,17 @@
 """Dead letters: split a batch into valid events and rejects, and publish the rejects.
 
 DLQ format (documented in docs/ingestion.md): the message VALUE is the original
-bytes, untouched, and the KEY is the original key, so a fixed event can be
-replayed as is. Why it was rejected travels in Kafka headers:
-`reason` (short code from `app.events.InvalidEvent`), `detail`,
-`source_topic`, `source_partition`, `source_offset`.
+bytes and the KEY is the original key, so a fixed event can be replayed as is.
+Why it was rejected travels in Kafka headers: `reason` (short code from
+`app.events.InvalidEvent`, or `internal` / `rejected_by_clickhouse`),
+`detail`, `source_topic`, `source_partition`, `source_offset`, and
+`exception` (class name) for `internal`.
+
+Every dead letter fits a Kafka message whatever came in: the value is cut to
+DLQ_VALUE_MAX bytes (only `too_large` events are that big: the parser refuses
+them unread), the key to DLQ_KEY_MAX, the detail to DETAIL_MAX characters; a
+cut value or key is named in the `truncated` header (`value`, `key`) and the
+value's original size is in `original_bytes`.
 """
 from __future__ import annotations
 
@@ -13,17 +20,22 @@ import logging
 from typing import Iterable, NamedTuple, Protocol, Sequence
 
 from app import telemetry
-from app.events import Event, InvalidEvent, parse_event
-from agents.retry import retry_forever
+from app.events import MAX_EVENT_BYTES, Event, InvalidEvent, parse_event
+from agents.retry import KAFKA_PERMANENT, Fatal, kafka_permanent, retry_forever
 
 log = logging.getLogger(__name__)
+
+DLQ_VALUE_MAX = MAX_EVENT_BYTES
+DLQ_KEY_MAX = 1024
+DETAIL_MAX = 300
+INTERNAL = "internal"
 
 
 class RawMessage(Protocol):
     """What we read from a consumed message (aiokafka's ConsumerRecord has these)."""
 
     key: bytes | None
-    value: bytes
+    value: bytes | None
     topic: str
     partition: int
     offset: int
@@ -31,39 +43,88 @@ class RawMessage(Protocol):
 
 class DeadLetter(NamedTuple):
     key: bytes | None
-    value: bytes
+    value: bytes | None
     reason: str
     detail: str
     topic: str
     partition: int
     offset: int
+    exception: str = ""  # class name, for `internal`
+    truncated: tuple[str, ...] = ()  # parts cut to fit ("value", "key")
+    original_bytes: int = 0  # size of the value before it was cut
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
+        out = [
             ("reason", self.reason.encode()),
-            ("detail", self.detail.encode()),
+            ("detail", self.detail.encode("utf-8", "replace")),
             ("source_topic", self.topic.encode()),
             ("source_partition", str(self.partition).encode()),
             ("source_offset", str(self.offset).encode()),
         ]
+        if self.exception:
+            out.append(("exception", self.exception.encode()))
+        if self.truncated:
+            out.append(("truncated", ",".join(self.truncated).encode()))
+        if "value" in self.truncated:
+            out.append(("original_bytes", str(self.original_bytes).encode()))
+        return out
 
 
-def split_batch(messages: Iterable[RawMessage], now: float | None = None) -> tuple[list[Event], list[DeadLetter]]:
+def _cut_text(text: str, limit: int = DETAIL_MAX) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... (cut, {len(text)} chars)"
+
+
+def dead_letter(message: RawMessage, reason: str, detail: str, exception: str = "") -> DeadLetter:
+    """The dead letter of `message`, cut so that it always fits a Kafka message."""
+    key, value = message.key, message.value
+    truncated = []
+    original = len(value) if value else 0
+    if value is not None and len(value) > DLQ_VALUE_MAX:
+        value = value[:DLQ_VALUE_MAX]
+        truncated.append("value")
+    if key is not None and len(key) > DLQ_KEY_MAX:
+        key = key[:DLQ_KEY_MAX]
+        truncated.append("key")
+    return DeadLetter(key, value, reason, _cut_text(detail), message.topic, message.partition, message.offset,
+                      exception, tuple(truncated), original)
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # an exception whose str() fails
+        return type(exc).__name__
+
+
+class Split(NamedTuple):
+    """A batch after parsing: the valid events, the messages they came from (same order), the rejects."""
+
+    events: list[Event]
+    messages: list[RawMessage]
+    rejects: list[DeadLetter]
+
+
+def split_batch(messages: Iterable[RawMessage], now: float | None = None) -> Split:
     """Parse every message; valid ones become `Event`s, the others `DeadLetter`s.
 
-    A bad message never stops the batch: each is judged on its own.
+    A bad message never stops the batch: each is judged on its own, and any
+    exception from one (a bug of ours, `parse_event` is meant to be total)
+    costs that one message, dead-lettered as `internal` with the exception class.
     """
-    good: list[Event] = []
+    events: list[Event] = []
+    kept: list[RawMessage] = []
     bad: list[DeadLetter] = []
     for message in messages:
         try:
-            good.append(parse_event(message.value, now))
+            events.append(parse_event(message.value, now))
+            kept.append(message)
         except InvalidEvent as exc:
-            bad.append(
-                DeadLetter(message.key, message.value, exc.reason, exc.detail,
-                           message.topic, message.partition, message.offset)
-            )
-    return good, bad
+            bad.append(dead_letter(message, exc.reason, exc.detail))
+        except Exception as exc:  # noqa: BLE001 - one record must never stop ingestion
+            log.error("internal error parsing %s[%d]@%d: dead-lettered", message.topic, message.partition,
+                      message.offset, exc_info=True)
+            bad.append(dead_letter(message, INTERNAL, _describe(exc), exception=type(exc).__name__))
+    return Split(events, kept, bad)
 
 
 def reason_of(headers: Sequence[tuple[str, bytes]] | dict) -> str:
@@ -75,7 +136,9 @@ def reason_of(headers: Sequence[tuple[str, bytes]] | dict) -> str:
 async def publish(topic, letters: Sequence[DeadLetter]) -> None:
     """Send `letters` to the DLQ topic and wait until the broker has them all.
 
-    Retried until done: the source batch is committed after this returns.
+    Retried until done (the source batch is committed after this returns),
+    except when the broker refuses a letter for good (too large, no such
+    topic, not authorised): then `Fatal`, as nothing can be committed past it.
     """
     if not letters:
         return
@@ -86,6 +149,11 @@ async def publish(topic, letters: Sequence[DeadLetter]) -> None:
         ]
         await asyncio.gather(*futures)
 
-    await retry_forever(send_all, f"DLQ send of {len(letters)} events", log)
+    try:
+        await retry_forever(send_all, f"DLQ send of {len(letters)} events", log, permanent=kafka_permanent)
+    except KAFKA_PERMANENT as exc:
+        largest = max(len(letter.value or b"") for letter in letters)
+        raise Fatal(f"the broker refuses dead letters on {topic.get_topic_name()} ({_describe(exc)}; largest "
+                    f"value {largest} bytes): check the topic's max.message.bytes and ACLs") from exc
     for letter in letters:
         telemetry.EVENTS_DEAD_LETTERED.labels(letter.reason).inc()

@@ -2,12 +2,15 @@
 
 Writes are buffered and flushed in one pipeline (MULTI) per tick, not one
 round trip per event; a failed flush keeps its buffer (newer values win) and
-is retried on the next tick. Values are whole lists taken from the tables,
+is retried on the next tick. The buffer is bounded (RECENT_BUFFER_MAX users):
+during a long Redis outage the users updated longest ago are dropped first
+(their lists are rewritten the next time they watch something). Values are whole lists taken from the tables,
 so re-delivered events and repeated flushes write the same thing (idempotent).
 """
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import time
@@ -27,6 +30,8 @@ FLUSH_EVERY_S = 0.5
 RECENT_TTL_S = 30 * 86_400
 PART_STALE_S = 30.0
 TRENDING_SIZE = 100
+# Users whose recent list waits for Redis; ~100 bytes each, so ~10 MB at most.
+RECENT_BUFFER_MAX = 100_000
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -65,15 +70,28 @@ def merge_parts(
 class LiveMirror:
     """Buffers what serving needs and flushes it to Redis every FLUSH_EVERY_S."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, buffer_max: int = RECENT_BUFFER_MAX) -> None:
         self.settings = settings
         self.redis = redis_client(settings)
         self.name = worker_name(settings)
-        self._recent: dict[int, list[int]] = {}
+        self.buffer_max = buffer_max
+        self.dropped = 0  # recent lists dropped from a full buffer (never written)
+        self._recent: dict[int, list[int]] = {}  # oldest update first
         self._trending: Callable[[], tuple[list[int], list[float]]] | None = None
 
     def set_recent(self, user_id: int, film_ids: Sequence[int]) -> None:
+        self._recent.pop(user_id, None)  # re-inserted at the end: the newest update
         self._recent[user_id] = list(film_ids)
+        self._bound()
+
+    def _bound(self) -> None:
+        """Drop the oldest updates beyond `buffer_max` (keeping the newest)."""
+        excess = len(self._recent) - self.buffer_max
+        if excess > 0:
+            for user_id in list(itertools.islice(self._recent, excess)):
+                del self._recent[user_id]
+            self.dropped += excess
+            telemetry.REDIS_MIRROR_DROPPED.inc(excess)
 
     def set_trending(self, compute: Callable[[], tuple[list[int], list[float]]]) -> None:
         """Trending changed; `compute()` gives the ranked list, called at the next flush
@@ -90,8 +108,12 @@ class LiveMirror:
             if trending is not None:
                 await self._write_trending(*trending())
         except (RedisError, OSError) as exc:
-            log.warning("redis mirror flush failed (%s); will retry", exc)
+            log.warning("redis mirror flush failed (%s); will retry (%d users buffered, %d dropped so far)",
+                        exc, len(recent) + len(self._recent), self.dropped)
+            for user_id in self._recent:  # updates made during the flush are newer
+                recent.pop(user_id, None)
             self._recent = {**recent, **self._recent}
+            self._bound()
             self._trending = self._trending or trending
 
     async def _write_recent(self, recent: dict[int, list[int]]) -> None:

@@ -6,10 +6,14 @@ with its own aiokafka consumer in group `{APP_ID}-loader`, NOT a Faust agent:
 Faust's per-message path (several asyncio tasks per message) cost ~90% of the
 worker's CPU; here the per-message work is only parsing. Per batch
 (`getmany`, up to LOADER_BATCH_MAX messages or LOADER_BATCH_WITHIN_S):
-parse all, publish the rejects to the DLQ, insert the valid ones in one
-columnar insert, send the stats batches, and only THEN commit the batch's
-offsets (manual commits, auto-commit off). Every side effect is retried until
-it succeeds (capped backoff), so a committed offset always means stored.
+parse all (a bad message, or any exception from one, is dead-lettered), drop
+repeated event_ids, insert the valid ones in one columnar insert (records
+ClickHouse refuses as bad data are found by splitting and dead-lettered,
+agents/writer.py), publish the dead letters, send the stats batches with each
+event's source offset, and only THEN commit the batch's offsets (manual
+commits, auto-commit off). Every side effect is retried until it succeeds
+(capped backoff), so a committed offset always means stored; an error that
+retrying cannot fix stops the worker with one clear log line (`Fatal`).
 A stop or a rebalance in the middle of a batch abandons its commit: the next
 owner reads it again (at-least-once); re-inserted rows have the same event_id
 and collapse in the ReplacingMergeTree (FINAL readers, app/storage/clickhouse.py).
@@ -19,101 +23,86 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from clickhouse_driver import Client
 from mode import Service
 
 from app import telemetry
 from app.events import Event
 from app.main import app, settings
-from app.settings import Settings
-from app.storage.clickhouse import client as clickhouse_client
-from app.storage.interactions import insert_events
+from app.storage.interactions import first_copies
 from app.topics import dlq_topic, film_batches_topic, user_batches_topic
 from agents import batches, deadletter
-from agents.retry import retry_forever
+from agents.retry import KAFKA_PERMANENT, Fatal, kafka_permanent, retry_forever
+from agents.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 30.0
-
-
-class ClickHouseWriter:
-    """Runs the blocking driver in one thread of its own, with its own connection.
-
-    One thread keeps the (not thread-safe) client single-user and keeps the
-    event loop free while ClickHouse works; a failed connection is dropped
-    and re-opened on the next attempt.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-writer")
-        self._conn: Client | None = None
-
-    def _insert_blocking(self, events: Sequence[Event]) -> int:
-        if self._conn is None:
-            self._conn = clickhouse_client(self.settings)
-        try:
-            return insert_events(self._conn, events)
-        except Exception:
-            self._conn.disconnect()
-            self._conn = None
-            raise
-
-    async def insert(self, events: Sequence[Event]) -> int:
-        """Insert once (may raise); see `store` for the retrying form."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._insert_blocking, events)
-
-    async def store(self, events: Sequence[Event]) -> int:
-        """Insert, retrying with capped backoff until ClickHouse accepts the batch."""
-        started = time.perf_counter()
-        rows = await retry_forever(
-            lambda: self.insert(events),
-            f"ClickHouse insert of {len(events)} events",
-            log,
-            on_retry=telemetry.INSERT_RETRIES.inc,
-        )
-        telemetry.INSERT_SECONDS.observe(time.perf_counter() - started)
-        return rows
+REJECTED_BY_CLICKHOUSE = "rejected_by_clickhouse"
 
 
 class ParsedBatch(NamedTuple):
     """A fetched batch after parsing: what to store, what to dead-letter, what to commit after."""
 
-    good: dict[int, list[Event]]  # valid events by source partition (what the stats batches carry)
+    events: list[Event]  # valid events, each event_id once, by partition then offset
+    messages: list[deadletter.RawMessage]  # the message of each event (same order)
     rejects: list[deadletter.DeadLetter]
     offsets: dict[TopicPartition, int]  # next offset to read, per partition of the batch
     generation: int  # the consumer's assignment generation when the batch was fetched
+    size: int  # messages fetched
 
 
 def parse_batch(batch: Mapping[TopicPartition, Sequence[deadletter.RawMessage]], generation: int) -> ParsedBatch:
-    """Split every partition's messages into valid events and dead letters (CPU only, no I/O)."""
-    good: dict[int, list[Event]] = {}
+    """Split every partition's messages into valid events and dead letters, and drop repeated
+    event_ids (a producer that sent an event twice): the first copy is stored and counted
+    in the stats, the others are not (CPU only, no I/O)."""
+    events: list[Event] = []
+    kept: list[deadletter.RawMessage] = []
     rejects: list[deadletter.DeadLetter] = []
-    for tp, messages in batch.items():
-        good[tp.partition], bad = deadletter.split_batch(messages)
-        rejects.extend(bad)
+    for messages in batch.values():
+        split = deadletter.split_batch(messages)
+        events += split.events
+        kept += split.messages
+        rejects += split.rejects
+    first = first_copies(events)
+    if len(first) < len(events):
+        telemetry.DUPLICATES_DROPPED.inc(len(events) - len(first))
+        events, kept = [events[i] for i in first], [kept[i] for i in first]
     offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages}
-    return ParsedBatch(good, rejects, offsets, generation)
+    return ParsedBatch(events, kept, rejects, offsets, generation, sum(map(len, batch.values())))
 
 
-async def store_batch(parsed: ParsedBatch, writer: ClickHouseWriter, dlq) -> None:
-    """Dead-letter the rejects and insert the valid events, each retried until done."""
-    telemetry.BATCH_SIZE.observe(sum(map(len, parsed.good.values())) + len(parsed.rejects))
-    await deadletter.publish(dlq, parsed.rejects)
-    events = [event for partition_events in parsed.good.values() for event in partition_events]
+def stats_batches(events: Sequence[Event], messages: Sequence[deadletter.RawMessage]) -> dict[int, batches.StatsBatch]:
+    """The events by source partition, each with its source offset (what the stats batches carry)."""
+    out: dict[int, batches.StatsBatch] = {}
+    for event, message in zip(events, messages):
+        if message.partition not in out:
+            out[message.partition] = batches.StatsBatch()
+        out[message.partition].append(event, message.partition, message.offset)
+    return out
+
+
+async def store_batch(parsed: ParsedBatch, writer: ClickHouseWriter, dlq) -> dict[int, batches.StatsBatch]:
+    """Insert the valid events and dead-letter the rejects (the parser's and ClickHouse's),
+    each retried until done; returns the stored events for the stats batches."""
+    telemetry.BATCH_SIZE.observe(parsed.size)
+    events, messages, rejects = parsed.events, parsed.messages, list(parsed.rejects)
+    refused = await writer.store(events) if events else []
+    if refused:
+        gone = {i for i, _ in refused}
+        rejects += [deadletter.dead_letter(messages[i], REJECTED_BY_CLICKHOUSE, why) for i, why in refused]
+        events = [e for i, e in enumerate(events) if i not in gone]
+        messages = [m for i, m in enumerate(messages) if i not in gone]
+    await deadletter.publish(dlq, rejects)
     if events:
-        await writer.store(events)
         telemetry.EVENTS_LOADED.inc(len(events))
         telemetry.INGEST_LAG.set(time.time() - max(event.ts for event in events))
+    return stats_batches(events, messages)
 
 
-async def send_stats(good_by_partition: Mapping[int, Sequence[Event]], user_topic, film_topic,
+async def send_stats(good_by_partition: Mapping[int, batches.StatsBatch], user_topic, film_topic,
                      partitions: int) -> None:
     """Send the batch's stats messages and wait for the broker's acks (retried until done:
     the source offsets are committed right after, so a lost send would be lost stats)."""
@@ -126,7 +115,56 @@ async def send_stats(good_by_partition: Mapping[int, Sequence[Event]], user_topi
         futures += [await film_topic.send(value=value, partition=q) for q, value in films]
         await asyncio.gather(*futures)
 
-    await retry_forever(send_all, f"stats batch send ({len(users)}+{len(films)} messages)", log)
+    try:
+        await retry_forever(send_all, f"stats batch send ({len(users)}+{len(films)} messages)", log,
+                            permanent=kafka_permanent)
+    except KAFKA_PERMANENT as exc:
+        largest = max(len(value) for _, value in users + films)
+        raise Fatal(f"the broker refuses a stats batch message of {largest} bytes ({exc!r}): check "
+                    "max.message.bytes of the stats batch topics") from exc
+
+
+class LoaderProgress:
+    """Whether the loader moves: what `/ready` reports (app/web/health.py `loader_progress`).
+
+    Work = messages fetched and not yet finished, plus messages known to be
+    waiting in the assigned partitions (high watermark minus next offset).
+    Progress = a batch finished, or a poll that found nothing to do (and
+    work arriving after a quiet time starts the count afresh). Stalled =
+    work waiting and no progress for `stall_s` (LOADER_STALL_S): a ClickHouse
+    or broker outage, or anything else the loader keeps retrying.
+    """
+
+    def __init__(self, stall_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stall_s = stall_s
+        self.clock = clock
+        self.moved_at = clock()
+        self.pending = 0
+        self.waiting = 0
+
+    def fetched(self, count: int) -> None:
+        if self.pending == 0 and self.waiting == 0:
+            self.moved_at = self.clock()  # work starts now: the quiet time counts from here
+        self.pending += count
+
+    def finished(self, count: int) -> None:
+        self.pending -= count
+        self.moved_at = self.clock()
+
+    def idle(self, waiting: int) -> None:
+        """A poll returned nothing; `waiting` messages are known to be in the assigned partitions."""
+        self.waiting = waiting
+        if self.pending == 0 and waiting == 0:
+            self.moved_at = self.clock()
+
+    def stall(self) -> str | None:
+        """Why the loader is stuck, or None when it is not."""
+        work = self.pending + self.waiting
+        quiet = self.clock() - self.moved_at
+        if work > 0 and quiet > self.stall_s:
+            return (f"loader made no progress for {quiet:.0f}s with {work} messages to load "
+                    f"(LOADER_STALL_S={self.stall_s:g})")
+        return None
 
 
 class _Assignments(ConsumerRebalanceListener):
@@ -146,6 +184,10 @@ class _Assignments(ConsumerRebalanceListener):
         log.info("loader: partitions assigned %s", sorted(tp.partition for tp in assigned))
 
 
+# The worker's one loader reports here; app/web/worker.py hands it to /ready.
+PROGRESS = LoaderProgress(settings.loader_stall_s)
+
+
 @app.service
 class Loader(Service):
     """Consume `interactions` in batches; store, send stats, then commit (see the module doc).
@@ -160,6 +202,8 @@ class Loader(Service):
         self.settings = settings
         self.writer = ClickHouseWriter(settings)
         self.listener = _Assignments()
+        self.progress = PROGRESS
+        self._next: dict[TopicPartition, int] = {}  # next offset to fetch, per partition seen
         timeout_ms = int(max(settings.network_timeout_s * 6, 30.0) * 1000)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, group_id=settings.loader_group,
@@ -191,6 +235,16 @@ class Loader(Service):
                 count += len(records)
         return batch
 
+    def waiting(self) -> int:
+        """Messages known to be in the assigned partitions beyond what was fetched (no I/O:
+        the high watermarks come with the fetch responses)."""
+        total = 0
+        for tp in self.consumer.assignment():
+            highwater, position = self.consumer.highwater(tp), self._next.get(tp)
+            if highwater is not None and position is not None:
+                total += max(0, highwater - position)
+        return total
+
     @Service.task
     async def _consume(self) -> None:
         in_flight: asyncio.Future | None = None
@@ -198,21 +252,31 @@ class Loader(Service):
             while not self.should_stop:
                 generation = self.listener.generation
                 batch = await self.next_batch()
+                if in_flight is not None and in_flight.done():
+                    in_flight.result()  # a Fatal from the last batch stops us now, not at the next batch
+                    in_flight = None
                 if not batch:
+                    self.progress.idle(self.waiting())
                     continue
                 parsed = parse_batch(batch, generation)
+                self.progress.fetched(parsed.size)
+                self._next.update(parsed.offsets)
                 if in_flight is not None:
                     await in_flight
                 in_flight = asyncio.ensure_future(self.finish(parsed))
+        except Fatal as exc:
+            log.error("loader: STOPPING the worker, ingestion cannot go on: %s", exc)
+            raise
         finally:
             if in_flight is not None:
                 in_flight.cancel()  # a stop never commits a batch that is not stored
 
     async def finish(self, parsed: ParsedBatch) -> None:
         """Store, send stats, then commit the batch's offsets (unless the assignment changed)."""
-        await store_batch(parsed, self.writer, dlq_topic)
+        stored = await store_batch(parsed, self.writer, dlq_topic)
         if self.settings.stats_enabled:
-            await send_stats(parsed.good, user_batches_topic, film_batches_topic, self.settings.topic_partitions)
+            await send_stats(stored, user_batches_topic, film_batches_topic, self.settings.topic_partitions)
+        self.progress.finished(parsed.size)
         if parsed.generation != self.listener.generation:
             log.info("loader: assignment changed during the batch; not committing it (it will be re-read)")
             return

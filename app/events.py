@@ -25,7 +25,15 @@ MAX_FUTURE_SKEW_S = 300.0
 MIN_TS_S = 631_152_000.0
 MAX_ID = 2**63 - 1
 MAX_STR = 256
+# A real event is well under 2 KB; anything past this is rejected unparsed
+# (`too_large`), which also bounds the parse time and the dead letter's size.
+MAX_EVENT_BYTES = 64 * 1024
+# Error details quote at most this much of the offending value.
+SHOWN_CHARS = 100
 _EVENT_TYPES = frozenset(EVENT_TYPES)
+_MAX_ID_DIGITS = len(str(MAX_ID))
+# Epoch ms beyond this (year ~292 million) cannot be a time; keeps float() of huge ints out.
+_MAX_TS_MS = 2**53
 
 
 class InvalidEvent(ValueError):
@@ -84,17 +92,45 @@ def new_event_id() -> str:
     return str(uuid.uuid4())
 
 
+def shown(value: Any) -> str:
+    """A short, safe rendering of a bad value for error details.
+
+    Never the repr of a container (a deeply nested one would raise
+    RecursionError, a big one would be slow and make the detail huge), and
+    scalars cut to SHOWN_CHARS: the dead letter carries the original bytes anyway.
+    """
+    if isinstance(value, (list, dict)):
+        return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"  # repr of a huge int is slow and limited
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} chars)"
+
+
+def _utf8(value: str) -> bool:
+    """True when `value` encodes to UTF-8 (no lone surrogates, which `json` lets through
+    and ClickHouse's driver would fail on for the whole batch). Callers test
+    `isascii()` first, inline: nearly every value is ASCII, and this is the hot path."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _id(data: dict[str, Any], name: str) -> int:
+    """A positive 64-bit id, as a JSON integer or a string of ASCII digits.
+
+    ASCII only: `str.isdigit` also accepts "²" (which `int` refuses) and other
+    scripts' digits; at most 19 digits, so `int` never meets its 4,300-digit limit.
+    """
     value = data.get(name)
     if value is None:
         raise InvalidEvent(f"missing_{name}")
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
-        else:
-            raise InvalidEvent(f"bad_{name}", f"{name} must be a positive integer, got {value!r}")
-    if not 0 < value <= MAX_ID:
-        raise InvalidEvent(f"bad_{name}", f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= _MAX_ID_DIGITS:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise InvalidEvent(f"bad_{name}", f"{name} must be a positive integer, got {shown(value)}")
     return value
 
 
@@ -102,10 +138,12 @@ def _number(data: dict[str, Any], name: str, default: float, lo: float, hi: floa
     value = data.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidEvent(f"bad_{name}", f"{name} must be a number, got {value!r}")
+    # ints are compared as ints: math.isfinite / float() of a huge int raise OverflowError
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not math.isfinite(value)):
+        raise InvalidEvent(f"bad_{name}", f"{name} must be a number, got {shown(value)}")
     if value < lo or value > hi or (lo_open and value == lo):
-        raise InvalidEvent(f"bad_{name}", f"{name} out of range: {value!r}")
+        raise InvalidEvent(f"bad_{name}", f"{name} out of range: {shown(value)}")
     return float(value)
 
 
@@ -113,7 +151,7 @@ def _text(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > MAX_STR:
+    if not isinstance(value, str) or len(value) > MAX_STR or not (value.isascii() or _utf8(value)):
         raise InvalidEvent(f"bad_{name}", f"{name} must be a string of at most {MAX_STR} chars")
     return value
 
@@ -123,17 +161,17 @@ def parse_ts(value: Any) -> float:
     if isinstance(value, bool):
         raise InvalidEvent("bad_ts", "ts must be ISO-8601 or epoch ms")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise InvalidEvent("bad_ts", "ts must be finite")
+        if (isinstance(value, float) and not math.isfinite(value)) or not -_MAX_TS_MS <= value <= _MAX_TS_MS:
+            raise InvalidEvent("bad_ts", "ts must be a finite epoch ms")
         return float(value) / 1000.0
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidEvent("bad_ts", f"not ISO-8601: {value[:40]!r}") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            return parsed.timestamp()
+        except (ValueError, OverflowError):  # OverflowError: a date at the edge of the calendar
+            raise InvalidEvent("bad_ts", f"not ISO-8601: {shown(value[:40])}") from None
     raise InvalidEvent("missing_ts" if value is None else "bad_ts", "ts must be ISO-8601 or epoch ms")
 
 
@@ -144,13 +182,14 @@ def validate(data: Any, now: float | None = None) -> Event:
     event_id = data.get("event_id")
     if not isinstance(event_id, str) or not event_id:
         raise InvalidEvent("missing_event_id" if event_id is None else "bad_event_id")
-    if len(event_id) > 64:
-        raise InvalidEvent("bad_event_id", "event_id longer than 64 chars")
+    if len(event_id) > 64 or not (event_id.isascii() or _utf8(event_id)):
+        raise InvalidEvent("bad_event_id", "event_id must be at most 64 chars of valid text")
     event_type = data.get("event_type")
     if event_type is None:
         raise InvalidEvent("missing_event_type")
-    if event_type not in _EVENT_TYPES:
-        raise InvalidEvent("unknown_event_type", f"{event_type!r}"[:80])
+    # str first: a list or object is unhashable, and the set test would raise TypeError
+    if not isinstance(event_type, str) or event_type not in _EVENT_TYPES:
+        raise InvalidEvent("unknown_event_type", shown(event_type))
     user_id = _id(data, "user_id")
     film_id = 0 if event_type == "page_view" and data.get("film_id") is None else _id(data, "film_id")
     ts = parse_ts(data.get("ts"))
@@ -166,7 +205,7 @@ def validate(data: Any, now: float | None = None) -> Event:
     if position is None:
         position = NO_POSITION
     elif isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < 10_000:
-        raise InvalidEvent("bad_position", f"position must be an integer 0..9999, got {position!r}")
+        raise InvalidEvent("bad_position", f"position must be an integer 0..9999, got {shown(position)}")
     return Event(
         event_id=event_id,
         user_id=user_id,
@@ -183,16 +222,25 @@ def validate(data: Any, now: float | None = None) -> Event:
     )
 
 
-def parse_event(raw: bytes | str, now: float | None = None) -> Event:
-    """Decode and validate one Kafka message value.
+def parse_event(raw: bytes | str | None, now: float | None = None) -> Event:
+    """Decode and validate one Kafka message value: an `Event`, or `InvalidEvent` for
+    anything else whatever the input (tests/app/test_events.py proves it over arbitrary bytes).
 
     orjson: the loader parses every event; it decodes ~4x faster than `json`
     (parse + validate ~1.7x, bench/parse.py). It also rejects what `json`
-    would let through to a later check (NaN, integers beyond 64 bits): those
-    are dead-lettered as `malformed_json` instead of `bad_<field>`.
+    would let through to a later check (NaN, numbers beyond the float range,
+    lone surrogates, nesting deeper than 1,024): those are dead-lettered as
+    `malformed_json` instead of `bad_<field>`; integers beyond 64 bits come
+    back as floats and fail the field's check. A null value (a Kafka
+    tombstone) or an empty one is `empty`; one over MAX_EVENT_BYTES is
+    `too_large`, before any parsing.
     """
+    if not raw:
+        raise InvalidEvent("empty", "the message has no value")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent("too_large", f"{len(raw)} bytes, at most {MAX_EVENT_BYTES} accepted")
     try:
         data = orjson.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, TypeError):  # JSONDecodeError is a ValueError; TypeError: not bytes or str
         raise InvalidEvent("malformed_json") from None
     return validate(data, now)

@@ -22,6 +22,13 @@ class CinerecApp(faust.App):
         source topic would pick its own partition count. This hook runs before
         the app's producer, consumer and agents start (mode starts children
         after it), so the consumer subscribes to topics that exist.
+
+        The tables' changelog topics are declared here too (Faust's own
+        declaration, same config), not just before the consumer subscribes:
+        on a first start the consumer's metadata could catch a changelog topic
+        created a moment earlier with 0 partitions and keep that until its
+        next refresh (5 min), and every table write then failed with
+        PartitionsMismatch (the stats agents crashed and restarted in a loop).
         """
         self.conf.datadir.parent.mkdir(parents=True, exist_ok=True)  # faust makes only the leaf
         # Table changelog writes queue in this buffer; at more than `max_messages`
@@ -32,6 +39,8 @@ class CinerecApp(faust.App):
             from app.storage.kafka_admin import ensure_topics
 
             await ensure_topics(settings, extra=[settings.user_batches_topic, settings.film_batches_topic])
+            for table in self.tables.values():
+                await table.changelog_topic.maybe_declare()
 
 
 app = CinerecApp(

@@ -48,6 +48,8 @@ DEFAULTS: dict[str, str] = {
     "ANALYTICS_CACHE_S": "60",
     "GATE_MIN_USERS": "500",
     "GATE_MAX_HOLDOUT_SHARE": "0.2",
+    "STATS_TTL_DAYS": "30",
+    "LOADER_STALL_S": "120",
 }
 
 
@@ -157,6 +159,10 @@ class Settings:
     # evaluable users, or this share of the window's events, whichever comes first (docs/retrain.md).
     gate_min_users: int
     gate_max_holdout_share: float
+    # Per-user stats and per-(film, user) viewer entries expire after this long without a write.
+    stats_ttl_days: float
+    # /ready turns false when the loader made no progress for this long while it has work.
+    loader_stall_s: float
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -208,6 +214,8 @@ class Settings:
             analytics_cache_s=_float(env, "ANALYTICS_CACHE_S"),
             gate_min_users=_int(env, "GATE_MIN_USERS", minimum=1),
             gate_max_holdout_share=_share(env, "GATE_MAX_HOLDOUT_SHARE"),
+            stats_ttl_days=_float(env, "STATS_TTL_DAYS"),
+            loader_stall_s=_float(env, "LOADER_STALL_S"),
             external=external,
         )
 

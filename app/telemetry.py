@@ -36,6 +36,14 @@ INGEST_LAG = Gauge(
     "cinerec_ingest_lag_seconds",
     "Wall time minus the newest event time of the last loaded batch.",
 )
+REDIS_MIRROR_DROPPED = Counter(
+    "cinerec_stats_redis_updates_dropped_total",
+    "Recent-watch updates dropped from the full Redis mirror buffer (a long Redis outage).",
+)
+DUPLICATES_DROPPED = Counter(
+    "cinerec_ingest_duplicates_dropped_total",
+    "Events dropped by the loader because their event_id already came earlier in the same batch.",
+)
 REDIS_MIRROR_WRITES = Counter(
     "cinerec_stats_redis_keys_written_total",
     "Keys written to Redis by the stats mirror (recent lists, trending).",

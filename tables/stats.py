@@ -1,13 +1,17 @@
 """Stream state of the stats agents (declarations only; agents/stats.py fills them).
 
-- `user_stats`: user id -> dict (agents.stats.apply_user); keyed like the
-  source topic (key = user id), so no re-partitioning is needed; written per
-  batch, its changelog partition is chosen by key (see below).
-- `film_stats`: film id -> dict (agents.stats.apply_film), fed from the
-  film-keyed `film_batches_topic`.
-- `film_viewers`: "film_id:user_id" -> True, an exact unique-viewer set stored
-  as one small entry per (film, user) pair instead of a growing set per film,
-  so no value ever gets big (memory grows with distinct pairs, like the data).
+- `user_stats`: user id -> dict (agents.stats.apply_user, plus the source
+  offsets applied and the write time, agents.stats.fold_users); keyed like
+  the source topic (key = user id), so no re-partitioning is needed; written
+  per batch, its changelog partition is chosen by key (see below).
+- `film_stats`: film id -> dict (agents.stats.apply_film, plus the source
+  offsets applied), fed from the film-keyed `film_batches_topic`.
+- `film_viewers`: "film_id:user_id" -> [source partition, source offset,
+  written at] of the play that made the user a viewer: an exact
+  unique-viewer set stored as one small entry per (film, user) pair instead
+  of a growing set per film, so no value ever gets big.
+- `user_stats` and `film_viewers` entries expire after STATS_TTL_DAYS
+  without a write (swept by the agents, agents.stats.Expiry).
 - `film_plays_window`: plays per film in hopping windows over EVENT time,
   expiring old windows; trending is read from it through `film_plays_trailing`.
   A stats message carries a whole batch, so the stream event has no single

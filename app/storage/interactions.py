@@ -22,14 +22,18 @@ _INSERT = f"INSERT INTO interactions ({', '.join(INTERACTION_COLUMNS)}) VALUES"
 _TS = INTERACTION_COLUMNS.index("ts")
 
 
+def first_copies(events: Sequence[Event]) -> list[int]:
+    """Indices of the first event of each event_id, in order (the loader filters its side lists with them)."""
+    first: dict[str, int] = {}
+    for i, event in enumerate(events):
+        first.setdefault(event.event_id, i)
+    return list(first.values())
+
+
 def dedup(events: Sequence[Event]) -> list[Event]:
     """Events with a repeated event_id removed (first copy kept, order kept)."""
-    seen: dict[str, Event] = {}
-    for event in events:
-        seen.setdefault(event.event_id, event)
-    if len(seen) == len(events):
-        return list(events)
-    return list(seen.values())
+    keep = first_copies(events)
+    return list(events) if len(keep) == len(events) else [events[i] for i in keep]
 
 
 def to_columns(events: Sequence[Event]) -> list[list]:

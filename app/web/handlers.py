@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from app.web import admin, health, metrics
-from app.web.keys import CELERY, READER, REDIS_PROBE, SETTINGS
+from app.web.keys import CELERY, LOADER_PROGRESS, READER, REDIS_PROBE, SETTINGS
 from app.web.openapi import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, SPEC
 from app.web.reader import Answer, NoModel, UnknownFilm
 
@@ -150,7 +150,8 @@ async def alive(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     """Readiness: Kafka, ClickHouse, Redis reachable and a model published; 503 says which failed."""
-    ok, checks = await health.run_checks(request.app[SETTINGS], request.app[REDIS_PROBE])
+    ok, checks = await health.run_checks(request.app[SETTINGS], request.app[REDIS_PROBE],
+                                         request.app.get(LOADER_PROGRESS))
     return json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
 
 

@@ -1,9 +1,12 @@
 """Readiness: can this process do its job right now? Each backend check has a short
-timeout and they run concurrently, so `/ready` answers within `CHECK_TIMEOUT_S`."""
+timeout and they run concurrently, so `/ready` answers within `CHECK_TIMEOUT_S`.
+
+In the Faust worker `/ready` also checks that the loader moves (`loader_progress`);
+the standalone `cinerec serve` has no loader and no such check."""
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable
+from typing import Awaitable, Protocol
 
 import redis.asyncio as aioredis
 
@@ -48,8 +51,30 @@ async def redis_and_model(client: aioredis.Redis) -> tuple[str, str | None]:
     return "answers", raw.decode() if raw else None
 
 
-async def run_checks(settings: Settings, client: aioredis.Redis) -> tuple[bool, dict[str, dict[str, object]]]:
-    """All checks concurrently -> (ready, {name: {ok, detail}})."""
+class Progress(Protocol):
+    """What the worker's loader tells readiness (agents.loader.LoaderProgress)."""
+
+    def stall(self) -> str | None:
+        """Why the loader is stuck, or None."""
+
+
+class LoaderStalled(RuntimeError):
+    """The loader has work and made no progress for LOADER_STALL_S."""
+
+
+async def loader_progress(progress: Progress) -> str:
+    """Not ready while the loader has events to load and has not moved for LOADER_STALL_S
+    (an outage it keeps retrying): readiness must not say 200 while nothing is ingested."""
+    reason = progress.stall()
+    if reason:
+        raise LoaderStalled(reason)
+    return "moving (or nothing to load)"
+
+
+async def run_checks(
+    settings: Settings, client: aioredis.Redis, loader: Progress | None = None
+) -> tuple[bool, dict[str, dict[str, object]]]:
+    """All checks concurrently -> (ready, {name: {ok, detail}}); `loader` only in the worker."""
 
     async def guarded(check: Awaitable[object]) -> tuple[bool, object]:
         try:
@@ -57,10 +82,11 @@ async def run_checks(settings: Settings, client: aioredis.Redis) -> tuple[bool, 
         except Exception as exc:  # any failure of a backend is "not ready", with its reason
             return False, f"{type(exc).__name__}: {exc}"
 
-    kafka, clickhouse, redis = await asyncio.gather(
+    kafka, clickhouse, redis, *loading = await asyncio.gather(
         guarded(kafka_reachable(settings)),
         guarded(clickhouse_reachable(settings)),
         guarded(redis_and_model(client)),
+        *([guarded(loader_progress(loader))] if loader is not None else []),
     )
     if redis[0]:
         detail, version = redis[1]  # type: ignore[misc]
@@ -68,8 +94,6 @@ async def run_checks(settings: Settings, client: aioredis.Redis) -> tuple[bool, 
         model = (version is not None, f"version {version}" if version else "no model published (recs:current unset)")
     else:
         model = (False, "unknown: redis unreachable")
-    checks = {
-        name: {"ok": ok, "detail": str(detail)}
-        for name, (ok, detail) in (("kafka", kafka), ("clickhouse", clickhouse), ("redis", redis), ("model", model))
-    }
+    named = [("kafka", kafka), ("clickhouse", clickhouse), ("redis", redis), ("model", model)]
+    checks = {name: {"ok": ok, "detail": str(detail)} for name, (ok, detail) in named + [("loader", r) for r in loading]}
     return all(c["ok"] for c in checks.values()), checks

@@ -7,6 +7,7 @@ from celery import Celery
 
 from app.analytics.service import Analytics
 from app.settings import Settings
+from app.web.health import Progress
 from app.web.reader import Reader
 
 SETTINGS = web.AppKey("cinerec_settings", Settings)
@@ -14,3 +15,5 @@ READER = web.AppKey("cinerec_reader", Reader)
 REDIS_PROBE = web.AppKey("cinerec_redis_probe", aioredis.Redis)
 CELERY = web.AppKey("cinerec_celery", Celery)
 ANALYTICS = web.AppKey("cinerec_analytics", Analytics)
+# Only in the Faust worker (app/web/worker.py): the loader's progress, checked by /ready.
+LOADER_PROGRESS = web.AppKey("cinerec_loader_progress", Progress)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.loader import PROGRESS
 from app.main import app, settings
-from app.web.keys import SETTINGS
 from app.web.protocol import AppRunner
+from app.web.keys import LOADER_PROGRESS, SETTINGS
 from app.web.server import install
 
 
@@ -29,3 +30,4 @@ def install_views(sender: Any, **kwargs: Any) -> None:
         return
     install(web_app, settings)
     app.web._runner = AppRunner(web_app, access_log=None)  # see the module docstring
+    web_app[LOADER_PROGRESS] = PROGRESS  # /ready also says whether the loader moves

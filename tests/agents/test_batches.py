@@ -1,4 +1,4 @@
-"""Stats batch messages: codec round trip, bad input, placement of film actions."""
+"""Stats batch messages: codec round trip with source positions, bad input, chunking, placement."""
 from __future__ import annotations
 
 import msgpack
@@ -7,6 +7,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from app.events import Event
 from agents import batches
+from agents.batches import StatsBatch
 
 EVENTS = [
     Event("a", 7, 3, "play", 1_700_000_000.0, "s1", 0.0, 5400.0),
@@ -22,20 +23,47 @@ def _stat_fields(event: Event) -> Event:
     return event._replace(event_id="", session_id="", source="", model_version="", position=-1)
 
 
-def test_round_trip_keeps_the_stats_columns() -> None:
-    assert batches.decode(batches.encode(EVENTS)) == [_stat_fields(e) for e in EVENTS]
-    assert batches.decode(batches.encode([])) == []
+def test_round_trip_keeps_the_stats_columns_and_source_positions() -> None:
+    batch = StatsBatch.of_partition(2, EVENTS, [10, 11, 15, 16, 2**40])
+    decoded = batches.decode(batches.encode(batch))
+    assert decoded.events == [_stat_fields(e) for e in EVENTS]
+    assert (decoded.partitions, decoded.offsets) == ([2] * 5, [10, 11, 15, 16, 2**40])
+    assert len(batches.decode(batches.encode(StatsBatch()))) == 0
+
+
+def _columns(*changes: tuple[int, list]) -> bytes:
+    columns = [[1], [1], [3], [1.0], [0.0], [0.0], [0.0], [0], [5]]
+    for index, column in changes:
+        columns[index] = column
+    return msgpack.packb(columns)
 
 
 @pytest.mark.parametrize("raw, message", [
     (b"\xc1", "not msgpack"),
-    (msgpack.packb([[1], [2]]), "expected 7 columns"),
-    (msgpack.packb([[1, 2], [1], [3], [1.0], [0.0], [0.0], [0.0]]), "different lengths"),
-    (msgpack.packb([[1], [1], [99], [1.0], [0.0], [0.0], [0.0]]), "bad value"),
+    (msgpack.packb([[1], [2]]), "expected 9 columns"),
+    (_columns((0, [1, 2])), "different lengths"),
+    (_columns((2, [99])), "bad value"),
+    (_columns((8, [1.5])), "bad value"),
+    (msgpack.packb([1, 2, 3, 4, 5, 6, 7, 8, 9]), "different lengths"),
 ])
 def test_bad_messages_raise_a_clear_error(raw: bytes, message: str) -> None:
     with pytest.raises(batches.InvalidBatch, match=message):
         batches.decode(raw)
+
+
+def test_chunks_keep_order_and_cap_the_size() -> None:
+    batch = StatsBatch.of_partition(1, EVENTS, range(5))
+    pieces = list(batch.chunks(2))
+    assert [p.offsets for p in pieces] == [[0, 1], [2, 3], [4]]
+    assert [e for p in pieces for e in p.events] == EVENTS
+
+
+def test_a_full_loader_batch_of_one_partition_fits_a_kafka_message() -> None:
+    many = StatsBatch.of_partition(0, [EVENTS[0]._replace(user_id=2**40, film_id=2**30)] * 20_000,
+                                   range(2**40, 2**40 + 20_000))
+    users, films = batches.stats_messages({0: many}, partitions=1)
+    assert len(users) == len(films) == 5  # 20,000 / MAX_EVENTS_PER_MESSAGE
+    assert max(len(value) for _, value in users + films) < 512 * 1024
 
 
 def test_film_partition_is_kafkas_default_partitioner_on_the_film_key() -> None:
@@ -45,12 +73,14 @@ def test_film_partition_is_kafkas_default_partitioner_on_the_film_key() -> None:
 
 
 def test_stats_messages_one_per_source_partition_and_one_per_film_partition() -> None:
-    users, films = batches.stats_messages({2: EVENTS[:2], 0: EVENTS[2:], 3: []}, partitions=8)
+    by_partition = {2: StatsBatch.of_partition(2, EVENTS[:2], [5, 6]),
+                    0: StatsBatch.of_partition(0, EVENTS[2:], [7, 8, 9]), 3: StatsBatch()}
+    users, films = batches.stats_messages(by_partition, partitions=8)
     assert [p for p, _ in users] == [0, 2]
-    assert batches.decode(dict(users)[2]) == [_stat_fields(e) for e in EVENTS[:2]]
-    # film actions only (play, complete, rate), each on its film's partition
-    by_partition = {q: [e.event_id or (e.user_id, e.event_type) for e in batches.decode(raw)] for q, raw in films}
+    assert batches.decode(dict(users)[2]).events == [_stat_fields(e) for e in EVENTS[:2]]
+    # film actions only (play, complete, rate), each on its film's partition, with its source position
+    placed = {q: [((e.user_id, e.event_type), p, o) for e, p, o in batches.decode(raw).rows()] for q, raw in films}
     expected: dict[int, list] = {}
-    for e in (EVENTS[3], EVENTS[4], EVENTS[0]):  # partition 0's events come first, then 2's
-        expected.setdefault(batches.film_partition(e.film_id, 8), []).append((e.user_id, e.event_type))
-    assert by_partition == expected
+    for e, p, o in ((EVENTS[3], 0, 8), (EVENTS[4], 0, 9), (EVENTS[0], 2, 5)):  # partition 0's events come first
+        expected.setdefault(batches.film_partition(e.film_id, 8), []).append(((e.user_id, e.event_type), p, o))
+    assert placed == expected

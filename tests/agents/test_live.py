@@ -47,3 +47,22 @@ async def test_failed_flush_is_kept_and_written_by_the_next_one(redis_settings) 
     recent, trending, _ = _read(redis_settings, [3])
     assert recent == {3: [8]}
     assert trending == ([8], [1.0])
+
+
+async def test_the_buffer_keeps_the_newest_updates_when_redis_stays_away(redis_settings) -> None:
+    down = redis_settings.with_overrides(redis_url=f"redis://127.0.0.1:{free_port()}/11", network_timeout_s=0.5)
+    mirror = LiveMirror(down, buffer_max=3)
+    for user in (1, 2, 3, 4):
+        mirror.set_recent(user, [user])
+    mirror.set_recent(2, [22])  # user 2 updated again: now the newest
+    await mirror.flush()  # fails: kept, still bounded
+    mirror.set_recent(5, [5])
+    await mirror.redis.aclose()
+    # 1 dropped at the 4th user, 3 when 5 came: the oldest updates go first
+    assert list(mirror._recent) == [4, 2, 5] and mirror._recent[2] == [22]
+    assert mirror.dropped == 2
+    mirror.redis = redis_client(redis_settings)
+    await mirror.flush()
+    await mirror.redis.aclose()
+    recent, _, _ = _read(redis_settings, [1, 2, 3, 4, 5])
+    assert recent == {1: [], 2: [22], 3: [], 4: [4], 5: [5]}

@@ -1,12 +1,14 @@
-"""retry_forever: keeps trying with capped, doubling delays, and says so in the log."""
+"""retry_forever: keeps trying with capped, doubling delays, and says so in the log;
+errors the caller calls permanent are raised at once."""
 from __future__ import annotations
 
 import itertools
 import logging
 
 import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
-from agents.retry import backoff_delays, retry_forever
+from agents.retry import backoff_delays, kafka_permanent, retry_forever
 
 
 def test_delays_double_up_to_the_cap() -> None:
@@ -33,3 +35,16 @@ async def test_retries_until_success_and_logs_each_failure(caplog: pytest.LogCap
                                                    "insert failed (attempt 3)"]
     assert "down #3" in failures[-1]
     assert any("succeeded after 3 failed attempts" in r.getMessage() for r in caplog.records)
+
+
+async def test_permanent_errors_are_raised_at_once_without_retry() -> None:
+    attempts = []
+
+    async def refused() -> None:
+        attempts.append(1)
+        raise MessageSizeTooLargeError()
+
+    with pytest.raises(MessageSizeTooLargeError):
+        await retry_forever(refused, "send", logging.getLogger("t"), first=0.001, permanent=kafka_permanent)
+    assert len(attempts) == 1
+    assert not kafka_permanent(KafkaConnectionError())

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from typing import Sequence
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.events import Event, new_event_id
 from app.localstack import proc
@@ -93,3 +94,30 @@ def wait_for_count(settings: Settings, expected: int, timeout: float, alive=lamb
     proc.wait_for(lambda: count_visible(settings) >= expected, timeout, alive=alive, interval=0.5)
     return count_visible(settings)
 
+
+
+async def changelog_state(settings: Settings, table: str) -> dict:
+    """A Faust table as its changelog topic holds it (JSON keys and values, the last write of
+    each key, tombstones applied): the state every worker recovers from."""
+    topic = f"{settings.app_id}-{table}-changelog"
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                request_timeout_ms=int(settings.network_timeout_s * 6000))
+    await asyncio.wait_for(consumer.start(), settings.network_timeout_s * 2)
+    state: dict = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + 60
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end] and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    key = json.loads(record.key)
+                    if record.value is None:
+                        state.pop(key, None)
+                    else:
+                        state[key] = json.loads(record.value)
+    finally:
+        await consumer.stop()
+    return state

@@ -7,7 +7,9 @@ shared one (and the other tests) are not disturbed.
 from __future__ import annotations
 
 import asyncio
-
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,8 +50,19 @@ def _log_has(path: Path, text: str) -> bool:
     return text in path.read_text(errors="replace")
 
 
+def _loader_check(worker: WorkerProcess) -> dict:
+    """The `loader` entry of the worker's /ready (503 while a backend is down: the body still says why)."""
+    try:
+        with urllib.request.urlopen(f"{worker.settings.web_url}/ready", timeout=5) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read())
+    return body["checks"]["loader"]
+
+
 async def test_clickhouse_outage_loses_and_duplicates_nothing(throwaway_clickhouse, tmp_path: Path) -> None:
-    settings = _settings(throwaway_clickhouse.settings)
+    """... and /ready says the loader is stuck while it waits (LOADER_STALL_S), then that it moves again."""
+    settings = _settings(throwaway_clickhouse.settings, loader_stall_s=2.0)
     events = make_events(1200, seed=11)
     first, second = events[:600], events[600:]
     log = tmp_path / "worker.log"
@@ -61,9 +74,15 @@ async def test_clickhouse_outage_loses_and_duplicates_nothing(throwaway_clickhou
         # the loader keeps the batch and retries with backoff while ClickHouse is away
         assert proc.wait_for(lambda: _log_has(log, "ClickHouse insert of"), 60, alive=worker.alive), \
             "the loader never reported a failed insert while ClickHouse was down"
+        assert proc.wait_for(lambda: not _loader_check(worker)["ok"], 60, alive=worker.alive), \
+            f"/ready never reported the stalled loader: {_loader_check(worker)}"
+        stalled = _loader_check(worker)
         throwaway_clickhouse.up()
         seen = wait_for_count(settings, len(events), timeout=120, alive=worker.alive)
+        assert proc.wait_for(lambda: _loader_check(worker)["ok"], 60, alive=worker.alive), \
+            f"/ready still reports a stalled loader after the outage: {_loader_check(worker)}"
     assert seen == len(events)
+    assert "no progress for" in stalled["detail"] and "LOADER_STALL_S=2" in stalled["detail"]
     assert sorted(stored_event_ids(settings)) == sorted(e.event_id for e in events)
 
 
