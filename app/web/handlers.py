@@ -67,6 +67,17 @@ def parse_limit(request: web.Request) -> int:
     return value
 
 
+def parse_optional_user(request: web.Request) -> int | None:
+    """The `user_id` query parameter (picks the user's experiment arm), None when absent."""
+    raw = request.query.get("user_id")
+    if raw is None:
+        return None
+    value = bounded_int(raw, MAX_ID)
+    if value is None:
+        raise BadRequest(f"user_id must be a positive integer below 2**63, got {echo(raw)}")
+    return value
+
+
 def answer_body(answer: Answer) -> dict[str, Any]:
     body: dict[str, Any] = {
         "items": [
@@ -75,6 +86,8 @@ def answer_body(answer: Answer) -> dict[str, Any]:
         "source": answer.source,
         "model_version": answer.version,
     }
+    if answer.experiment is not None:  # echoed by the site in its events, like model_version
+        body["experiment"], body["arm"] = answer.experiment, answer.arm
     if answer.degraded:
         body["degraded"] = True
     return body
@@ -92,13 +105,13 @@ async def recommendations(request: web.Request) -> web.Response:
 
 
 async def similar(request: web.Request) -> web.Response:
-    """Films similar to a film (item-item from the served model)."""
+    """Films similar to a film (item-item from the served model, or from the `user_id`'s experiment arm)."""
     try:
-        film_id, limit = parse_id(request, "film_id"), parse_limit(request)
+        film_id, limit, user_id = parse_id(request, "film_id"), parse_limit(request), parse_optional_user(request)
     except BadRequest as exc:
         return error(400, str(exc))
     try:
-        answer = await request.app[READER].similar(film_id, limit)
+        answer = await request.app[READER].similar(film_id, limit, user_id)
     except UnknownFilm as exc:
         return error(404, str(exc))
     except NoModel as exc:

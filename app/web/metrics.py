@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from app.experiments.model import Experiment
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,20 @@ def set_served_version(version: str | None) -> None:
     MODEL_VERSION.clear()
     if version is not None:
         MODEL_VERSION.labels(version).set(1)
+
+
+EXPERIMENT = Gauge(
+    "cinerec_experiment_info",
+    "1 for the experiment this process routes users by (labels: id, control and challenger versions, share).",
+    ["experiment", "control", "challenger", "share"],
+)
+
+
+def set_experiment(experiment: "Experiment | None") -> None:
+    """Leave at most one experiment series at 1 (none while no experiment runs)."""
+    EXPERIMENT.clear()
+    if experiment is not None:
+        EXPERIMENT.labels(experiment.id, experiment.control, experiment.challenger, f"{experiment.share:g}").set(1)
 
 
 def instrumented(route: str, handler: Handler) -> Handler:

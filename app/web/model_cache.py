@@ -1,10 +1,16 @@
 """In-process copy of what every request needs: the served version, its popular
 list, fold-in factors, the trending list, the latest run's popular and trending
-lists (the fallbacks while nothing else has any) and film titles.
+lists (the fallbacks while nothing else has any), film titles, and the running
+experiment with both of its versions loaded.
 
-A background task polls `recs:current` every `POLL_S`: requests never wait for
-the pointer, a new published version (factors included) is picked up without a
-restart, and when Redis is down the last good copy keeps answering (degraded).
+A background task polls `recs:current` and `exp:active` every `POLL_S`:
+requests never wait for them, a new published version (factors included) or
+an experiment started or stopped is picked up without a restart, and when
+Redis is down the last good copy keeps answering (degraded).
+
+Which version answers a user is `ModelCache.route(user_id)`: the served one,
+or while an experiment runs the version of the user's arm (a stable hash of
+experiment id and user id, app.experiments.assignment), on every path.
 """
 from __future__ import annotations
 
@@ -13,11 +19,13 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from app.experiments.assignment import CHALLENGER, CONTROL, arm_of
+from app.experiments.model import Experiment
 from app.storage import redis_keys
 from app.web import metrics
 from app.web.foldin_cache import FoldInRanker, Ranked, load_ranker
@@ -41,12 +49,41 @@ class Snapshot:
     foldin: FoldInRanker | None = None  # None when the version has no (readable) factors
 
 
+class Route(NamedTuple):
+    """The version that answers a request, and the experiment arm that chose it (None outside one)."""
+
+    snapshot: Snapshot
+    experiment: str | None = None
+    arm: str | None = None
+
+
+@dataclass(frozen=True)
+class Arms:
+    """The running experiment as served: both versions loaded, one route per arm."""
+
+    experiment: Experiment
+    control: Route
+    challenger: Route
+
+    def route(self, user_id: int) -> Route:
+        """The user's arm (~0.6 us: bench/assignment.py); the same in every process and in SQL."""
+        e = self.experiment
+        return self.challenger if arm_of(e.hash_seed, e.threshold, user_id) == CHALLENGER else self.control
+
+    @property
+    def versions(self) -> set[str]:
+        return {self.experiment.control, self.experiment.challenger}
+
+
 class ModelCache:
     """Served state shared by all requests, refreshed by `run()` in the background."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
         self.snapshot = Snapshot()
+        self.served = Route(self.snapshot)  # `snapshot` as a route, for requests outside an experiment
+        self.arms: Arms | None = None
+        self._experiment_raw: bytes | None = None  # `exp:active` as last applied (or rejected)
         self.trending: Ranked = EMPTY  # live (the stats agent's), else the latest run's
         self.latest_popular: Ranked = EMPTY  # the latest run's, published whatever its gate said
         # film id -> title, or None for a film without one (cached too, so it costs no lookup)
@@ -60,10 +97,13 @@ class ModelCache:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.get(redis_keys.CURRENT).get(redis_keys.TRENDING)
                 pipe.get(redis_keys.TRENDING_LATEST).get(redis_keys.POPULAR_LATEST)
-                current, trending, trending_latest, popular_latest = await pipe.execute()
+                pipe.get(redis_keys.EXPERIMENT_ACTIVE)
+                current, trending, trending_latest, popular_latest, experiment = await pipe.execute()
             version = current.decode() if current else None
             if version != self.snapshot.version:
                 await self._switch(version)
+            if experiment != self._experiment_raw:
+                await self._set_experiment(experiment)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             if self.redis_ok:
                 log.warning("redis unreachable, serving the in-process copy (degraded): %s", exc)
@@ -81,23 +121,70 @@ class ModelCache:
 
     async def _switch(self, version: str | None) -> None:
         old = self.snapshot.version
-        if version is None:
-            self.snapshot = Snapshot()
-        else:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.get(redis_keys.meta(version))
-                pipe.get(redis_keys.popular(version))
-                pipe.get(redis_keys.factors(version))
-                meta, popular, factors = await pipe.execute()
-            foldin = await asyncio.to_thread(load_ranker, factors)
-            self.snapshot = Snapshot(
-                version=version,
-                meta=json.loads(meta) if meta else {},
-                popular=redis_keys.decode_ranked(popular),
-                foldin=foldin,
-            )
+        self.snapshot = Snapshot() if version is None else await self._snapshot_of(version)
+        self.served = Route(self.snapshot)
         metrics.set_served_version(version)
         log.info("serving model version %s (was %s)", version, old)
+
+    async def _snapshot_of(self, version: str) -> Snapshot:
+        """A version's snapshot: one already loaded (served or in the experiment), else read from Redis."""
+        loaded = [self.snapshot, *((self.arms.control.snapshot, self.arms.challenger.snapshot) if self.arms else ())]
+        for snap in loaded:
+            if snap.version == version:
+                return snap
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.get(redis_keys.meta(version))
+            pipe.get(redis_keys.popular(version))
+            pipe.get(redis_keys.factors(version))
+            meta, popular, factors = await pipe.execute()
+        if meta is None:
+            log.warning("version %s has no meta in Redis (expired or never published): its users get fallbacks", version)
+        foldin = await asyncio.to_thread(load_ranker, factors)
+        return Snapshot(
+            version=version,
+            meta=json.loads(meta) if meta else {},
+            popular=redis_keys.decode_ranked(popular),
+            foldin=foldin,
+        )
+
+    async def _set_experiment(self, raw: bytes | None) -> None:
+        """Follow `exp:active`: load both versions before routing anybody to them.
+
+        A mirror that does not parse is logged once and the previous routing kept
+        (like a broken meta): a half-understood experiment must not split traffic.
+        """
+        if raw is None:
+            if self.arms is not None:
+                log.info("experiment %s no longer running: everyone gets %s", self.arms.experiment.id,
+                         self.snapshot.version)
+            self.arms, self._experiment_raw = None, None
+            metrics.set_experiment(None)
+            return
+        try:
+            experiment = Experiment.from_json(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as exc:
+            log.error("cannot read %s (%s); keeping the previous routing", redis_keys.EXPERIMENT_ACTIVE, exc)
+            self._experiment_raw = raw  # logged once, not every poll
+            return
+        control = await self._snapshot_of(experiment.control)  # a Redis error here: retried at the next poll
+        challenger = await self._snapshot_of(experiment.challenger)
+        self.arms = Arms(
+            experiment,
+            control=Route(control, experiment.id, CONTROL),
+            challenger=Route(challenger, experiment.id, CHALLENGER),
+        )
+        self._experiment_raw = raw
+        metrics.set_experiment(experiment)
+        log.info("experiment %s running: %s (control) vs %s (challenger, %.0f%% of users)", experiment.id,
+                 experiment.control, experiment.challenger, 100 * experiment.share)
+
+    def route(self, user_id: int | None) -> Route:
+        """The version (and arm) answering `user_id`; the served version when no experiment runs
+        or no user is known (popular, trending, similar films asked without a user)."""
+        arms = self.arms
+        if arms is None or user_id is None:
+            return self.served
+        return arms.route(user_id)
 
     async def _load_titles(self) -> None:
         """The whole `films:title` hash (a catalog is at most ~100k short strings), so that

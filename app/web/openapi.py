@@ -28,6 +28,15 @@ _LIMIT = {
 }
 
 
+_USER_ARM = {
+    "name": "user_id",
+    "in": "query",
+    "required": False,
+    "description": "the user asking: during an experiment, the list comes from that user's arm's version",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+}
+
+
 def _id_param(name: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -59,7 +68,16 @@ _FILM = {
 _LIST_PROPS = {
     "items": {"type": "array", "items": _ref("Film")},
     "source": {"type": "string", "enum": ["als", "foldin", "trending", "popular", "similar"]},
-    "model_version": {"type": "string", "nullable": True},
+    "model_version": {"type": "string", "nullable": True, "description": "the version that ranked this list"},
+    "experiment": {
+        "type": "string",
+        "description": "the running experiment that chose model_version for this user (absent when none runs)",
+    },
+    "arm": {
+        "type": "string",
+        "enum": ["control", "challenger"],
+        "description": "the user's arm in `experiment` (a stable hash of experiment and user ids); with `experiment`",
+    },
     "degraded": {"type": "boolean", "description": "true when Redis is down and an in-process copy answered"},
 }
 _DATE = {"type": "string", "format": "date", "example": "2026-11-01"}
@@ -109,7 +127,7 @@ SPEC: dict[str, Any] = {
         ),
         "/v1/films/{film_id}/similar": _list_op(
             "Films similar to a film",
-            [_id_param("film_id")],
+            [_id_param("film_id"), _USER_ARM],
             "SimilarFilms",
             {"404": _json(_ref("Error"), "film unknown to the served model"), "503": _ERROR},
         ),

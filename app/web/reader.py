@@ -4,6 +4,8 @@ Which path answers a user (the `source` of the response):
   als      the precomputed list of the served version, minus recent watches
   foldin   a user the model never saw but with recent events: fold-in on item factors
   trending / popular   everyone else (and padding when filtering leaves too few)
+Every path answers from `ModelCache.route(user_id)`: the served version, or
+during an experiment the version of the user's arm (named in the answer).
 Redis errors never reach the client: the answer comes from the in-process
 popular list with `degraded=True`, and Redis is skipped for `BREAKER_S` so a
 dead server costs each request nothing.
@@ -18,7 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.storage import redis_keys
-from app.web.model_cache import ModelCache, Ranked
+from app.web.model_cache import ModelCache, Ranked, Route
 
 BREAKER_S = 1.0
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
@@ -70,6 +72,8 @@ class Answer(NamedTuple):
     source: str
     version: str | None
     degraded: bool = False
+    experiment: str | None = None  # the running experiment and the user's arm in it, when one chose the version
+    arm: str | None = None
 
 
 def merge_ranked(limit: int, exclude: set[int], *lists: Ranked) -> Ranked:
@@ -103,9 +107,10 @@ class Reader:
         self._skip_until = time.monotonic() + BREAKER_S
 
     async def recommend(self, user_id: int, limit: int) -> Answer:
-        snap = self.cache.snapshot
+        route = self.cache.route(user_id)
+        snap = route.snapshot
         if not self._redis_usable():
-            return await self._degraded(limit)
+            return await self._degraded(limit, route)
         recent_key = redis_keys.recent(user_id)
         try:
             if snap.version is None:
@@ -116,7 +121,7 @@ class Reader:
                 )
         except REDIS_ERRORS:
             self._trip()
-            return await self._degraded(limit)
+            return await self._degraded(limit, route)
         recent = [int(f) for f in recent_raw]
         exclude = set(recent)
         if raw:
@@ -129,38 +134,39 @@ class Reader:
             if not source:
                 source = "trending" if self.cache.trending[0] else "popular"
         film_ids, scores = merge_ranked(limit, exclude, ranked, self.cache.trending, self.cache.popular(snap))
-        return await self._answer(film_ids, scores, source, snap.version)
+        return await self._answer(film_ids, scores, source, route)
 
-    async def similar(self, film_id: int, limit: int) -> Answer:
-        snap = self.cache.snapshot
+    async def similar(self, film_id: int, limit: int, user_id: int | None = None) -> Answer:
+        """Films like `film_id` from the served version, or from `user_id`'s arm during an experiment."""
+        route = self.cache.route(user_id)
+        snap = route.snapshot
         if not self._redis_usable():
-            return await self._degraded(limit)
+            return await self._degraded(limit, route)
         if snap.version is None:
             raise NoModel("no model version has been published yet")
         try:
             raw = await self._client.get(redis_keys.similar(snap.version, film_id))
         except REDIS_ERRORS:
             self._trip()
-            return await self._degraded(limit)
+            return await self._degraded(limit, route)
         if raw is None:
             raise UnknownFilm(f"film {film_id} is not known to model {snap.version}")
         film_ids, scores = merge_ranked(limit, {film_id}, redis_keys.decode_ranked(raw))
-        return await self._answer(film_ids, scores, "similar", snap.version)
+        return await self._answer(film_ids, scores, "similar", route)
 
     async def films(self, source: str, limit: int) -> Answer:
         """The `popular` list (the latest run's, else the served version's) or the `trending` list (both in-process)."""
-        snap = self.cache.snapshot
-        ranked = self.cache.popular(snap) if source == "popular" else self.cache.trending
+        route = self.cache.served
+        ranked = self.cache.popular(route.snapshot) if source == "popular" else self.cache.trending
         film_ids, scores = merge_ranked(limit, set(), ranked)
-        return await self._answer(film_ids, scores, source, snap.version, degraded=not self.cache.redis_ok)
+        return await self._answer(film_ids, scores, source, route, degraded=not self.cache.redis_ok)
 
-    async def _degraded(self, limit: int) -> Answer:
-        snap = self.cache.snapshot
-        film_ids, scores = merge_ranked(limit, set(), self.cache.popular(snap), self.cache.trending)
-        return await self._answer(film_ids, scores, "popular", snap.version, degraded=True)
+    async def _degraded(self, limit: int, route: Route) -> Answer:
+        film_ids, scores = merge_ranked(limit, set(), self.cache.popular(route.snapshot), self.cache.trending)
+        return await self._answer(film_ids, scores, "popular", route, degraded=True)
 
     async def _answer(
-        self, film_ids: list[int], scores: list[float], source: str, version: str | None, degraded: bool = False
+        self, film_ids: list[int], scores: list[float], source: str, route: Route, degraded: bool = False
     ) -> Answer:
         missing = [f for f in film_ids if f not in self.cache.titles]
         if missing and not degraded and self._redis_usable():
@@ -171,4 +177,5 @@ class Reader:
             else:
                 self.cache.remember_titles(missing, found)
         titles = self.cache.titles
-        return Answer(film_ids, scores, [titles.get(f) for f in film_ids], source, version, degraded)
+        return Answer(film_ids, scores, [titles.get(f) for f in film_ids], source, route.snapshot.version, degraded,
+                      route.experiment, route.arm)

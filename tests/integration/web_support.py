@@ -54,13 +54,13 @@ def sync_redis(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
 
 
-def publish_version(conn: redis.Redis, version: str, seed: int) -> Published:
-    """A complete version (user lists, similar lists, popular, factors, meta) made current."""
+def publish_version(conn: redis.Redis, version: str, seed: int, users: np.ndarray = WARM_USERS) -> Published:
+    """A complete version (lists of `users`, similar lists, popular, factors, meta) made current."""
     rng = np.random.default_rng(seed)
     model = HandModel(IdMap(FILMS), rng.normal(size=(len(FILMS), 4)).astype(np.float32))
     scores_desc = np.linspace(1.0, 0.1, LIST_LEN, dtype=np.float32)
-    recs = np.stack([rng.permutation(FILMS)[:LIST_LEN] for _ in WARM_USERS])
-    write_ranked(conn, lambda u: keys.user_recs(version, u), WARM_USERS, recs, np.tile(scores_desc, (len(WARM_USERS), 1)))
+    recs = np.stack([rng.permutation(FILMS)[:LIST_LEN] for _ in users])
+    write_ranked(conn, lambda u: keys.user_recs(version, u), users, recs, np.tile(scores_desc, (len(users), 1)))
     sim = model.item_factors @ model.item_factors.T
     np.fill_diagonal(sim, -np.inf)
     order = np.argsort(-sim, axis=1)[:, :LIST_LEN]
@@ -74,7 +74,7 @@ def publish_version(conn: redis.Redis, version: str, seed: int) -> Published:
     activate(conn, version, meta)
     return Published(
         version=version,
-        user_recs={int(u): recs[i].tolist() for i, u in enumerate(WARM_USERS)},
+        user_recs={int(u): recs[i].tolist() for i, u in enumerate(users)},
         popular=popular,
         foldin=unpack_factors(packed),
         meta=json.loads(json.dumps(meta)),

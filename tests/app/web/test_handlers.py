@@ -40,3 +40,13 @@ def test_an_echo_is_never_much_longer_than_the_limit(value: str) -> None:
     text = echo(value)
     assert len(text) <= ECHO_MAX + len(f"... ({len(value)} characters)")
     assert text == repr(value) or text.endswith(f"... ({len(value)} characters)")
+
+
+def test_answers_name_the_experiment_and_arm_only_when_one_chose_the_version() -> None:
+    from app.web.handlers import answer_body
+    from app.web.reader import Answer
+
+    plain = answer_body(Answer([5], [0.5], ["Five"], "als", "v1"))
+    assert plain == {"items": [{"film_id": 5, "score": 0.5, "title": "Five"}], "source": "als", "model_version": "v1"}
+    armed = answer_body(Answer([5], [0.5], ["Five"], "als", "v2", experiment="exp-1", arm="challenger"))
+    assert (armed["model_version"], armed["experiment"], armed["arm"]) == ("v2", "exp-1", "challenger")

@@ -43,3 +43,18 @@ def test_served_version_gauge_has_one_series() -> None:
     assert REGISTRY.get_sample_value("cinerec_served_model_info", {"version": "a"}) is None
     set_served_version(None)
     assert REGISTRY.get_sample_value("cinerec_served_model_info", {"version": "b"}) is None
+
+
+def test_experiment_gauge_has_at_most_one_series() -> None:
+    from app.experiments.model import Experiment
+    from app.web.metrics import set_experiment
+
+    first, second = Experiment("e1", control="a", challenger="b"), Experiment("e2", control="a", challenger="c", share=0.25)
+    set_experiment(first)
+    set_experiment(second)
+    labels = {"experiment": "e2", "control": "a", "challenger": "c", "share": "0.25"}
+    assert REGISTRY.get_sample_value("cinerec_experiment_info", labels) == 1
+    assert REGISTRY.get_sample_value("cinerec_experiment_info", {**labels, "experiment": "e1", "challenger": "b",
+                                                                  "share": "0.1"}) is None
+    set_experiment(None)
+    assert REGISTRY.get_sample_value("cinerec_experiment_info", labels) is None
