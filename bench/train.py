@@ -42,6 +42,7 @@ from app.recsys.data.dataset import EventWeights, build_dataset  # noqa: E402
 from app.recsys.data.load import load_interactions  # noqa: E402
 from app.recsys.models.registry import ALSRecommender  # noqa: E402
 from app.recsys.progress import TqdmProgress  # noqa: E402
+from app.recsys.ranking.twolevel import TwoLevelConfig  # noqa: E402
 from app.recsys.data.synthetic import PlantedTaste, seed  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.storage.clickhouse import client, migrate  # noqa: E402
@@ -85,12 +86,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--redis-db", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="keep the generated database from a previous run")
+    parser.add_argument("--database", default=DATABASE, help="ClickHouse database of the generated events")
+    parser.add_argument("--two-level", choices=("off", "auto", "always"), default="auto",
+                        help="the two-level challenger: not built, shipped when it wins, or always shipped")
     args = parser.parse_args()
 
     base = Settings.from_env()
     spec = PlantedTaste(users=args.users, films=args.films, events=args.events, groups=50, days=90)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as model_dir:
-        settings = base.with_clickhouse_database(DATABASE).with_redis_db(args.redis_db, model_dir=Path(model_dir))
+        settings = base.with_clickhouse_database(args.database).with_redis_db(args.redis_db, model_dir=Path(model_dir))
         prepare(settings, spec, args.reuse)
         matrix = build_dataset(load_interactions(settings), EventWeights()).matrix.astype(np.float32)
         bare_before = bare_fit_seconds(matrix)
@@ -98,7 +102,8 @@ def main() -> None:
         conn.flushdb()
         progress = TqdmProgress()
         started, cpu_started = time.perf_counter(), time.process_time()
-        report = pipeline.retrain(settings, pipeline.RetrainConfig(force=True), progress=progress)
+        two_level = None if args.two_level == "off" else TwoLevelConfig(always_ship=args.two_level == "always")
+        report = pipeline.retrain(settings, pipeline.RetrainConfig(force=True, two_level=two_level), progress=progress)
         total, total_cpu = time.perf_counter() - started, time.process_time() - cpu_started
         progress.close()
         conn.flushdb()

@@ -210,6 +210,13 @@ ADDED_COLUMNS: list[tuple[str, str, str]] = [
     ("model_runs", "vs_served_mean", "Nullable(Float64)"),
     ("model_runs", "vs_served_low", "Nullable(Float64)"),
     ("model_runs", "vs_served_high", "Nullable(Float64)"),
+    # which candidate shipped (the best single model or the two-level one) and the comparison
+    # that decided it (docs/ranking.md); `models`: JSON of each candidate's metrics
+    ("model_runs", "shipped", "String"),
+    ("model_runs", "vs_single_mean", "Nullable(Float64)"),
+    ("model_runs", "vs_single_low", "Nullable(Float64)"),
+    ("model_runs", "vs_single_high", "Nullable(Float64)"),
+    ("model_runs", "models", "String"),
 ]
 
 

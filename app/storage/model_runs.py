@@ -14,7 +14,8 @@ from app.storage.clickhouse import client
 # What `recent` returns per run (the `cinerec models` view).
 LISTED = ("version", "started_at", "finished_at", "status", "published", "reason", "verdict", "served_version",
           "holdout_rule", "holdout_users", "holdout_share", "vs_popular_mean", "vs_popular_low", "vs_popular_high",
-          "vs_served_mean", "vs_served_low", "vs_served_high", "n_users", "n_items", "n_interactions", "metrics",
+          "vs_served_mean", "vs_served_low", "vs_served_high", "shipped", "vs_single_mean", "vs_single_low",
+          "vs_single_high", "models", "n_users", "n_items", "n_interactions", "metrics",
           "baseline_metrics", "timings")
 
 

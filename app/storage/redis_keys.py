@@ -13,6 +13,10 @@ Layout (docs/design.md, "Storage contracts"):
     recs:trending                -> ranked list, Trending (time-decayed) of the latest run: the
                                     fallback while `live:trending` is empty
     recs:{v}:factors             -> npz bytes: item ids + item factors + regularization (fold-in)
+    recs:{v}:ranking             -> npz bytes of a two-level version: ranker (LightGBM text), film feature
+                                    snapshot, item factors, similar films (app.recsys.ranking.online)
+    live:user:{user_id}          -> msgpack [events, ratings, rating_sum, last_seen]: the stats agent's
+                                    per-user counts, the live features of request-time ranking
     films:title                  -> hash film_id -> title
     live:recent:{user_id}        -> list of film ids the user watched recently (newest first)
     live:trending                -> ranked list computed by the stats agent
@@ -67,8 +71,16 @@ def factors(version: str) -> str:
     return f"recs:{version}:factors"
 
 
+def ranking(version: str) -> str:
+    return f"recs:{version}:ranking"
+
+
 def recent(user_id: int) -> str:
     return f"live:recent:{user_id}"
+
+
+def live_user(user_id: int) -> str:
+    return f"live:user:{user_id}"
 
 
 def version_pattern(version: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from app.recsys.data.dataset import Interactions
@@ -32,13 +32,17 @@ _FILM_TYPES = "(" + ", ".join(f"'{t}'" for t in EVENT_TYPES if t in FILM_EVENT_T
 
 @dataclass(frozen=True)
 class Films:
-    """Catalog titles: `film_id[i]` is called `title[i]`."""
+    """The catalog: `film_id[i]` is called `title[i]` and has `genres[i]`."""
 
     film_id: np.ndarray
     title: list[str]
+    genres: list[list[str]] = field(default_factory=list)
 
     def as_mapping(self) -> dict[int, str]:
         return dict(zip(self.film_id.tolist(), self.title))
+
+    def genre_mapping(self) -> dict[int, list[str]]:
+        return dict(zip(self.film_id.tolist(), self.genres))
 
 
 def window_conditions(since: float | None, until: float | None) -> tuple[list[str], dict[str, int]]:
@@ -141,11 +145,11 @@ def _column(values: np.ndarray, dtype: type, keep: np.ndarray | None) -> np.ndar
 
 
 def load_films(settings: Settings) -> Films:
-    """Latest title of every catalog film (films is a ReplacingMergeTree on updated_at)."""
+    """Latest title and genres of every catalog film (films is a ReplacingMergeTree on updated_at)."""
     conn = client(settings)
     try:
         rows = conn.execute(
-            f"SELECT film_id, argMax(title, updated_at) FROM {settings.clickhouse_database}.films "
+            f"SELECT film_id, argMax(title, updated_at), argMax(genres, updated_at) FROM {settings.clickhouse_database}.films "
             "GROUP BY film_id ORDER BY film_id",
             columnar=True,
         )
@@ -153,8 +157,8 @@ def load_films(settings: Settings) -> Films:
         conn.disconnect()
     if not rows:
         return Films(np.empty(0, dtype=np.int64), [])
-    film_ids, titles = rows
-    return Films(np.asarray(film_ids, dtype=np.int64), list(titles))
+    film_ids, titles, genres = rows
+    return Films(np.asarray(film_ids, dtype=np.int64), list(titles), [list(g) for g in genres])
 
 
 def newest_event_ts(settings: Settings) -> float | None:

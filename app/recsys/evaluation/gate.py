@@ -88,3 +88,39 @@ def decide(challenger: np.ndarray, popular: np.ndarray, served: np.ndarray | Non
                        f"{tolerance:.4f})", vs_popular, vs_served)
     nothing = "the served model could not be refitted" if serving else "nothing served"
     return Verdict(True, "pass", f"{versus}: better; {nothing}", vs_popular, vs_served)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which candidate model ships (the two-level model or the best single model), and why."""
+
+    shipped: str
+    reason: str
+    vs_single: Difference | None = None  # per-user NDCG, two-level - best single, on the same holdout
+
+
+def choose(two_level: np.ndarray | None, singles: dict[str, np.ndarray], two_level_name: str = "two-level",
+           always: bool = False) -> Choice:
+    """The best single model (highest mean per-user NDCG), unless the two-level model beats it.
+
+    "Beats" means the paired 95% interval of (two-level - best single) lies above zero: the
+    two-level model costs a ranker and a second pass at publish, and on data where one model
+    already fits (research: a latent-factor world, 1.00x) its point estimate wins half the time
+    by chance. The chosen model then faces the usual gate (`decide`) against Popular and the
+    served model. `singles` must be scored on the same users as `two_level`. `always`: the
+    two-level model whatever the comparison says (benchmarks of its cost; recorded as such).
+    """
+    if not singles:
+        raise ValueError("no single model to compare with")
+    best = max(singles, key=lambda name: (float(np.mean(singles[name])) if len(singles[name]) else 0.0, name))
+    if two_level is None:
+        return Choice(best, f"{best}: the best single model (no two-level model this run)")
+    if not len(two_level):
+        return Choice(best, f"{best}: no holdout user to compare the two-level model on")
+    diff = paired_bootstrap(two_level, singles[best])
+    versus = f"{two_level_name} vs {best} (best single): NDCG {diff} on {diff.users} users"
+    if diff.low > 0:
+        return Choice(two_level_name, f"{versus}: better", diff)
+    if always:
+        return Choice(two_level_name, f"{versus}: shipped anyway (always)", diff)
+    return Choice(best, f"{versus}: not shown better, the single model ships", diff)

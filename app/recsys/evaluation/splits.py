@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.recsys.data.dataset import DAY_S, Dataset, Interactions
+from app.recsys.data.dataset import DAY_S, Dataset, Interactions, build_dataset
 
 
 def holdout_start(interactions: Interactions, holdout_days: float) -> float:
@@ -112,3 +112,59 @@ def holdout_sizes(dataset: Dataset, sorted_ts: np.ndarray, starts: np.ndarray) -
     evaluable = np.searchsorted(first, starts, "left") - np.searchsorted(latest_new, starts, "left")
     share = 1.0 - np.searchsorted(sorted_ts, starts, "left") / max(len(sorted_ts), 1)
     return evaluable, share
+
+
+@dataclass(frozen=True)
+class LabelSplit:
+    """A training part cut in two for a model that learns from what came next: first-level
+    models fit on `stage`, the second level's labels come from `labels` (later, never overlapping).
+
+    `as_of` is the time the stage's features are computed at: the cut for the time rule; for
+    the per-user rule (no single cut) one second past the stage's newest event.
+    """
+
+    stage: Interactions
+    labels: Interactions
+    rule: str  # "time" | "per_user"
+    as_of: float
+    users: int  # users the label slice can teach (known in the stage, a new film in the slice)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"rule": self.rule, "as_of": self.as_of, "users": self.users, "label_events": len(self.labels)}
+
+
+LABEL_RULES = ("auto", "time", "per_user")
+
+
+def label_split(train: Interactions, min_users: int, max_share: float = 0.2, fraction: float = 0.2,
+                rule: str = "auto") -> LabelSplit:
+    """Carve a later label slice out of `train` (the second level's labels, or a validation split).
+
+    rule "time": the newest events, grown back from the newest until the slice can teach
+    `min_users` users or holds `max_share` of the events (as the gate's holdout grows);
+    "per_user": each user's last `fraction` of events (every user has labels, but users'
+    slices interleave in time); "auto": the time slice when it reaches `min_users` within
+    `max_share`, else per user. On an imported history a time slice holds a dozen users (users
+    rate in one sitting): a ranker taught on them is noise, while per-user slices teach everyone.
+    """
+    if rule not in LABEL_RULES:
+        raise ValueError(f"rule must be one of {LABEL_RULES}, got {rule!r}")
+    if rule != "per_user":
+        whole = build_dataset(train, None)
+        cut = grow_holdout(whole, train, min_users, max_share) if whole.matrix.nnz else None
+        if cut is not None and (rule == "time" or cut.rule == "min_users"):
+            stage, labels = train.split_by_time(cut.start)
+            return LabelSplit(stage, labels, "time", cut.start, cut.users)
+    stage, labels = per_user_last_fraction(train, fraction)
+    return LabelSplit(stage, labels, "per_user", stage.max_ts + 1.0, _taught(stage, labels))
+
+
+def _taught(stage: Interactions, labels: Interactions) -> int:
+    """Users with events in `stage` and a film in `labels` they had no event with before."""
+    known = build_dataset(stage, None)
+    if not known.matrix.nnz:
+        return 0
+    later = build_dataset(labels, None, users=known.users, items=known.items).matrix
+    new = later - later.multiply(known.matrix > 0)
+    new.eliminate_zeros()
+    return int((np.diff(new.tocsr().indptr) > 0).sum())

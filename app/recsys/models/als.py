@@ -145,7 +145,7 @@ class ALSRecommender:
         vectors = np.ascontiguousarray(np.atleast_2d(user_vectors), dtype=np.float32)
         if seen is not None and seen.shape != (len(vectors), len(self.items)):
             raise ValueError(f"seen must be ({len(vectors)}, {len(self.items)}), got {seen.shape}")
-        return _top_k(self.item_factors, vectors, n, None if seen is None else sp.csr_matrix(seen))
+        return top_k(self.item_factors, vectors, n, None if seen is None else sp.csr_matrix(seen))
 
     def similar_items(self, item_indices: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest items by cosine of item factors, the item itself excluded."""
@@ -156,7 +156,7 @@ class ALSRecommender:
         itself = sp.csr_matrix(
             (np.ones(len(items), dtype=np.float32), items, np.arange(len(items) + 1)), shape=(len(items), len(unit))
         )
-        return _top_k(unit, unit[items], n, itself)
+        return top_k(unit, unit[items], n, itself)
 
     def fold_in(self, item_indices: np.ndarray, confidences: np.ndarray) -> np.ndarray:
         """User vector for a user not in training, from raw weights (scaled by alpha like in fit)."""
@@ -184,7 +184,7 @@ def _initial_factors(rng: np.random.Generator, ids: IdMap, known: IdMap, factors
     return init
 
 
-def _top_k(
+def top_k(
     items: np.ndarray, queries: np.ndarray, n: int, exclude: sp.csr_matrix | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """implicit's batch top-k (multithreaded, never a dense users x items block), padded to n.

@@ -1,4 +1,5 @@
-"""The retrain run, stage by stage: load -> split -> lists -> evaluate -> gate -> fit -> save -> publish -> record.
+"""The retrain run, stage by stage: load -> split -> lists -> evaluate -> two-level -> gate -> fit -> save -> publish
+-> record.
 
 Plain Python (no Celery): the Celery task, `cinerec train` and the benchmarks
 all call `retrain`. Storage is reached only through its adapters (the run
@@ -7,7 +8,11 @@ caller's (app.storage.locks), taken around the whole run. The run writes its
 model into its own folder, claimed for its whole life (`artifacts`).
 
 The challenger is a `ModelSpec` (today ALS); evaluation and the gate only
-need a fitted model of it, so any registered model can take its place. The
+need a fitted model of it, so any registered model can take its place. A
+two-level model (ALS and other first-level sources, ranked by LightGBM) is
+built on top of the same holdout models and competes with the best single
+model on the same holdout users; it ships only when it is shown better
+(`gate.choose`, docs/ranking.md), and whichever ships then faces the gate. The
 served model is judged by refitting its recorded spec on the same split:
 scoring the served artifact itself would be unfair, as it has trained on
 part of this holdout. The popular and trending lists are published whatever
@@ -26,20 +31,24 @@ import redis
 from threadpoolctl import threadpool_limits
 
 from app.recsys.data.dataset import DAY_S, Dataset, Interactions, build_dataset
-from app.recsys.data.load import load_films, load_interactions, newest_event_ts
+from app.recsys.data.load import Films, load_films, load_interactions, newest_event_ts
 from app.recsys.evaluation.evaluate import Evaluation, Holdout, evaluate_on
-from app.recsys.evaluation.gate import Verdict, decide
+from app.recsys.evaluation.gate import Choice, Verdict, choose, decide
 from app.recsys.evaluation.splits import HoldoutCut, fixed_holdout, grow_holdout, sample_users
 from app.recsys.models.als import ALSRecommender
 from app.recsys.models.base import Recommender
 from app.recsys.models.popularity import PopularRecommender, TrendingRecommender
 from app.recsys.models.registry import ModelSpec
 from app.recsys.progress import Progress, no_progress
+from app.recsys.ranking import stage as two_level_stage
+from app.recsys.ranking.online import RequestRanker
+from app.recsys.ranking.twolevel import NAME as TWO_LEVEL, FirstLevel, TwoLevelRecommender
 from app.recsys.training import artifacts, publish
 from app.recsys.training.fitters import Fit, fitter
 from app.recsys.training.run import RetrainConfig, RunReport
 from app.settings import Settings
 from app.storage import model_runs
+from app.storage import redis_keys as keys
 from app.storage.redis_client import connect
 
 log = logging.getLogger(__name__)
@@ -63,9 +72,19 @@ class Scores:
     """The challenger fitted on the train part, and per-user NDCG on one holdout."""
 
     model: Recommender
+    holdout: Holdout
     challenger: Evaluation
     popular: Evaluation
     served: np.ndarray | None  # None: nothing served, or its spec cannot be refitted
+
+
+@dataclass(frozen=True)
+class TwoLevel:
+    """The two-level challenger: built on the holdout models and scored on the same holdout."""
+
+    built: two_level_stage.TwoLevelBuild
+    evaluation: Evaluation
+    recall: dict[str, float]
 
 
 def retrain(
@@ -129,23 +148,38 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
 
     with report.stage("evaluate"):
         scores = _evaluate(fit, spec, split, served_meta, config)
-    report.metrics, report.baseline_metrics = scores.challenger.metrics, scores.popular.metrics
+    report.baseline_metrics = scores.popular.metrics
+    report.models = {spec.name: scores.challenger.metrics}
+    two = None
+    if config.two_level is not None:
+        with report.stage("two-level"):
+            two = _two_level(settings, config, spec, split, interactions, scores, films, report)
     with report.stage("gate"):
-        verdict = decide(scores.challenger.ndcg, scores.popular.ndcg, scores.served, config.gate,
-                         name=spec.name.upper(), serving=served_meta is not None)
-    _judge(report, verdict, config.force)
+        choice = choose(two.evaluation.ndcg if two else None, {spec.name: scores.challenger.ndcg},
+                        always=config.two_level is not None and config.two_level.always_ship)
+        shipped = two.evaluation if choice.shipped == TWO_LEVEL else scores.challenger
+        verdict = decide(shipped.ndcg, scores.popular.ndcg, _served(scores, two, served_meta), config.gate,
+                         name=choice.shipped.upper(), serving=served_meta is not None)
+    report.metrics, report.shipped, report.vs_single = shipped.metrics, choice.shipped, choice.vs_single
+    if choice.shipped == TWO_LEVEL:
+        report.params = {**report.params, "model": TWO_LEVEL, TWO_LEVEL: two.built.model.params()}
+    _judge(report, verdict, config.force, choice)
     if report.status == "rejected":
         return
 
     with report.stage("fit"):
         warm = scores.model if config.warm_start_iterations else None
         model = fit(spec, split.full, split.since, None, warm)
+        if choice.shipped == TWO_LEVEL:  # the same ranker over the first level refitted on everything
+            model = _final_two_level(two, model, split, interactions, films, config)
     with report.stage("save"):  # the artifact first: a served version always has one
         model.save(settings.model_dir / report.version)
     with report.stage("publish"):
         sizes = publish.ListSizes(config.n_recs, config.n_similar, config.n_popular, config.batch_users)
+        extra = {keys.ranking(report.version): RequestRanker.of(model).pack()} if isinstance(
+            model, TwoLevelRecommender) else {}
         report.timings.update(publish.publish_version(
-            conn, report.version, split.full, model, popular, _meta(report), sizes, progress))
+            conn, report.version, split.full, model, popular, _meta(report), sizes, progress, extra))
     report.status, report.published = "published", True
     try:  # housekeeping: artifacts of finished versions Redis no longer keeps; the next run retries
         artifacts.prune_model_dirs(conn, settings.model_dir)
@@ -193,19 +227,59 @@ def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None,
             split.train_events, served_spec.weights)
         served_model = fit(served_spec, train, split.since, split.until, None)
         served = evaluate_on(served_model, train, holdout, config.k).ndcg
-    return Scores(model, challenger, popular, served)
+    return Scores(model, holdout, challenger, popular, served)
 
 
-def _judge(report: RunReport, verdict: Verdict, force: bool) -> None:
-    """Record the gate's verdict; reject the run unless it passes (or is forced)."""
-    report.verdict, report.reason = verdict.outcome, verdict.reason
+def _two_level(settings: Settings, config: RetrainConfig, spec: ModelSpec, split: Split, interactions: Interactions,
+               scores: Scores, films: Films, report: RunReport) -> TwoLevel | None:
+    """The two-level challenger over the holdout model, its ranker taught on a label slice of the
+    train part; None (recorded) when that slice teaches nobody. First-level fits of the stage part
+    run in-process whatever the backend (a per-user label slice is no time window to read)."""
+    assert config.two_level is not None
+    try:
+        built = two_level_stage.build(
+            split.train_events, split.train, split.until, {spec.name: scores.model},
+            lambda dataset: {spec.name: spec.build().fit(dataset)}, spec.weights,
+            two_level_stage.Genres(films.genre_mapping()), settings.gate_min_users,
+            settings.gate_max_holdout_share, config.two_level)
+    except ValueError as exc:  # e.g. no label user with a positive candidate
+        log.warning("[%s] no two-level challenger this run: %s", report.version, exc)
+        report.models[TWO_LEVEL] = {"skipped": str(exc)}
+        return None
+    evaluation = evaluate_on(built.model, split.train, scores.holdout, config.k)
+    recall = two_level_stage.holdout_recall(built.model, scores.holdout)
+    report.models[TWO_LEVEL] = {**evaluation.metrics, **built.record(), "recall@100": recall}
+    return TwoLevel(built, evaluation, recall)
+
+
+def _served(scores: Scores, two: TwoLevel | None, served_meta: dict | None) -> np.ndarray | None:
+    """Per-user NDCG of the served model's kind on this holdout: a served two-level model is judged
+    by this run's two-level model (its ranker is not refitted a second time)."""
+    if served_meta is not None and served_meta.get("params", {}).get("model") == TWO_LEVEL:
+        return two.evaluation.ndcg if two else None
+    return scores.served
+
+
+def _final_two_level(two: TwoLevel, als: Recommender, split: Split, interactions: Interactions, films: Films,
+                     config: RetrainConfig) -> TwoLevelRecommender:
+    """The shipped two-level model: the gate's ranker over the final first level, features as of now."""
+    assert config.two_level is not None
+    genres = two_level_stage.Genres(films.genre_mapping())
+    first = FirstLevel.build(split.full, interactions, split.full.now + 1.0, {als.name: als},
+                             genres.matrix(split.full.items), config.two_level)
+    return TwoLevelRecommender(first, two.built.model.ranker, config.two_level)
+
+
+def _judge(report: RunReport, verdict: Verdict, force: bool, choice: Choice) -> None:
+    """Record the gate's verdict (after why this candidate); reject the run unless it passes (or is forced)."""
+    report.verdict, report.reason = verdict.outcome, f"{choice.reason}; {verdict.reason}"
     report.vs_popular, report.vs_served = verdict.vs_popular, verdict.vs_served
     log.info("[%s] gate: %s, %s (%s)", report.version, verdict.outcome, "publish" if verdict.publish else "REJECT",
              verdict.reason)
     if not verdict.publish and not force:
-        report.reject(verdict.reason)
+        report.reject(report.reason)
     elif not verdict.publish:
-        report.reason = f"forced: {verdict.reason}"
+        report.reason = f"forced: {report.reason}"
 
 
 def _meta(report: RunReport) -> dict[str, object]:
@@ -217,6 +291,7 @@ def _meta(report: RunReport) -> dict[str, object]:
         "baseline_metrics": report.baseline_metrics,
         "verdict": report.verdict,
         "vs_popular": report.vs_popular.as_dict() if report.vs_popular else None,
+        "shipped": report.shipped,
         "n_users": report.n_users,
         "n_items": report.n_items,
         "n_interactions": report.n_interactions,

@@ -232,12 +232,14 @@ def publish_version(
     meta: Mapping[str, object],
     sizes: ListSizes,
     progress: Progress = no_progress,
+    extra: Mapping[str, bytes] | None = None,
 ) -> dict[str, float]:
     """Every key of a version from a model fitted on `dataset`, then the meta + pointer switch last.
 
     Per user the top `sizes.recs` (seen films left out), per film the top
     `sizes.similar` similar films, the popular list and the fold-in factors
-    (when the model has item factors); titles come with `publish_lists`. A failure before the switch
+    (when the model has item factors) and `extra` keys of the version (e.g. `recs:{v}:ranking`, a
+    two-level model's request-time bundle); titles come with `publish_lists`. A failure before the switch
     deletes what was written (nothing would read or expire it). Returns the
     seconds spent in Redis writes of the user and similar lists, apart from
     the model's top-n (computed for the next block while one is written).
@@ -265,6 +267,8 @@ def publish_version(
         conn.set(keys.popular(version), encode_top(popular, dataset.items, sizes.popular))
         if isinstance(model, FactorModel):
             conn.set(keys.factors(version), pack_factors(model))
+        if extra:
+            conn.mset(dict(extra))
         activate(conn, version, meta)
     except Exception:
         _discard_partial(conn, version)

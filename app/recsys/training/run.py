@@ -12,6 +12,7 @@ from typing import Any, Iterator, Mapping
 from app.recsys.evaluation.bootstrap import Difference
 from app.recsys.evaluation.gate import GatePolicy
 from app.recsys.evaluation.splits import HoldoutCut
+from app.recsys.ranking.twolevel import TwoLevelConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class RetrainConfig:
     # (a fifth of a cold fit's time; NDCG as the cold fit's from 2 iterations on planted
     # data, from 1 on the 5M-event benchmark: docs/retrain.md). None = a full cold fit.
     warm_start_iterations: int | None = 3
+    # The two-level challenger (docs/ranking.md); None: single models only.
+    two_level: TwoLevelConfig | None = field(default_factory=TwoLevelConfig)
 
     def __post_init__(self) -> None:
         if self.holdout_days is not None and (
@@ -56,6 +59,7 @@ class RetrainConfig:
         """JSON-ready, for the run record."""
         params = asdict(self)
         params["als"] = dict(self.als)
+        params["two_level"] = self.two_level.params() if self.two_level else None
         return params
 
 
@@ -74,6 +78,9 @@ class RunReport:
     holdout: HoldoutCut | None = None
     vs_popular: Difference | None = None  # per-user NDCG@k, challenger - Popular
     vs_served: Difference | None = None  # ... challenger - the served model refitted on the same data
+    shipped: str = ""  # the candidate the gate judged: the best single model, or "two-level" when it beat it
+    vs_single: Difference | None = None  # per-user NDCG@k, two-level - the best single model
+    models: dict[str, Any] = field(default_factory=dict)  # each candidate's metrics, two-level details
     n_users: int = 0
     n_items: int = 0
     n_interactions: int = 0
@@ -121,6 +128,9 @@ class RunReport:
             "holdout_share": self.holdout.share if self.holdout else 0.0,
             **_difference_columns("vs_popular", self.vs_popular),
             **_difference_columns("vs_served", self.vs_served),
+            "shipped": self.shipped,
+            **_difference_columns("vs_single", self.vs_single),
+            "models": json.dumps(self.models, sort_keys=True, default=float),
             "n_users": self.n_users,
             "n_items": self.n_items,
             "n_interactions": self.n_interactions,

@@ -1,0 +1,310 @@
+"""First-level candidates: the union of several sources' top-N, each candidate with every source's score and rank.
+
+A source proposes films for a batch of users (`UserBatch`) and can score any
+(user, film) pair it was not the one to propose, so the second level sees,
+for every candidate, what each first-level model thinks of it: ALS's score of
+a film that only "similar to recent plays" proposed is informative. A source
+that cannot score arbitrary pairs (a generic `Recommender`) gives NaN there
+(LightGBM treats it as missing). A film a source did not propose has rank 2N.
+
+The same batch type serves offline ranking (warm users: their trained ALS
+vectors, their rows of the training matrix) and request time (one user: a
+folded-in vector, the live recent plays, no training row), so both go through
+one `union`. Sources:
+
+    FactorSource      dot product of user vectors and item factors (ALS; fold-in at request time)
+    ItemScoreSource   one score per film, minus the user's films (popular, trending)
+    NeighbourSource   similar to the user's recent plays, from any model's similar-items lists
+    RecommenderSource any fitted `Recommender` (EASE, kNN, FM ...): its own top-N, warm users only
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.recsys.data.dataset import Dataset
+from app.recsys.data.idmap import IdMap
+from app.recsys.models.als import top_k
+from app.recsys.models.base import Recommender
+from app.recsys.models.popularity import PopularRecommender
+from app.recsys.models.topn import pad_ranked, top_n
+
+# Users with at most this many rows are ranked with numpy (request time: one user); more go
+# through implicit's multithreaded top-k, which never materialises a users x films block.
+_NUMPY_ROWS = 16
+RECENT_PLAYS = 3  # similar-to-recent: the user's last films, each weighted RECENT_DECAY^k (newest k = 0)
+RECENT_DECAY = 0.5
+POPULAR, TRENDING, RECENT = "popular", "trending", "recent"  # the sources every two-level model has
+
+
+@dataclass(frozen=True, eq=False)
+class UserBatch:
+    """The users ranked together, as every source needs them (row i = one user)."""
+
+    seen: sp.csr_matrix  # (rows, films): never proposed (films the users already have)
+    vectors: np.ndarray | None = None  # (rows, factors) ALS user vectors: trained, or folded-in
+    recent: sp.csr_matrix | None = None  # (rows, films) decayed weights of each user's last plays
+    indices: np.ndarray | None = None  # rows of the first-level training matrix (warm users only)
+    matrix: sp.csr_matrix | None = None  # that matrix (what `Recommender.recommend` filters by)
+
+    def __len__(self) -> int:
+        return self.seen.shape[0]
+
+
+class CandidateSource(Protocol):
+    """What `union` needs of a first-level model."""
+
+    name: str
+
+    def top(self, batch: UserBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(film indices, scores), (rows, n), padded with -1 / -inf; seen films never proposed."""
+        ...
+
+    def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Score of each (row, film) pair; NaN where the source cannot tell."""
+        ...
+
+
+def _empty(rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return pad_ranked(np.zeros((rows, 0)), np.zeros((rows, 0)), n)
+
+
+class FactorSource:
+    """Dot products of user vectors (the batch's) with item factors: ALS, or any factor model."""
+
+    def __init__(self, name: str, item_factors: np.ndarray) -> None:
+        self.name = name
+        self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+
+    def top(self, batch: UserBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if batch.vectors is None:
+            return _empty(len(batch), n)
+        vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
+        if len(vectors) > _NUMPY_ROWS:
+            return top_k(self.item_factors, vectors, n, batch.seen)
+        scores = vectors @ self.item_factors.T
+        rows, cols = batch.seen.nonzero()
+        scores[rows, cols] = -np.inf
+        return top_n(scores, n)
+
+    def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if batch.vectors is None:
+            return np.full(len(rows), np.nan, dtype=np.float32)
+        # float64 per pair: the same value whatever the batch (offline and request time agree)
+        return np.einsum("ij,ij->i", batch.vectors[rows].astype(np.float64),
+                         self.item_factors[items].astype(np.float64)).astype(np.float32)
+
+
+class ItemScoreSource:
+    """One score per film (popular, trending), ranked per user without the user's films."""
+
+    def __init__(self, name: str, item_scores: np.ndarray) -> None:
+        self.name = name
+        self.item_scores = np.asarray(item_scores, dtype=np.float32)
+        self._ranking = PopularRecommender()  # its masking of one global ranking, over these scores
+        self._ranking.item_scores = self.item_scores
+        self._ranking.items = IdMap(np.arange(len(self.item_scores)))
+
+    def top(self, batch: UserBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._ranking.recommend(np.arange(len(batch)), n, seen=batch.seen)
+
+    def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.item_scores[items]
+
+
+class NeighbourSource:
+    """Films similar to the user's recent plays: sum over recent films j of weight_j x sim(j, film)."""
+
+    def __init__(self, name: str, neighbours: sp.csr_matrix) -> None:
+        self.name = name
+        self.neighbours = sp.csr_matrix(neighbours, dtype=np.float32)
+
+    def _scores(self, batch: UserBatch) -> sp.csr_matrix:
+        if batch.recent is None:
+            return sp.csr_matrix((len(batch), self.neighbours.shape[1]), dtype=np.float32)
+        product = (batch.recent @ self.neighbours).tocsr()
+        product = product - product.multiply(batch.seen > 0)  # never the user's own films
+        product.eliminate_zeros()
+        product.sort_indices()
+        return product
+
+    def top(self, batch: UserBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+        product = self._scores(batch)
+        rows = np.repeat(np.arange(len(batch)), np.diff(product.indptr))
+        order = np.lexsort((product.indices, -product.data, rows))  # best first, ties by film
+        rows, cols, data = rows[order], product.indices[order].astype(np.int64), product.data[order]
+        rank = np.arange(len(rows)) - product.indptr[rows]
+        keep = rank < n
+        ids = np.full((len(batch), n), -1, dtype=np.int64)
+        scores = np.full((len(batch), n), -np.inf, dtype=np.float32)
+        ids[rows[keep], rank[keep]] = cols[keep]
+        scores[rows[keep], rank[keep]] = data[keep]
+        return ids, scores
+
+    def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        product = self._scores(batch)
+        return np.asarray(product[rows, items], dtype=np.float32).ravel()
+
+
+class RecommenderSource:
+    """Any fitted `Recommender` (implicit-style interface): its own top-N for warm users.
+
+    It proposes films only for users of its training matrix and cannot score other pairs
+    (NaN): a new model plugs in without code here (EASE, kNN, FM of the tuning work).
+    """
+
+    def __init__(self, name: str, model: Recommender) -> None:
+        self.name = name
+        self.model = model
+
+    def top(self, batch: UserBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if batch.indices is None or batch.matrix is None:
+            return _empty(len(batch), n)
+        return self.model.recommend(batch.indices, n, seen=batch.matrix)
+
+    def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return np.full(len(rows), np.nan, dtype=np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """The union of the sources' top-N for a batch: one entry per distinct (row, film) pair,
+    sorted by row then film. `scores`/`ranks` have one column per source (in `sources` order)."""
+
+    sources: tuple[str, ...]
+    n: int  # per-source depth; rank 2n = not proposed by that source
+    rows: np.ndarray  # int64, batch row of each pair
+    items: np.ndarray  # int64, film index of each pair
+    scores: np.ndarray  # (pairs, sources) float32, NaN = the source cannot score it
+    ranks: np.ndarray  # (pairs, sources) float32, 1..n, 2n = not proposed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def n_sources(self) -> np.ndarray:
+        """How many sources proposed each pair."""
+        return (self.ranks <= self.n).sum(axis=1).astype(np.float32)
+
+    def group_sizes(self, n_rows: int) -> np.ndarray:
+        """Candidates per batch row (LightGBM's query groups; pairs are sorted by row)."""
+        return np.bincount(self.rows, minlength=n_rows)
+
+
+def union(sources: Sequence[CandidateSource], batch: UserBatch, n: int) -> Candidates:
+    """Each source's top-`n` for the batch, merged: scores and ranks of every source for every pair."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    tops = [source.top(batch, n) for source in sources]
+    width = np.int64(batch.seen.shape[1])
+    keys_of = []
+    for ids, _ in tops:
+        rows = np.repeat(np.arange(len(batch), dtype=np.int64), ids.shape[1]).reshape(ids.shape)
+        keys_of.append(np.where(ids >= 0, rows * width + ids, -1))
+    keys = np.concatenate([k.ravel() for k in keys_of])
+    keys = np.unique(keys[keys >= 0])
+    rows, items = keys // width, keys % width
+    scores = np.full((len(keys), len(sources)), np.nan, dtype=np.float32)
+    ranks = np.full((len(keys), len(sources)), np.float32(2 * n))
+    for j, ((ids, top_scores), source_keys) in enumerate(zip(tops, keys_of)):
+        valid = source_keys >= 0
+        pos = np.searchsorted(keys, source_keys[valid])
+        scores[pos, j] = top_scores[valid]
+        ranks[pos, j] = np.broadcast_to(np.arange(1, ids.shape[1] + 1, dtype=np.float32), ids.shape)[valid]
+        missing = ranks[:, j] > n
+        if missing.any():
+            scores[missing, j] = sources[j].score(batch, rows[missing], items[missing])
+    return Candidates(tuple(s.name for s in sources), n, rows, items, scores, ranks)
+
+
+def source_recall(sources: Sequence[CandidateSource], batch: UserBatch, relevant: Sequence[np.ndarray],
+                  k: int = 100) -> dict[str, float]:
+    """Recall@k of each source's top-k and of their union, over the batch rows with a relevant film.
+
+    recall = relevant films proposed / min(|relevant|, k): how much of what users came to
+    the candidate set can hold at all (the ceiling of any second level).
+    """
+    lengths = np.array([len(r) for r in relevant])
+    has = lengths > 0
+    if not has.any():
+        return {}
+    width = np.int64(batch.seen.shape[1])
+    rel_keys = np.unique(np.repeat(np.arange(len(relevant), dtype=np.int64), lengths) * width
+                         + np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant]))
+    denom = np.minimum(lengths[has], k)
+    out, union_keys = {}, []
+    for source in sources:
+        ids, _ = source.top(batch, k)
+        rows = np.repeat(np.arange(len(batch), dtype=np.int64), ids.shape[1]).reshape(ids.shape)
+        keys = (rows * width + ids)[ids >= 0]
+        union_keys.append(keys)
+        out[source.name] = _recall(keys, rel_keys, width, len(relevant), has, denom)
+    out["union"] = _recall(np.unique(np.concatenate(union_keys)), rel_keys, width, len(relevant), has,
+                           np.minimum(lengths[has], k * len(sources)))
+    return out
+
+
+def _recall(keys: np.ndarray, rel_keys: np.ndarray, width: np.int64, n_rows: int, has: np.ndarray,
+            denom: np.ndarray) -> float:
+    hits = np.bincount((keys[np.isin(keys, rel_keys)] // width).astype(np.int64), minlength=n_rows)
+    return float(np.mean(np.minimum(hits[has], denom) / denom))
+
+
+def recent_matrix(dataset: Dataset, last: int = RECENT_PLAYS, decay: float = RECENT_DECAY) -> sp.csr_matrix:
+    """Each user's `last` films by latest event (the dataset's `last_ts`), weighted decay^k, newest k = 0."""
+    matrix = dataset.matrix
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    order = np.lexsort((matrix.indices, -dataset.last_ts, rows))
+    rank = np.arange(len(order)) - matrix.indptr[rows[order]]
+    keep = rank < last
+    chosen = order[keep]
+    return sp.csr_matrix(((decay ** rank[keep]).astype(np.float32), (rows[chosen], matrix.indices[chosen])),
+                         shape=matrix.shape)
+
+
+def recent_row(film_indices: Sequence[int], n_items: int, last: int = RECENT_PLAYS,
+               decay: float = RECENT_DECAY) -> sp.csr_matrix:
+    """`recent_matrix`'s row for one user from their recent films, newest first (the live mirror's
+    order; unknown films, -1, skipped; each film once)."""
+    picked: list[int] = []
+    for film in film_indices:
+        if film >= 0 and film not in picked:
+            picked.append(int(film))
+            if len(picked) == last:
+                break
+    weights = (decay ** np.arange(len(picked))).astype(np.float32)
+    order = np.argsort(picked)
+    return sp.csr_matrix((weights[order], np.array(picked, dtype=np.int64)[order], [0, len(picked)]),
+                         shape=(1, n_items))
+
+
+def neighbours_of(model: Recommender, k: int, block: int = 4096) -> sp.csr_matrix:
+    """Items x items: each film's `k` most similar films by `model.similar_items`, similarities <= 0 dropped."""
+    n_items = len(model.items)
+    parts = []
+    for start in range(0, n_items, block):
+        idx = np.arange(start, min(start + block, n_items))
+        ids, scores = model.similar_items(idx, k)
+        keep = (ids >= 0) & (scores > 0)
+        rows = np.repeat(idx, ids.shape[1]).reshape(ids.shape)
+        parts.append((rows[keep], ids[keep], scores[keep]))
+    rows, cols, data = (np.concatenate(p) for p in zip(*parts)) if parts else (np.zeros(0),) * 3
+    return sp.csr_matrix((data.astype(np.float32), (rows, cols)), shape=(n_items, n_items))
+
+
+def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, n_rows: int, n: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per batch row, its `n` best items by score (ties by item index), padded -1 / -inf."""
+    order = np.lexsort((items, -scores, rows))
+    rows, items, scores = rows[order], items[order], scores[order]
+    starts = np.searchsorted(rows, np.arange(n_rows))
+    rank = np.arange(len(rows)) - starts[rows]
+    keep = rank < n
+    ids = np.full((n_rows, n), -1, dtype=np.int64)
+    out = np.full((n_rows, n), -np.inf, dtype=np.float32)
+    ids[rows[keep], rank[keep]] = items[keep]
+    out[rows[keep], rank[keep]] = scores[keep]
+    return pad_ranked(ids, out, n)

@@ -1,0 +1,253 @@
+"""The second level's features: ONE definition for offline training and scoring and for request time.
+
+Per candidate (user, film) pair, in `feature_names(sources)` order:
+
+    s_<source>, r_<source>   each first-level source's score and rank (candidates.Candidates)
+    n_sources                how many sources proposed the film
+    genre_match              the user's genre shares . the film's genre shares
+    pop_vs_user_pref         the film's viewer share / the mean viewer share of the user's films
+    i_*                      the film: viewer share, play share, completion rate, average rating,
+                             trending share, time since its last event and since its first
+    u_*                      the user: films (log), events (log), average rating, time since last visit
+
+Everything is a share or a window-relative time, never a raw count of the
+whole history: the ranker is trained on features as of the label split's
+start and applied as of the holdout's and then of now, when the history is
+~25% longer and raw counts have grown with it (docs/ranking.md).
+
+Two inputs make the features, whichever path asks:
+- `FilmSnapshot`: per-film features as of a time. Offline it is computed from the
+  events before that time (`film_snapshot`, which reads nothing at or after `as_of`);
+  it is published with the model and is what request time uses (film statistics move
+  slowly compared with a 48 h retrain, and a snapshot costs no Redis read per request).
+- `UserStates`: per-user state of a batch. Offline from the events before `as_of`
+  (`UserTotals`); at request time from the live per-user mirror and recent plays
+  (`live_user_state`).
+`assemble` turns candidates + both into the feature matrix; it is the only place a
+feature is defined.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.recsys.data.dataset import DAY_S, Dataset, Interactions
+from app.recsys.data.idmap import IdMap
+from app.recsys.ranking.candidates import Candidates
+from app.schema import EVENT_TYPES, NO_RATING
+
+FILM_FEATURES = ("i_viewers_share", "i_plays_share", "i_completion", "i_avg_rating", "i_trend", "i_days_since_last",
+                 "i_age")
+USER_FEATURES = ("u_films", "u_events", "u_avg_rating", "u_days_since_last")
+PAIR_FEATURES = ("n_sources", "genre_match", "pop_vs_user_pref")
+# Trending as a feature: each viewer counts 2^(-age / half-life), half-life a share of the history
+# (a fixed number of days means nothing on a 20-year imported history and too much on a week).
+TREND_HALF_LIFE_SHARE = 0.05
+_PLAY, _COMPLETE = EVENT_TYPES.index("play"), EVENT_TYPES.index("complete")
+
+
+def feature_names(sources: Sequence[str]) -> list[str]:
+    """Column names of `assemble`'s matrix for these first-level sources (in order)."""
+    return [*(f"{kind}_{s}" for s in sources for kind in ("s", "r")), *PAIR_FEATURES, *FILM_FEATURES,
+            *USER_FEATURES]
+
+
+@dataclass(frozen=True, eq=False)
+class FilmSnapshot:
+    """Per-film features as of `as_of`, rows aligned with `items`; published with a two-level model."""
+
+    items: IdMap
+    values: np.ndarray  # (films, FILM_FEATURES) float32, NaN = unknown (e.g. never rated)
+    genres: sp.csr_matrix  # (films, genres), each row sums to 1 over the film's genres (0 without)
+    as_of: float  # epoch seconds
+    span: float  # seconds of history the relative times are divided by
+
+    @property
+    def viewers_share(self) -> np.ndarray:
+        return self.values[:, FILM_FEATURES.index("i_viewers_share")]
+
+    @property
+    def trend(self) -> np.ndarray:
+        return self.values[:, FILM_FEATURES.index("i_trend")]
+
+    def pack(self) -> bytes:
+        """npz bytes (no pickle): the request-time copy."""
+        buf = io.BytesIO()
+        g = self.genres.tocsr()
+        np.savez(buf, item_ids=self.items.external, values=self.values, g_data=g.data, g_indices=g.indices,
+                 g_indptr=g.indptr, g_shape=np.array(g.shape), as_of=np.float64(self.as_of),
+                 span=np.float64(self.span))
+        return buf.getvalue()
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> FilmSnapshot:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            genres = sp.csr_matrix((z["g_data"], z["g_indices"], z["g_indptr"]), shape=tuple(z["g_shape"]))
+            return cls(IdMap(z["item_ids"]), z["values"], genres, float(z["as_of"]), float(z["span"]))
+
+
+def genre_matrix(items: IdMap, film_genres: Mapping[int, Sequence[str]]) -> sp.csr_matrix:
+    """(films, genres) with each film's genres sharing 1; genre columns in sorted name order."""
+    names = sorted({g for gs in film_genres.values() for g in gs})
+    column = {g: j for j, g in enumerate(names)}
+    rows, cols, data = [], [], []
+    for i, film in enumerate(items.external.tolist()):
+        gs = sorted(set(film_genres.get(film, ())))
+        for g in gs:
+            rows.append(i)
+            cols.append(column[g])
+            data.append(1.0 / len(gs))
+    return sp.csr_matrix((np.array(data, dtype=np.float32), (rows, cols)), shape=(len(items), len(names)))
+
+
+def _before(events: Interactions, as_of: float) -> Interactions:
+    """The events a feature at `as_of` may read: strictly before it (the leakage guarantee)."""
+    return events.select(events.ts < as_of)
+
+
+def film_snapshot(events: Interactions, items: IdMap, as_of: float, genres: sp.csr_matrix | None = None) -> FilmSnapshot:
+    """Per-film features from `events` strictly before `as_of` (whatever else `events` holds)."""
+    known = _before(events, as_of)
+    n = len(items)
+    col = items.to_index(known.film_id)
+    ok = col >= 0
+    col, users, kind, ts, rating = col[ok], known.user_id[ok], known.event_type[ok], known.ts[ok], known.rating[ok]
+    span = max(as_of - float(known.ts.min()), DAY_S) if len(known) else DAY_S
+    # distinct viewers and each pair's latest event (trending counts a viewer once, by recency)
+    pair_order = np.lexsort((ts, users, col))
+    pc, pu, pts = col[pair_order], users[pair_order], ts[pair_order]
+    last_of_pair = np.r_[(pc[1:] != pc[:-1]) | (pu[1:] != pu[:-1]), True] if len(pc) else np.zeros(0, bool)
+    viewers = np.bincount(pc[last_of_pair], minlength=n).astype(np.float64)
+    n_users = max(len(np.unique(users)), 1)
+    trend = np.bincount(pc[last_of_pair], minlength=n,
+                        weights=np.exp2(-(as_of - pts[last_of_pair]) / (TREND_HALF_LIFE_SHARE * span)))
+    plays = np.bincount(col[kind == _PLAY], minlength=n).astype(np.float64)
+    completes = np.bincount(col[kind == _COMPLETE], minlength=n).astype(np.float64)
+    rated = rating > NO_RATING
+    rating_sum = np.bincount(col[rated], weights=rating[rated], minlength=n)
+    ratings = np.bincount(col[rated], minlength=n)
+    first = np.full(n, np.nan)
+    last = np.full(n, np.nan)
+    if len(col):
+        order = np.argsort(ts, kind="stable")
+        last[col[order]] = ts[order]  # the last write per film wins: its newest event
+        first[col[order[::-1]]] = ts[order[::-1]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.column_stack([
+            viewers / n_users,
+            plays / max(plays.sum(), 1.0) * n,
+            np.where(plays > 0, completes / plays, np.nan),
+            np.where(ratings > 0, rating_sum / ratings, np.nan),
+            trend / max(trend.sum(), 1e-12) * n,
+            (as_of - last) / span,
+            (as_of - first) / span,
+        ]).astype(np.float32)
+    if genres is None:
+        genres = sp.csr_matrix((n, 0), dtype=np.float32)
+    return FilmSnapshot(items, values, genres.tocsr().astype(np.float32), float(as_of), float(span))
+
+
+@dataclass(frozen=True, eq=False)
+class UserStates:
+    """Per-user state of one batch (row i = the batch's user i)."""
+
+    films: np.ndarray  # distinct films
+    events: np.ndarray
+    rating_sum: np.ndarray
+    ratings: np.ndarray
+    last_seen: np.ndarray  # epoch seconds, NaN = never
+    genre_share: np.ndarray  # (users, genres), rows sum to 1 (0 without genres)
+    pop_pref: np.ndarray  # mean viewer share of the user's films
+
+
+@dataclass(frozen=True, eq=False)
+class UserTotals:
+    """Per-user counts over every user of a training matrix, as of `as_of` (offline)."""
+
+    events: np.ndarray
+    rating_sum: np.ndarray
+    ratings: np.ndarray
+    last_seen: np.ndarray
+
+    @classmethod
+    def of(cls, events: Interactions, users: IdMap, as_of: float) -> UserTotals:
+        """From `events` strictly before `as_of`."""
+        known = _before(events, as_of)
+        row = users.to_index(known.user_id)
+        ok = row >= 0
+        row, ts, rating = row[ok], known.ts[ok], known.rating[ok]
+        n = len(users)
+        rated = rating > NO_RATING
+        last = np.full(n, np.nan)
+        order = np.argsort(ts, kind="stable")
+        last[row[order]] = ts[order]
+        return cls(np.bincount(row, minlength=n).astype(np.float64),
+                   np.bincount(row[rated], weights=rating[rated], minlength=n),
+                   np.bincount(row[rated], minlength=n).astype(np.float64), last)
+
+    def states(self, indices: np.ndarray, seen: sp.csr_matrix, snapshot: FilmSnapshot) -> UserStates:
+        """The batch `indices` (rows of the training matrix); `seen` = their rows of it."""
+        binary = (seen > 0).astype(np.float32)
+        films = np.asarray(binary.sum(axis=1)).ravel()
+        return UserStates(films, self.events[indices], self.rating_sum[indices], self.ratings[indices],
+                          self.last_seen[indices], _shares(binary @ snapshot.genres),
+                          _mean_over(binary, snapshot.viewers_share, films))
+
+
+def live_user_state(record: Mapping[str, float] | None, film_indices: Sequence[int],
+                    snapshot: FilmSnapshot) -> UserStates:
+    """One user's state at request time: the live mirror's counts (`record`: events, ratings,
+    rating_sum, last_seen; None = unknown) and their recent films (snapshot indices, -1 = unknown)."""
+    known = sorted({int(f) for f in film_indices if f >= 0})
+    binary = sp.csr_matrix((np.ones(len(known), dtype=np.float32), known, [0, len(known)]),
+                           shape=(1, len(snapshot.items)))
+    films = np.array([float(len(known))])
+    record = record or {}
+
+    def value(key: str, default: float) -> np.ndarray:
+        return np.array([float(record.get(key, default))])
+
+    last = value("last_seen", np.nan)
+    return UserStates(films, value("events", len(known)), value("rating_sum", 0.0), value("ratings", 0.0),
+                      np.where(last > 0, last, np.nan), _shares(binary @ snapshot.genres),
+                      _mean_over(binary, snapshot.viewers_share, films))
+
+
+def _shares(counts: sp.spmatrix | np.ndarray) -> np.ndarray:
+    dense = np.asarray(counts.todense() if sp.issparse(counts) else counts, dtype=np.float64)
+    total = dense.sum(axis=1, keepdims=True)
+    return np.divide(dense, total, out=np.zeros_like(dense), where=total > 0).astype(np.float32)
+
+
+def _mean_over(binary: sp.csr_matrix, per_film: np.ndarray, films: np.ndarray) -> np.ndarray:
+    return np.asarray(binary @ per_film.astype(np.float64)).ravel() / np.maximum(films, 1.0)
+
+
+def assemble(candidates: Candidates, snapshot: FilmSnapshot, users: UserStates, now: float) -> np.ndarray:
+    """The feature matrix (pairs, feature_names(candidates.sources)), float32, NaN = missing."""
+    rows, items = candidates.rows, candidates.items
+    width = len(candidates.sources)
+    source_block = np.empty((len(rows), 2 * width), dtype=np.float32)
+    source_block[:, 0::2] = candidates.scores
+    source_block[:, 1::2] = candidates.ranks
+    genres = snapshot.genres[items]
+    genre_match = np.asarray(genres.multiply(users.genre_share[rows]).sum(axis=1)).ravel() if genres.shape[1] else \
+        np.zeros(len(rows))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pair = np.column_stack([
+            candidates.n_sources,
+            genre_match,
+            snapshot.viewers_share[items] / np.maximum(users.pop_pref[rows], 1e-9),
+        ])
+        user = np.column_stack([
+            np.log1p(users.films),
+            np.log1p(users.events),
+            np.where(users.ratings > 0, users.rating_sum / users.ratings, np.nan),
+            (now - users.last_seen) / snapshot.span,
+        ])
+    return np.hstack([source_block, pair.astype(np.float32), snapshot.values[items],
+                      user.astype(np.float32)[rows]])

@@ -1,0 +1,103 @@
+"""The retrain's two-level stage (also run by bench/quality.py): label split, ranker, holdout model.
+
+    train events ──label_split──▶ stage | labels
+    stage ──fit first level──▶ candidates + features as of the labels' start ──▶ ranker (labels)
+    train ──first level fitted by the caller (the gate's holdout models)──▶ TwoLevelRecommender
+
+The caller scores the returned model on its holdout (`evaluate_on`), with the same
+users as the single models, and decides what ships (`gate.choose`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.recsys.data.dataset import Dataset, EventWeights, Interactions, build_dataset
+from app.recsys.data.idmap import IdMap
+from app.recsys.evaluation.evaluate import Holdout
+from app.recsys.evaluation.splits import LabelSplit, label_split
+from app.recsys.models.base import Recommender
+from app.recsys.ranking.features import genre_matrix
+from app.recsys.ranking.twolevel import FirstLevel, TwoLevelConfig, TwoLevelRecommender, train_ranker
+
+log = logging.getLogger(__name__)
+
+# Fits the first-level models (by source name) on a training matrix.
+FitFirstLevel = Callable[[Dataset], Mapping[str, Recommender]]
+
+
+@dataclass
+class TwoLevelBuild:
+    """The ranker, taught on the label slice, on top of the first level of the caller's training part."""
+
+    model: TwoLevelRecommender
+    labels: LabelSplit
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def record(self) -> dict[str, object]:
+        """JSON-ready, for the run record."""
+        ranker = self.model.ranker
+        return {"label_split": self.labels.as_dict(), "sources": list(self.model.first.source_names),
+                "ranker": ranker.stats.as_dict() if ranker.stats else None,
+                "importance": dict(list(ranker.importance().items())[:12]), "timings": self.timings}
+
+
+class Genres:
+    """Film genres as `genre_matrix` rows for any film map (empty mapping: no genre features)."""
+
+    def __init__(self, film_genres: Mapping[int, list[str]]) -> None:
+        self.film_genres = film_genres
+
+    def matrix(self, items: IdMap) -> sp.csr_matrix:
+        return genre_matrix(items, self.film_genres)
+
+
+def build(train_events: Interactions, train: Dataset, as_of: float, train_models: Mapping[str, Recommender],
+          fit_first_level: FitFirstLevel, weights: EventWeights, genres: Genres, min_users: int,
+          max_share: float, config: TwoLevelConfig = TwoLevelConfig()) -> TwoLevelBuild:
+    """Teach a ranker on a label slice of `train_events` and put it over `train_models`.
+
+    `train` is `train_events` as the first-level matrix (built with `weights`) and
+    `train_models` the first-level models fitted on it; features of that first level are as
+    of `as_of`. `fit_first_level` fits the same models on the stage part (before the labels).
+    """
+    timings: dict[str, float] = {}
+
+    def timed(name: str, started: float) -> None:
+        timings[name] = round(time.perf_counter() - started, 3)
+
+    started = time.perf_counter()
+    labels = label_split(train_events, min_users, max_share, config.label_fraction, config.label_rule)
+    stage = build_dataset(labels.stage, weights)
+    log.info("two-level: label slice by %s rule, %d users taught, %d label events", labels.rule, labels.users,
+             len(labels.labels))
+    timed("label_split", started)
+    started = time.perf_counter()
+    stage_models = fit_first_level(stage)
+    timed("stage_fit", started)
+    started = time.perf_counter()
+    first_stage = FirstLevel.build(stage, labels.stage, labels.as_of, stage_models, genres.matrix(stage.items), config)
+    ranker = train_ranker(first_stage, labels.labels, config)
+    timed("ranker", started)
+    log.info("two-level: ranker of %d trees on %d rows, %d users", ranker.stats.trees, ranker.stats.rows,
+             ranker.stats.users)
+    started = time.perf_counter()
+    first = FirstLevel.build(train, train_events, as_of, train_models, genres.matrix(train.items), config)
+    timed("first_level", started)
+    return TwoLevelBuild(TwoLevelRecommender(first, ranker, config), labels, timings)
+
+
+def holdout_recall(model: TwoLevelRecommender, holdout: Holdout, k: int = 100, limit: int = 5_000) -> dict[str, float]:
+    """Recall@k of each first-level source and of their union on the holdout (at most `limit` users):
+    how much of what users came to the candidates can hold."""
+    first = model.first
+    index = first.dataset.users.to_index(holdout.users)
+    known = np.flatnonzero(index >= 0)[:limit]
+    relevant = [first.dataset.items.to_index(holdout.relevant[i]) for i in known]
+    relevant = [r[r >= 0] for r in relevant]
+    return {key: round(value, 4) for key, value in first.recall(index[known], relevant, k).items()}
