@@ -1,4 +1,5 @@
-"""Mirrors of live stats into Redis for serving: recent watches per user, trending.
+"""Mirrors of live stats into Redis for serving: recent watches per user (with the user's counts,
+the live features of request-time two-level ranking), trending.
 
 Writes are buffered and flushed in one pipeline (MULTI) per tick, not one
 round trip per event; a failed flush keeps its buffer (newer values win) and
@@ -14,7 +15,7 @@ import itertools
 import logging
 import socket
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import msgpack
 import redis.asyncio as aioredis
@@ -67,6 +68,11 @@ def merge_parts(
     return film_ids, film_scores, stale
 
 
+def user_counts(stats: Mapping[str, Any]) -> bytes:
+    """`live:user:{id}` of a user record (agents.stats.apply_user): what request-time ranking reads."""
+    return redis_keys.encode_live_user(stats["events"], stats["ratings"], stats["rating_sum"], stats["last_seen"])
+
+
 class LiveMirror:
     """Buffers what serving needs and flushes it to Redis every FLUSH_EVERY_S."""
 
@@ -76,12 +82,14 @@ class LiveMirror:
         self.name = worker_name(settings)
         self.buffer_max = buffer_max
         self.dropped = 0  # recent lists dropped from a full buffer (never written)
-        self._recent: dict[int, list[int]] = {}  # oldest update first
+        self._recent: dict[int, tuple[list[int], bytes | None]] = {}  # oldest update first: (films, counts)
         self._trending: Callable[[], tuple[list[int], list[float]]] | None = None
 
-    def set_recent(self, user_id: int, film_ids: Sequence[int]) -> None:
+    def set_recent(self, user_id: int, film_ids: Sequence[int], stats: Mapping[str, Any] | None = None) -> None:
+        """The user's recent films (newest first) and, with `stats` (the stats agent's user record),
+        their counts for `live:user:{id}`; both go in the same flush."""
         self._recent.pop(user_id, None)  # re-inserted at the end: the newest update
-        self._recent[user_id] = list(film_ids)
+        self._recent[user_id] = (list(film_ids), user_counts(stats) if stats is not None else None)
         self._bound()
 
     def _bound(self) -> None:
@@ -116,14 +124,16 @@ class LiveMirror:
             self._bound()
             self._trending = self._trending or trending
 
-    async def _write_recent(self, recent: dict[int, list[int]]) -> None:
+    async def _write_recent(self, recent: dict[int, tuple[list[int], bytes | None]]) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        for user_id, film_ids in recent.items():
+        for user_id, (film_ids, counts) in recent.items():
             key = redis_keys.recent(user_id)
             pipe.delete(key)
             if film_ids:
                 pipe.rpush(key, *film_ids)
                 pipe.expire(key, RECENT_TTL_S)
+            if counts is not None:
+                pipe.set(redis_keys.live_user(user_id), counts, ex=RECENT_TTL_S)
         await pipe.execute()
         telemetry.REDIS_MIRROR_WRITES.inc(len(recent))
 

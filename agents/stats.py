@@ -318,7 +318,7 @@ async def fold_user_batches(stream) -> None:
                 before = user_stats.get(user_id)
                 user_stats[user_id] = stats
                 if stats["recent"] and (before is None or before["recent"] != stats["recent"]):
-                    mirror.set_recent(user_id, stats["recent"])
+                    mirror.set_recent(user_id, stats["recent"], stats)
             if expiry.due(partition, now):
                 _sweep(user_stats, expired_users(user_stats.items(), partition, now - expiry.ttl_s), "users",
                        partition)

@@ -97,3 +97,16 @@ def decode_ranked(raw: bytes | None) -> tuple[list[int], list[float]]:
         return [], []
     film_ids, scores = msgpack.unpackb(raw)
     return film_ids, scores
+
+
+def encode_live_user(events: int, ratings: int, rating_sum: float, last_seen: float) -> bytes:
+    """`live:user:{id}`: a user's live counts (msgpack list, ~20 bytes)."""
+    return msgpack.packb([int(events), int(ratings), float(rating_sum), float(last_seen)])
+
+
+def decode_live_user(raw: bytes | None) -> dict[str, float] | None:
+    """The counts `encode_live_user` wrote, by name; None when absent."""
+    if not raw:
+        return None
+    events, ratings, rating_sum, last_seen = msgpack.unpackb(raw)
+    return {"events": events, "ratings": ratings, "rating_sum": rating_sum, "last_seen": last_seen}

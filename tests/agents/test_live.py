@@ -66,3 +66,21 @@ async def test_the_buffer_keeps_the_newest_updates_when_redis_stays_away(redis_s
     await mirror.redis.aclose()
     recent, _, _ = _read(redis_settings, [1, 2, 3, 4, 5])
     assert recent == {1: [], 2: [22], 3: [], 4: [4], 5: [5]}
+
+
+async def test_a_users_counts_go_with_their_recent_list(redis_settings) -> None:
+    mirror = LiveMirror(redis_settings)
+    stats = {"events": 7, "ratings": 2, "rating_sum": 15.0, "last_seen": 1_700_000_000.5, "recent": [4, 3]}
+    mirror.set_recent(1, stats["recent"], stats)
+    mirror.set_recent(2, [9])  # no record given: the list only
+    await mirror.flush()
+    await mirror.redis.aclose()
+    conn = redis.Redis.from_url(redis_settings.redis_url, socket_timeout=5)
+    try:
+        assert redis_keys.decode_live_user(conn.get(redis_keys.live_user(1))) == {
+            "events": 7, "ratings": 2, "rating_sum": 15.0, "last_seen": 1_700_000_000.5}
+        assert 0 < conn.ttl(redis_keys.live_user(1)) <= 30 * 86_400
+        assert conn.get(redis_keys.live_user(2)) is None
+    finally:
+        conn.close()
+    assert _read(redis_settings, [1, 2])[0] == {1: [4, 3], 2: [9]}

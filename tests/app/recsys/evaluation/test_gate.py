@@ -71,3 +71,25 @@ def test_no_user_to_evaluate_on_is_no_data() -> None:
 def test_policy_rejects_unusable_margins(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         GatePolicy(**kwargs)
+
+
+def test_the_two_level_model_ships_only_when_its_interval_is_above_the_best_single() -> None:
+    from app.recsys.evaluation.gate import choose
+
+    singles = {"als": BASE + 0.02, "ease": BASE}
+    better = choose(BASE + 0.05, singles)
+    assert better.shipped == "two-level" and better.vs_single.low == pytest.approx(0.03)
+    assert "vs als (best single)" in better.reason and better.reason.endswith(": better")
+    noise = choose(AHEAD_BY_NOISE[0], {"als": AHEAD_BY_NOISE[1]})  # ahead on the mean, interval across 0
+    assert noise.shipped == "als" and noise.vs_single.low < 0 < noise.vs_single.mean
+    assert "not shown better" in noise.reason
+    assert choose(AHEAD_BY_NOISE[0], {"als": AHEAD_BY_NOISE[1]}, always=True).shipped == "two-level"
+    none = choose(None, singles)
+    assert (none.shipped, none.vs_single) == ("als", None)
+
+
+def test_choosing_needs_a_single_model() -> None:
+    from app.recsys.evaluation.gate import choose
+
+    with pytest.raises(ValueError, match="no single model"):
+        choose(BASE, {})

@@ -102,3 +102,34 @@ def test_nothing_to_hold_out_and_bad_bounds() -> None:
         grow_holdout(build_dataset(GROWING), GROWING, 0, 0.2)
     with pytest.raises(ValueError):
         grow_holdout(build_dataset(GROWING), GROWING, 10, 1.0)
+
+
+def test_label_split_takes_a_time_slice_when_it_teaches_enough_users():
+    from app.recsys.evaluation.splits import label_split
+
+    # 50 users, each with films 1..4 on days 1..4: the last day teaches every user a new film
+    users = [u for u in range(1, 51) for _ in range(4)]
+    it = events(users, [f for _ in range(50) for f in range(1, 5)], [d * DAY_S for _ in range(50) for d in range(1, 5)])
+    split = label_split(it, min_users=50, max_share=0.3)
+    assert (split.rule, split.as_of, split.users) == ("time", 4 * DAY_S, 50)
+    assert split.stage.ts.max() < split.as_of <= split.labels.ts.min()  # later, never overlapping
+    assert len(split.stage) + len(split.labels) == len(it)
+
+
+def test_label_split_falls_back_to_each_users_last_events_when_time_teaches_too_few():
+    from app.recsys.evaluation.splits import label_split
+
+    # users rate in one sitting each, one user a day (an imported history): the newest 30%
+    # of the events hold 3 users. Per user, everybody's last film u + 4 is a label; it teaches
+    # users 1..9 (user 10's film 14 is unknown to the stage: no model can rank it)
+    users = [u for u in range(1, 11) for _ in range(5)]
+    ts = [u * DAY_S + i for u in range(1, 11) for i in range(5)]
+    it = events(users, [u + i for u in range(1, 11) for i in range(5)], ts)
+    split = label_split(it, min_users=8, max_share=0.3)
+    assert (split.rule, split.users) == ("per_user", 9)
+    assert split.labels.film_id.tolist() == [u + 4 for u in range(1, 11)]
+    assert split.as_of == split.stage.max_ts + 1
+    forced = label_split(it, min_users=8, max_share=0.3, rule="time")
+    assert forced.rule == "time" and forced.users < 8
+    with pytest.raises(ValueError, match="rule"):
+        label_split(it, 8, rule="random")

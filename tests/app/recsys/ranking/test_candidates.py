@@ -1,0 +1,82 @@
+"""The candidate union and its sources, on hand-made scores."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from app.recsys.data.dataset import Interactions, build_dataset
+from app.recsys.ranking.candidates import (FactorSource, ItemScoreSource, NeighbourSource, UserBatch, recent_matrix,
+                                           recent_row, source_recall, top_per_row, union)
+
+ITEMS = 6
+
+
+def seen(rows: list[list[int]]) -> sp.csr_matrix:
+    data = [(r, c) for r, cols in enumerate(rows) for c in cols]
+    r, c = zip(*data) if data else ((), ())
+    return sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(len(rows), ITEMS))
+
+
+def test_union_has_every_sources_score_and_rank_for_every_candidate() -> None:
+    factors = np.array([[3, 0], [2, 0], [0, 1], [0, 2], [1, 0.5], [0, 0]], dtype=np.float32)
+    batch = UserBatch(seen=seen([[0], []]), vectors=np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32))
+    als = FactorSource("als", factors)  # user 0: 1 (2), 4 (1) [0 is seen]; user 1: 3 (2), 2 (1)
+    popular = ItemScoreSource("popular", np.array([6, 5, 4, 3, 2, 1], dtype=np.float32))  # 1, 2 / 0, 1
+    cands = union([als, popular], batch, n=2)
+    pairs = list(zip(cands.rows.tolist(), cands.items.tolist()))
+    assert pairs == [(0, 1), (0, 2), (0, 4), (1, 0), (1, 1), (1, 2), (1, 3)]
+    assert cands.ranks.tolist() == [[1, 1], [4, 2], [2, 4], [4, 1], [4, 2], [2, 4], [1, 4]]
+    # a source scores the candidates it did not propose too (ALS: 0 . factors), rank 2n = 4
+    assert cands.scores.tolist() == [[2, 5], [0, 4], [1, 2], [0, 6], [0, 5], [1, 4], [2, 3]]
+    assert cands.n_sources.tolist() == [2, 1, 1, 1, 1, 1, 1]
+    assert cands.group_sizes(2).tolist() == [3, 4]
+
+
+def test_a_source_without_vectors_proposes_nothing_and_scores_nan() -> None:
+    batch = UserBatch(seen=seen([[]]))
+    cands = union([FactorSource("als", np.ones((ITEMS, 2))), ItemScoreSource("popular", np.arange(ITEMS))], batch, 3)
+    assert np.isnan(cands.scores[:, 0]).all() and (cands.ranks[:, 0] == 6).all()
+    assert sorted(cands.items.tolist()) == [3, 4, 5]
+
+
+def test_neighbour_source_sums_similarities_of_recent_plays_without_the_users_films() -> None:
+    neighbours = sp.csr_matrix(np.array([
+        [0, .9, .1, 0, 0, 0],
+        [.9, 0, 0, .5, 0, 0],
+        [0, 0, 0, 0, 0, .7],
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+    ], dtype=np.float32))
+    recent = recent_row([1, 0, 2], ITEMS)  # newest first: weights 1, 0.5, 0.25
+    assert recent.toarray().tolist() == [[0.5, 1.0, 0.25, 0, 0, 0]]
+    batch = UserBatch(seen=seen([[0, 1, 2]]), recent=recent)
+    source = NeighbourSource("recent", neighbours)
+    ids, scores = source.top(batch, 3)
+    # film 3: 1.0 x .5 ; film 5: .25 x .7 ; films 1, 2 are the user's own
+    assert ids.tolist() == [[3, 5, -1]] and scores[0, :2] == pytest.approx([0.5, 0.175])
+    assert source.score(batch, np.array([0, 0]), np.array([4, 5])) == pytest.approx([0.0, 0.175])
+
+
+def test_recent_matrix_weights_each_users_latest_films() -> None:
+    it = Interactions.from_columns({"user_id": [1, 1, 1, 1, 2], "film_id": [10, 11, 12, 13, 10],
+                                    "ts": [1.0, 4.0, 3.0, 2.0, 5.0], "event_type": ["play"] * 5})
+    dataset = build_dataset(it)
+    got = recent_matrix(dataset, last=2, decay=0.5).toarray()
+    assert got.tolist() == [[0.0, 1.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0]]  # user 1: film 11 (t 4), 12 (t 3)
+
+
+def test_source_recall_counts_relevant_films_in_each_top_k_and_in_their_union() -> None:
+    batch = UserBatch(seen=seen([[], []]))
+    a = ItemScoreSource("a", np.array([6, 5, 4, 3, 2, 1], dtype=np.float32))  # top-2: 0, 1
+    b = ItemScoreSource("b", np.array([1, 2, 3, 4, 5, 6], dtype=np.float32))  # top-2: 5, 4
+    recall = source_recall([a, b], batch, [np.array([0, 5]), np.array([2])], k=2)
+    # user 0: a finds 1 of 2, b 1 of 2, union 2 of 2; user 1 (film 2): none
+    assert recall == {"a": pytest.approx(0.25), "b": pytest.approx(0.25), "union": pytest.approx(0.5)}
+
+
+def test_top_per_row_orders_by_score_then_item_and_pads() -> None:
+    ids, scores = top_per_row(np.array([0, 0, 0, 1]), np.array([3, 1, 2, 4]), np.array([0.5, 0.9, 0.5, 0.1]), 3, 2)
+    assert ids.tolist() == [[1, 2], [4, -1], [-1, -1]]
+    assert scores[0].tolist() == pytest.approx([0.9, 0.5]) and np.isneginf(scores[2]).all()

@@ -1,0 +1,78 @@
+"""Request-time ranking: the same list as the offline two-level ranking of the same inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.recsys.data.dataset import EventWeights, Interactions, build_dataset
+from app.recsys.models.als import ALSRecommender
+from app.recsys.ranking import stage
+from app.recsys.ranking.online import RequestRanker
+from app.recsys.ranking.twolevel import TwoLevelConfig, TwoLevelRecommender
+from tests.app.recsys.conftest import planted_interactions
+
+GROUPS = 4
+
+
+@pytest.fixture(scope="module")
+def events() -> Interactions:
+    return planted_interactions(n_groups=GROUPS, users_per_group=50, events_per_user=14)
+
+
+@pytest.fixture(scope="module")
+def model(events: Interactions) -> TwoLevelRecommender:
+    weights = EventWeights()
+    train = build_dataset(events, weights)
+    als = ALSRecommender(factors=8, iterations=10).fit(train)
+    genres = stage.Genres({f: [f"g{(f - 1000) // 25}"] for f in np.unique(events.film_id).tolist()})
+    built = stage.build(events, train, events.max_ts + 1, {"als": als},
+                        lambda d: {"als": ALSRecommender(factors=8, iterations=10).fit(d)}, weights, genres,
+                        min_users=50, max_share=0.3, config=TwoLevelConfig(n_candidates=20, label_rule="per_user"))
+    return built.model
+
+
+def inputs(model: TwoLevelRecommender, user: int) -> dict:
+    """What request time would know of a training user: films newest first, live counts, their vector."""
+    first = model.first
+    row = first.dataset.matrix[user]
+    order = np.lexsort((row.indices, -first.dataset.last_ts[first.dataset.matrix.indptr[user]:
+                                                           first.dataset.matrix.indptr[user + 1]]))
+    films = model.items.to_external(row.indices[order]).tolist()
+    t = first.totals
+    record = {"events": t.events[user], "ratings": t.ratings[user], "rating_sum": t.rating_sum[user],
+              "last_seen": t.last_seen[user]}
+    return {"recent": films, "record": record, "vector": first.user_factors[user]}
+
+
+def test_request_time_ranking_matches_the_offline_ranking_of_the_same_inputs(model: TwoLevelRecommender) -> None:
+    request = RequestRanker.unpack(RequestRanker.of(model).pack())  # as the web reads it back
+    users = np.arange(0, len(model.users), 7)
+    offline_ids, offline_scores = model.recommend(users, 10)
+    for i, user in enumerate(users):
+        given = inputs(model, int(user))
+        got = request.rank(given["recent"], given["record"], model.first.snapshot.as_of, 10,
+                           vector=given["vector"])
+        assert got.film_ids == model.items.to_external(offline_ids[i]).tolist(), f"user index {user}"
+        np.testing.assert_allclose(got.scores, offline_scores[i], rtol=1e-5)
+
+
+def test_a_new_user_folded_in_from_recent_plays_gets_their_taste_with_reasons(model: TwoLevelRecommender) -> None:
+    request = RequestRanker.of(model)
+    group_films = [1000 + 25 * 2 + k for k in (0, 1, 2, 3)]  # four popular films of group 2
+    got = request.rank(group_films[::-1], None, model.first.snapshot.as_of, 10, explain=True)
+    assert len(got.film_ids) == 10 and not set(got.film_ids) & set(group_films)
+    assert np.mean([(f - 1000) // 25 == 2 for f in got.film_ids]) >= 0.7
+    assert got.scores == sorted(got.scores, reverse=True)
+    names = set(request.ranker.features) | {f"source:{s}" for s in request.sources}
+    assert got.reasons is not None and len(got.reasons) == 10
+    assert all(r.name in names and r.value > 0 for reasons in got.reasons for r in reasons)
+    assert any(reasons for reasons in got.reasons)
+    unknown = request.rank([999_999], None, model.first.snapshot.as_of, 5)  # nothing known: popular/trending only
+    assert len(unknown.film_ids) == 5
+
+
+def test_excluded_films_are_never_ranked(model: TwoLevelRecommender) -> None:
+    request = RequestRanker.of(model)
+    first = request.rank([1050, 1051], None, model.first.snapshot.as_of, 5)
+    again = request.rank([1050, 1051], None, model.first.snapshot.as_of, 5, exclude=first.film_ids[:2])
+    assert len(again.film_ids) == 5 and not set(first.film_ids[:2] + [1050, 1051]) & set(again.film_ids)
