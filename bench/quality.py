@@ -39,11 +39,14 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.recsys.data.dataset import Dataset, EventWeights, Interactions, build_dataset  # noqa: E402
-from app.recsys.evaluation.evaluate import evaluate  # noqa: E402
-from app.recsys.evaluation.splits import per_user_last_fraction  # noqa: E402
+from app.recsys.evaluation.evaluate import Holdout, evaluate, evaluate_on  # noqa: E402
+from app.recsys.evaluation.splits import last_share_by_time, per_user_last_fraction  # noqa: E402
 from app.recsys.models.als import ALSRecommender  # noqa: E402
 from app.recsys.models.popularity import PopularRecommender  # noqa: E402
 from app.recsys.models.topn import pad_ranked  # noqa: E402
+from app.recsys.ranking import stage as two_level_stage  # noqa: E402
+from app.recsys.ranking.twolevel import TwoLevelConfig  # noqa: E402
+from app.settings import Settings  # noqa: E402
 
 DEFAULT_DATA = Path("/work/shared/data/ml-latest-small")
 K = 10
@@ -190,11 +193,93 @@ def report(results: dict[str, dict[str, float]], baseline: str) -> None:
             print(f"  {name:<26} {ratios}")
 
 
+# ---- The two-level model (issue 11, docs/ranking.md): its own section, both protocols and the simulator ----
+
+TWO_LEVEL_PROTOCOLS = {  # name -> (split, label rule of the ranker: like the protocol)
+    "P1 each user's last 20%": (lambda it: per_user_last_fraction(it, HOLDOUT_FRACTION), "per_user"),
+    "P2 global last 10% by time": (lambda it: last_share_by_time(it, 0.1), "auto"),
+}
+SIMULATOR = {"users": 10_000, "films": 2_000, "events": 1_000_000, "days": 60, "seed": 0}
+
+
+def simulated() -> tuple[Interactions, dict[int, list[str]]]:
+    """The product simulator's film events (as the trainer loads them) and its catalog genres."""
+    from dataclasses import fields
+
+    from app.schema import FILM_EVENT_TYPES
+    from app.simulate import generate
+
+    world, history = generate(SIMULATOR["users"], SIMULATOR["films"], SIMULATOR["events"], SIMULATOR["seed"],
+                              SIMULATOR["days"], 1_750_000_000.0)
+    events = Interactions.from_columns({f.name: getattr(history, f.name) for f in fields(Interactions)})
+    keep = np.isin(history.event_type, sorted(FILM_EVENT_TYPES)) & (history.film_id != 0)
+    films = world.catalog
+    return events.select(keep), {int(f): films.genres_of(i) for i, f in enumerate(films.film_ids)}
+
+
+def two_level_rows(interactions: Interactions, genres: dict[int, list[str]], split, rule: str
+                   ) -> tuple[dict[str, dict[str, float]], dict[str, object]]:
+    """Popular, ALS (the shipped defaults) and the two-level model over that ALS, one split, one run.
+
+    The ranker learns on a label slice carved from TRAIN only (per user for P1, the newest events
+    grown back to GATE_MIN_USERS users for P2); the test part is scored once per model.
+    """
+    chosen = Candidate.defaults()
+    train, test = split(interactions)
+    dataset = build_dataset(train, chosen.weights())
+    holdout = Holdout.from_split(dataset, test, chosen.weights())
+    als = chosen.model().fit(dataset)
+    results = {"Popular": evaluate_on(PopularRecommender().fit(dataset), dataset, holdout, K).metrics,
+               "ALS (defaults)": evaluate_on(als, dataset, holdout, K).metrics}
+    started = time.perf_counter()
+    config = TwoLevelConfig(label_rule=rule)
+    stage = two_level_stage.fit_stage(train, chosen.weights(), lambda d: {"als": chosen.model().fit(d)},
+                                      Settings.from_env().gate_min_users, 0.2, config)
+    built = two_level_stage.build(stage, train, dataset, train.max_ts + 1.0, {"als": als},
+                                  two_level_stage.Genres(genres), config)
+    results["two-level"] = evaluate_on(built.model, dataset, holdout, K).metrics
+    extra = {**built.record(), "seconds": round(time.perf_counter() - started, 1),
+             "recall@100": two_level_stage.holdout_recall(built.model, holdout)}
+    return results, extra
+
+
+def report_two_level() -> None:
+    """The two-level section: per dataset and protocol, every model's metrics and two-level / best single."""
+    data = {"ml-latest-small": (load_movielens(DEFAULT_DATA)[0], ml_genres(DEFAULT_DATA)),
+            "simulator " + ", ".join(f"{k} {v:,}" for k, v in SIMULATOR.items()): simulated()}
+    for data_name, (interactions, genres) in data.items():
+        for protocol, (split, rule) in TWO_LEVEL_PROTOCOLS.items():
+            results, extra = two_level_rows(interactions, genres, split, rule)
+            print(f"\n== two-level: {data_name}, {protocol}: {results['two-level']['users']:.0f} test users; "
+                  f"label slice {extra['label_split']}; ranker {extra['ranker']}; {extra['seconds']}s")
+            header = f"{'model':<28}" + "".join(f"{m + '@' + str(K):>14}" for m in SHOWN)
+            print(header + "\n" + "-" * len(header))
+            for name, metrics in results.items():
+                print(f"{name:<28}" + "".join(f"{metrics[f'{m}@{K}']:>14.4f}" for m in SHOWN))
+            best = max((n for n in results if n != "two-level"), key=lambda n: results[n][f"ndcg@{K}"])
+            ratio = results["two-level"][f"ndcg@{K}"] / results[best][f"ndcg@{K}"]
+            print(f"two-level / best single ({best}) NDCG@{K} = {ratio:.3f}   (target >= 1.05)")
+            print(f"recall@100 on the test: {extra['recall@100']}; top ranker features: "
+                  + ", ".join(f"{k} {v:.0%}" for k, v in list(extra['importance'].items())[:6]))
+
+
+def ml_genres(data_dir: Path) -> dict[int, list[str]]:
+    """movies.csv genres (split on |, "(no genres listed)" = none)."""
+    from app import movielens
+
+    return {row[0]: row[2] for row in movielens.read_movies(data_dir / "movies.csv")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ml-latest-small folder (read only)")
     parser.add_argument("--tune", action="store_true", help="grid-search ALS on a train-only validation split")
+    parser.add_argument("--two-level", action="store_true",
+                        help="only the two-level section: both protocols on MovieLens and on the simulator")
     args = parser.parse_args(argv)
+    if args.two_level:
+        report_two_level()
+        return 0
 
     try:
         interactions, dropped = load_movielens(args.data)
@@ -218,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     results[label] = evaluate(chosen.model().fit(dataset), dataset, test, K, chosen.weights())
     print(f"\n{label}: {chosen}; {results[label]['users']:.0f} test users; fits+eval {time.perf_counter() - started:.1f}s")
     report(results, PlainImplicitALS.name)
+    report_two_level()
     return 0
 
 

@@ -127,6 +127,11 @@ def main() -> None:
           f"{bare_after[0]:.2f} s after the pipeline ({bare_before[1]:.2f} / {bare_after[1]:.2f} s CPU); "
           f"pipeline fit stage {t['fit']:.2f} s")
     print(f"retrain total / bare fit = {total / bare:.2f}x wall, {total_cpu / bare_cpu:.2f}x CPU   (target <= 2x)")
+    two = report.models.get("two-level")
+    if two:
+        print(f"two-level ({report.shipped} shipped): ndcg@10 {two.get('ndcg@10', float('nan')):.4f} vs "
+              f"{report.models['als']['ndcg@10']:.4f} ALS; label slice {two.get('label_split')}; ranker "
+              f"{two.get('ranker')}; its stage timings {two.get('timings')}; recall@100 {two.get('recall@100')}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,14 @@ def per_user_last_fraction(interactions: Interactions, fraction: float = 0.2) ->
     return interactions.select(~is_test), interactions.select(is_test)
 
 
+def last_share_by_time(interactions: Interactions, share: float = 0.1) -> tuple[Interactions, Interactions]:
+    """(train, test): the globally newest `share` of the events (by count) is test (a forward-looking
+    protocol; on an imported history it holds few users, which the benchmarks print)."""
+    if not 0 < share < 1:
+        raise ValueError(f"share must be in (0, 1), got {share}")
+    return interactions.split_by_time(float(np.quantile(interactions.ts, 1 - share)))
+
+
 def sample_users(interactions: Interactions, limit: int | None, seed: int = 0) -> Interactions:
     """The events of at most `limit` users, a fixed random sample (all events when fewer users)."""
     users = np.unique(interactions.user_id)

@@ -109,33 +109,39 @@ def _before(events: Interactions, as_of: float) -> Interactions:
     return events.select(events.ts < as_of)
 
 
-def film_snapshot(events: Interactions, items: IdMap, as_of: float, genres: sp.csr_matrix | None = None) -> FilmSnapshot:
-    """Per-film features from `events` strictly before `as_of` (whatever else `events` holds)."""
+def _check_as_of(dataset: Dataset, as_of: float) -> None:
+    if dataset.matrix.nnz and float(dataset.last_ts.max()) >= as_of:
+        raise ValueError(f"the training matrix holds events at or after as_of={as_of}: features would leak")
+
+
+def film_snapshot(dataset: Dataset, events: Interactions, as_of: float,
+                  genres: sp.csr_matrix | None = None) -> FilmSnapshot:
+    """Per-film features as of `as_of`: viewers and recency from the first-level training matrix
+    (`dataset`, which must end before `as_of`), play/complete/rating counts from `events` strictly
+    before `as_of` (whatever else `events` holds)."""
+    _check_as_of(dataset, as_of)
     known = _before(events, as_of)
-    n = len(items)
-    col = items.to_index(known.film_id)
+    n = len(dataset.items)
+    col = dataset.items.to_index(known.film_id)
     ok = col >= 0
-    col, users, kind, ts, rating = col[ok], known.user_id[ok], known.event_type[ok], known.ts[ok], known.rating[ok]
+    col, kind, rating = col[ok], known.event_type[ok], known.rating[ok]
     span = max(as_of - float(known.ts.min()), DAY_S) if len(known) else DAY_S
-    # distinct viewers and each pair's latest event (trending counts a viewer once, by recency)
-    pair_order = np.lexsort((ts, users, col))
-    pc, pu, pts = col[pair_order], users[pair_order], ts[pair_order]
-    last_of_pair = np.r_[(pc[1:] != pc[:-1]) | (pu[1:] != pu[:-1]), True] if len(pc) else np.zeros(0, bool)
-    viewers = np.bincount(pc[last_of_pair], minlength=n).astype(np.float64)
-    n_users = max(len(np.unique(users)), 1)
-    trend = np.bincount(pc[last_of_pair], minlength=n,
-                        weights=np.exp2(-(as_of - pts[last_of_pair]) / (TREND_HALF_LIFE_SHARE * span)))
+    m = dataset.matrix
+    viewers = np.bincount(m.indices, minlength=n).astype(np.float64)
+    n_users = max(int((np.diff(m.indptr) > 0).sum()), 1)
+    # trending: each viewer counts once, by the age of their latest event with the film
+    trend = np.bincount(m.indices, minlength=n,
+                        weights=np.exp2(-(as_of - dataset.last_ts) / (TREND_HALF_LIFE_SHARE * span)))
     plays = np.bincount(col[kind == _PLAY], minlength=n).astype(np.float64)
     completes = np.bincount(col[kind == _COMPLETE], minlength=n).astype(np.float64)
     rated = rating > NO_RATING
     rating_sum = np.bincount(col[rated], weights=rating[rated], minlength=n)
     ratings = np.bincount(col[rated], minlength=n)
-    first = np.full(n, np.nan)
-    last = np.full(n, np.nan)
-    if len(col):
-        order = np.argsort(ts, kind="stable")
-        last[col[order]] = ts[order]  # the last write per film wins: its newest event
-        first[col[order[::-1]]] = ts[order[::-1]]
+    # per film, the ages (as_of - t > 0) of its newest and oldest event: a column min (1 / max of 1 / age)
+    with np.errstate(divide="ignore"):
+        newest_age = 1.0 / _column_max(m, 1.0 / (as_of - dataset.last_ts))
+    oldest_age = _column_max(m, as_of - dataset.first_ts)
+    seen = viewers > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.column_stack([
             viewers / n_users,
@@ -143,12 +149,17 @@ def film_snapshot(events: Interactions, items: IdMap, as_of: float, genres: sp.c
             np.where(plays > 0, completes / plays, np.nan),
             np.where(ratings > 0, rating_sum / ratings, np.nan),
             trend / max(trend.sum(), 1e-12) * n,
-            (as_of - last) / span,
-            (as_of - first) / span,
+            np.where(seen, newest_age / span, np.nan),
+            np.where(seen, oldest_age / span, np.nan),
         ]).astype(np.float32)
     if genres is None:
         genres = sp.csr_matrix((n, 0), dtype=np.float32)
-    return FilmSnapshot(items, values, genres.tocsr().astype(np.float32), float(as_of), float(span))
+    return FilmSnapshot(dataset.items, values, genres.tocsr().astype(np.float32), float(as_of), float(span))
+
+
+def _column_max(matrix: sp.csr_matrix, values: np.ndarray) -> np.ndarray:
+    """Per column, the largest of `values` (positive, aligned with `matrix.data`); 0 for an empty column."""
+    return sp.csr_matrix((values, matrix.indices, matrix.indptr), shape=matrix.shape).max(axis=0).toarray().ravel()
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,17 +185,21 @@ class UserTotals:
     last_seen: np.ndarray
 
     @classmethod
-    def of(cls, events: Interactions, users: IdMap, as_of: float) -> UserTotals:
-        """From `events` strictly before `as_of`."""
+    def of(cls, dataset: Dataset, events: Interactions, as_of: float) -> UserTotals:
+        """Event and rating counts from `events` strictly before `as_of`; the last visit from the
+        first-level training matrix (`dataset`, which must end before `as_of`)."""
+        _check_as_of(dataset, as_of)
         known = _before(events, as_of)
-        row = users.to_index(known.user_id)
+        row = dataset.users.to_index(known.user_id)
         ok = row >= 0
-        row, ts, rating = row[ok], known.ts[ok], known.rating[ok]
-        n = len(users)
+        row, rating = row[ok], known.rating[ok]
+        n = len(dataset.users)
         rated = rating > NO_RATING
+        indptr = dataset.matrix.indptr
+        active = np.flatnonzero(np.diff(indptr) > 0)
         last = np.full(n, np.nan)
-        order = np.argsort(ts, kind="stable")
-        last[row[order]] = ts[order]
+        if len(active):
+            last[active] = np.maximum.reduceat(dataset.last_ts, indptr[active])
         return cls(np.bincount(row, minlength=n).astype(np.float64),
                    np.bincount(row[rated], weights=rating[rated], minlength=n),
                    np.bincount(row[rated], minlength=n).astype(np.float64), last)

@@ -57,39 +57,54 @@ class Genres:
         return genre_matrix(items, self.film_genres)
 
 
-def build(train_events: Interactions, train: Dataset, as_of: float, train_models: Mapping[str, Recommender],
-          fit_first_level: FitFirstLevel, weights: EventWeights, genres: Genres, min_users: int,
-          max_share: float, config: TwoLevelConfig = TwoLevelConfig()) -> TwoLevelBuild:
-    """Teach a ranker on a label slice of `train_events` and put it over `train_models`.
+@dataclass
+class Stage:
+    """The training part cut for the ranker: the label split and the first level fitted before the labels."""
 
-    `train` is `train_events` as the first-level matrix (built with `weights`) and
-    `train_models` the first-level models fitted on it; features of that first level are as
-    of `as_of`. `fit_first_level` fits the same models on the stage part (before the labels).
+    labels: LabelSplit
+    dataset: Dataset  # the stage part as the first-level matrix
+    models: Mapping[str, Recommender]  # first-level models fitted on it
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def fit_stage(train_events: Interactions, weights: EventWeights, fit_first_level: FitFirstLevel, min_users: int,
+              max_share: float, config: TwoLevelConfig = TwoLevelConfig()) -> Stage:
+    """Cut the label slice from `train_events` and fit the first level on what comes before it.
+
+    The retrain fits its holdout models warm-started from these (they saw less, never the labels),
+    so the stage costs a few warm iterations more than single models alone, not a second full fit.
     """
-    timings: dict[str, float] = {}
-
-    def timed(name: str, started: float) -> None:
-        timings[name] = round(time.perf_counter() - started, 3)
-
     started = time.perf_counter()
     labels = label_split(train_events, min_users, max_share, config.label_fraction, config.label_rule)
-    stage = build_dataset(labels.stage, weights)
+    dataset = build_dataset(labels.stage, weights)
     log.info("two-level: label slice by %s rule, %d users taught, %d label events", labels.rule, labels.users,
              len(labels.labels))
-    timed("label_split", started)
+    split_s = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
-    stage_models = fit_first_level(stage)
-    timed("stage_fit", started)
+    models = fit_first_level(dataset)
+    return Stage(labels, dataset, models, {"label_split": split_s, "stage_fit": round(time.perf_counter() - started, 3)})
+
+
+def build(stage: Stage, train_events: Interactions, train: Dataset, as_of: float,
+          train_models: Mapping[str, Recommender], genres: Genres,
+          config: TwoLevelConfig = TwoLevelConfig()) -> TwoLevelBuild:
+    """Teach a ranker on the stage's label slice and put it over `train_models`.
+
+    `train` is `train_events` as the first-level matrix and `train_models` the first-level models
+    fitted on it (the gate's holdout models); their features are as of `as_of`.
+    """
+    timings = dict(stage.timings)
     started = time.perf_counter()
-    first_stage = FirstLevel.build(stage, labels.stage, labels.as_of, stage_models, genres.matrix(stage.items), config)
-    ranker = train_ranker(first_stage, labels.labels, config)
-    timed("ranker", started)
+    first_stage = FirstLevel.build(stage.dataset, stage.labels.stage, stage.labels.as_of, stage.models,
+                                   genres.matrix(stage.dataset.items), config)
+    ranker = train_ranker(first_stage, stage.labels.labels, config)
+    timings["ranker"] = round(time.perf_counter() - started, 3)
     log.info("two-level: ranker of %d trees on %d rows, %d users", ranker.stats.trees, ranker.stats.rows,
              ranker.stats.users)
     started = time.perf_counter()
     first = FirstLevel.build(train, train_events, as_of, train_models, genres.matrix(train.items), config)
-    timed("first_level", started)
-    return TwoLevelBuild(TwoLevelRecommender(first, ranker, config), labels, timings)
+    timings["first_level"] = round(time.perf_counter() - started, 3)
+    return TwoLevelBuild(TwoLevelRecommender(first, ranker, config), stage.labels, timings)
 
 
 def holdout_recall(model: TwoLevelRecommender, holdout: Holdout, k: int = 100, limit: int = 5_000) -> dict[str, float]:

@@ -83,7 +83,7 @@ class FirstLevel:
               genres: sp.csr_matrix | None, config: TwoLevelConfig) -> FirstLevel:
         """Sources from fitted `models` (by name; ALS also gives the similar films of "recent" unless a
         model named "knn" does), plus popular, trending and similar-to-recent from `events` before `as_of`."""
-        snapshot = film_snapshot(events, dataset.items, as_of, genres)
+        snapshot = film_snapshot(dataset, events, as_of, genres)
         als = models.get(ALSRecommender.name)
         sources: list[CandidateSource] = []
         for name, model in models.items():
@@ -97,7 +97,7 @@ class FirstLevel:
         if similar is not None:
             sources.append(NeighbourSource(RECENT, neighbours_of(similar, config.neighbours)))
         return cls(dataset, sources, None if als is None else als.user_factors, recent_matrix(dataset), snapshot,
-                   UserTotals.of(events, dataset.users, as_of), als)
+                   UserTotals.of(dataset, events, as_of), als)
 
     @property
     def source_names(self) -> tuple[str, ...]:

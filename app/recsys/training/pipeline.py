@@ -146,14 +146,18 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
         report.reject("no events before the holdout: nothing to train a model on for the gate")
         return
 
+    stage = None
+    if config.two_level is not None:  # first: the holdout models start from the stage's
+        with report.stage("label-split"):
+            stage = _stage(settings, config, spec, split, report)
     with report.stage("evaluate"):
-        scores = _evaluate(fit, spec, split, served_meta, config)
+        scores = _evaluate(fit, spec, split, served_meta, config, stage)
     report.baseline_metrics = scores.popular.metrics
-    report.models = {spec.name: scores.challenger.metrics}
+    report.models = {**report.models, spec.name: scores.challenger.metrics}
     two = None
-    if config.two_level is not None:
+    if stage is not None:
         with report.stage("two-level"):
-            two = _two_level(settings, config, spec, split, interactions, scores, films, report)
+            two = _two_level(config, spec, split, stage, scores, films, report)
     with report.stage("gate"):
         choice = choose(two.evaluation.ndcg if two else None, {spec.name: scores.challenger.ndcg},
                         always=config.two_level is not None and config.two_level.always_ship)
@@ -211,10 +215,16 @@ def _split(settings: Settings, config: RetrainConfig, interactions: Interactions
                  train=build_dataset(train, spec.weights), test=sample_users(test, limit))
 
 
-def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None, config: RetrainConfig) -> Scores:
-    """The challenger, Popular and the served model's spec, fitted on the train part and scored per user."""
+def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None, config: RetrainConfig,
+              stage: two_level_stage.Stage | None) -> Scores:
+    """The challenger, Popular and the served model's spec, fitted on the train part and scored per user.
+
+    With a two-level stage the challenger starts from the stage's model (fitted on less, never on
+    the holdout) and runs the warm-start iterations: one full fit serves both levels.
+    """
     holdout = Holdout.from_split(split.train, split.test, spec.weights)
-    model = fit(spec, split.train, split.since, split.until, None)
+    warm = stage.models.get(spec.name) if stage is not None and config.warm_start_iterations else None
+    model = fit(spec, split.train, split.since, split.until, warm)
     challenger = evaluate_on(model, split.train, holdout, config.k)
     popular = evaluate_on(PopularRecommender().fit(split.train), split.train, holdout, config.k)
     served_spec = ModelSpec.from_record(served_meta.get("params", {})) if served_meta is not None else None
@@ -230,18 +240,29 @@ def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None,
     return Scores(model, holdout, challenger, popular, served)
 
 
-def _two_level(settings: Settings, config: RetrainConfig, spec: ModelSpec, split: Split, interactions: Interactions,
-               scores: Scores, films: Films, report: RunReport) -> TwoLevel | None:
-    """The two-level challenger over the holdout model, its ranker taught on a label slice of the
-    train part; None (recorded) when that slice teaches nobody. First-level fits of the stage part
-    run in-process whatever the backend (a per-user label slice is no time window to read)."""
+def _stage(settings: Settings, config: RetrainConfig, spec: ModelSpec, split: Split,
+           report: RunReport) -> two_level_stage.Stage | None:
+    """The label slice of the train part and the challenger fitted before it; None (recorded) when
+    the slice teaches nobody. In-process whatever the backend (a per-user slice is no time window)."""
     assert config.two_level is not None
     try:
-        built = two_level_stage.build(
-            split.train_events, split.train, split.until, {spec.name: scores.model},
-            lambda dataset: {spec.name: spec.build().fit(dataset)}, spec.weights,
-            two_level_stage.Genres(films.genre_mapping()), settings.gate_min_users,
-            settings.gate_max_holdout_share, config.two_level)
+        return two_level_stage.fit_stage(split.train_events, spec.weights,
+                                         lambda dataset: {spec.name: spec.build().fit(dataset)},
+                                         settings.gate_min_users, settings.gate_max_holdout_share, config.two_level)
+    except ValueError as exc:  # e.g. a train part too small to cut
+        log.warning("[%s] no two-level challenger this run: %s", report.version, exc)
+        report.models[TWO_LEVEL] = {"skipped": str(exc)}
+        return None
+
+
+def _two_level(config: RetrainConfig, spec: ModelSpec, split: Split, stage: two_level_stage.Stage, scores: Scores,
+               films: Films, report: RunReport) -> TwoLevel | None:
+    """The two-level challenger: a ranker taught on the stage's labels over the holdout model, scored
+    on the same holdout; None (recorded) when the label slice gives nothing to learn from."""
+    assert config.two_level is not None
+    try:
+        built = two_level_stage.build(stage, split.train_events, split.train, split.until, {spec.name: scores.model},
+                                      two_level_stage.Genres(films.genre_mapping()), config.two_level)
     except ValueError as exc:  # e.g. no label user with a positive candidate
         log.warning("[%s] no two-level challenger this run: %s", report.version, exc)
         report.models[TWO_LEVEL] = {"skipped": str(exc)}

