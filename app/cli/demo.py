@@ -145,6 +145,17 @@ def wait_foldin(settings: Settings, timeout: float = 30.0) -> dict:
     return answer
 
 
+def shipped_note(report) -> str:
+    """Which model the run shipped, and if not the two-level one, why (the gate's comparison)."""
+    two = report.models.get("two-level", {})
+    if report.shipped == "two-level":
+        return f"the two-level model (vs ALS {report.vs_single}) - its lists are what warm users get"
+    if "skipped" in two:
+        return f"{report.shipped or 'nothing'}: no two-level model this run ({two['skipped']})"
+    return (f"{report.shipped or 'nothing'}: the two-level model was not shown better than the best single "
+            f"model (NDCG difference [95%] {report.vs_single or '-'}), so the single model ships")
+
+
 @main.command()
 @click.option("--users", default=3_000, show_default=True, type=click.IntRange(min=10))
 @click.option("--films", default=800, show_default=True, type=click.IntRange(min=10))
@@ -176,7 +187,8 @@ def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> N
     before = count_visible(settings)
     summary = asyncio.run(simulate(settings, users, films, events, seed=0, days=30.0))
     wait_loaded(settings, before, summary.messages_sent - summary.bad_messages)
-    _step("retrain: ALS vs Popular on a time holdout, gate, publish to Redis")
+    _step("retrain: ALS and the two-level model (ALS + similar-to-recent + popular + trending, LightGBM ranker) "
+          "on a time holdout; the better one faces the gate vs Popular; publish to Redis")
     progress = TqdmProgress()
     with retrain_lock(settings) as acquired:
         if not acquired:
@@ -186,9 +198,11 @@ def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> N
         finally:
             progress.close()
     click.echo(f"    {report.version}: {report.status}: {report.reason}")
+    candidates = {name: m for name, m in report.models.items() if "ndcg@10" in m}
     for name in ("ndcg@10", "recall@10", "map@10"):
-        click.echo(f"    {name:10} als {report.metrics.get(name, float('nan')):.4f}   "
-                   f"popular {report.baseline_metrics.get(name, float('nan')):.4f}")
+        click.echo(f"    {name:10} " + "   ".join(f"{model} {m[name]:.4f}" for model, m in candidates.items())
+                   + f"   popular {report.baseline_metrics.get(name, float('nan')):.4f}")
+    click.echo(f"    shipped: {shipped_note(report)}")
     _step(f"a new viewer (user {NEW_VIEWER_ID}) plays films after training: fold-in at request time")
     asyncio.run(_new_viewer(settings, first_genre_films(settings)))
     answer = wait_foldin(settings)

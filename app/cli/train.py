@@ -39,8 +39,10 @@ def _metric_cell(name: str, value: float | None) -> str:
                    "GATE_MIN_USERS users or GATE_MAX_HOLDOUT_SHARE of the events]")
 @click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=365.0, show_default=True,
               help="History used, counted back from the newest event.")
+@click.option("--two-level/--no-two-level", default=True, show_default=True,
+              help="Build the two-level challenger (ships only when it beats the best single model).")
 def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float | None,
-          window_days: float) -> None:
+          window_days: float, two_level: bool) -> None:
     """Retrain in the foreground: load, evaluate vs Popular, gate, publish, record."""
     from app.recsys.progress import TqdmProgress
     from app.recsys.training import pipeline
@@ -50,7 +52,8 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
     settings = settings.with_overrides(train_backend=backend or settings.train_backend,
                                        spark_master=spark_master or settings.spark_master)
     try:
-        config = pipeline.RetrainConfig(holdout_days=holdout_days, window_days=window_days, force=force)
+        config = pipeline.RetrainConfig(holdout_days=holdout_days, window_days=window_days, force=force,
+                                        **({} if two_level else {"two_level": None}))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     progress = TqdmProgress()
@@ -61,13 +64,15 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
             report = pipeline.retrain(settings, config, progress=progress)
         finally:
             progress.close()
+    candidates = {name: metrics for name, metrics in report.models.items() if "ndcg@10" in metrics}
     keys = sorted(set(report.metrics) | set(report.baseline_metrics))
-    _table([[k, _metric_cell(k, report.metrics.get(k)), _metric_cell(k, report.baseline_metrics.get(k))]
-            for k in keys], ["metric", "als", "popular"])
+    _table([[k, *(_metric_cell(k, m.get(k)) for m in candidates.values()),
+             _metric_cell(k, report.baseline_metrics.get(k))] for k in keys], ["metric", *candidates, "popular"])
     if report.holdout:
         click.echo(f"holdout: {report.holdout.users} users, {report.holdout.share:.1%} of the events "
                    f"(decided by {report.holdout.rule})")
-    click.echo(f"gate: {report.verdict or '-'}; NDCG@10 difference [95% interval] vs popular "
+    click.echo(f"shipped: {report.shipped or '-'} (two-level vs best single {report.vs_single or '-'}); "
+               f"gate: {report.verdict or '-'}; NDCG@10 difference [95% interval] vs popular "
                f"{report.vs_popular or '-'}, vs served {report.vs_served or '-'}")
     click.echo(f"timings (s): {json.dumps(report.timings)}")
     click.echo(f"{report.version}: {report.status.upper()}: {report.reason}")
@@ -95,11 +100,12 @@ def models(limit: int) -> None:
         base = json.loads(run["baseline_metrics"] or "{}").get("ndcg@10")
         marker = "*" if run["version"] == current else ("r" if run["version"] in available else "")
         holdout = f"{run['holdout_users']} ({run['holdout_rule']})" if run["holdout_rule"] else "-"
-        rows.append([marker, run["version"], str(run["started_at"]), run["status"], run["verdict"] or "-",
+        rows.append([marker, run["version"], str(run["started_at"]), run["status"], run["shipped"] or "-",
+                     _interval(run, "vs_single"), run["verdict"] or "-",
                      "-" if ndcg is None else f"{ndcg:.4f}", "-" if base is None else f"{base:.4f}",
                      _interval(run, "vs_popular"), _interval(run, "vs_served"), holdout, run["reason"][:60]])
-    _table(rows, ["", "version", "started (UTC)", "status", "gate", "ndcg@10", "popular", "vs popular [95%]",
-                  "vs served [95%]", "holdout users", "reason"])
+    _table(rows, ["", "version", "started (UTC)", "status", "shipped", "two-level vs single [95%]", "gate",
+                  "ndcg@10", "popular", "vs popular [95%]", "vs served [95%]", "holdout users", "reason"])
     click.echo(f"served: {current or '(nothing published)'}   (* served, r = can roll back to)")
 
 

@@ -33,14 +33,18 @@ def test_train_prints_metrics_and_the_decision_then_models_lists_the_run(setting
     trained = runner.invoke(main, ["train"])
     assert trained.exit_code == 0, trained.output
     version = _current(settings)
-    assert f"{version}: PUBLISHED: ALS vs Popular: NDCG +" in trained.output
-    assert "ndcg@10" in trained.output and "popular" in trained.output
-    assert re.search(r"^users +\d+ +\d+ *$", trained.output, re.MULTILINE), trained.output  # a count, no decimals
+    # which candidate shipped and why (the two-level model only when it beat ALS), then the gate's verdict
+    assert re.search(rf"^{version}: PUBLISHED: .*(als|two-level).*; (ALS|TWO-LEVEL) vs Popular: NDCG \+",
+                     trained.output, re.MULTILINE), trained.output
+    assert "ndcg@10" in trained.output and re.search(r"^metric +als +two-level +popular", trained.output, re.M)
+    assert re.search(r"^users +\d+ +\d+ +\d+ *$", trained.output, re.MULTILINE), trained.output  # counts, no decimals
     # 200 users, fewer than GATE_MIN_USERS (500): the share of events decides the holdout
     assert re.search(r"^holdout: \d+ users, 2\d\.\d% of the events \(decided by max_share\)$", trained.output,
                      re.MULTILINE), trained.output
     interval = r"\+0\.\d{4} \[\+0\.\d{4}, \+0\.\d{4}\]"
-    assert re.search(rf"^gate: pass; NDCG@10 difference \[95% interval\] vs popular {interval}, vs served -$",
+    any_interval = r"[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]"
+    assert re.search(rf"^shipped: (als|two-level) \(two-level vs best single {any_interval}\); gate: pass; "
+                     rf"NDCG@10 difference \[95% interval\] vs popular {interval}, vs served -$",
                      trained.output, re.MULTILINE), trained.output
 
     again = runner.invoke(main, ["train"])  # the served model's spec is the challenger's: a zero difference
@@ -49,9 +53,10 @@ def test_train_prints_metrics_and_the_decision_then_models_lists_the_run(setting
 
     listed = runner.invoke(main, ["models"])
     assert listed.exit_code == 0, listed.output
-    assert re.search(rf"^\*  {latest} .* published +pass .* {interval} +\+0\.0000 \[\+0\.0000, \+0\.0000\] +"
+    shipped = rf"published +(als|two-level) +{any_interval} +pass"
+    assert re.search(rf"^\*  {latest} .* {shipped} .* {interval} +\+0\.0000 \[\+0\.0000, \+0\.0000\] +"
                      r"\d+ \(max_share\)", listed.output, re.MULTILINE), listed.output
-    assert re.search(rf"^r  {version} .* published +pass .* {interval} +- +\d+ \(max_share\)", listed.output,
+    assert re.search(rf"^r  {version} .* {shipped} .* {interval} +- +\d+ \(max_share\)", listed.output,
                      re.MULTILINE), listed.output
     assert f"served: {latest}" in listed.output
 

@@ -145,22 +145,23 @@ LABEL_RULES = ("auto", "time", "per_user")
 
 
 def label_split(train: Interactions, min_users: int, max_share: float = 0.2, fraction: float = 0.2,
-                rule: str = "auto") -> LabelSplit:
+                rule: str = "auto", target_users: int | None = None) -> LabelSplit:
     """Carve a later label slice out of `train` (the second level's labels, or a validation split).
 
     rule "time": the newest events, grown back from the newest until the slice can teach
-    `min_users` users or holds `max_share` of the events (as the gate's holdout grows);
-    "per_user": each user's last `fraction` of events (every user has labels, but users'
-    slices interleave in time); "auto": the time slice when it reaches `min_users` within
-    `max_share`, else per user. On an imported history a time slice holds a dozen users (users
-    rate in one sitting): a ranker taught on them is noise, while per-user slices teach everyone.
+    `target_users` users (default `min_users`) or holds `max_share` of the events (as the gate's
+    holdout grows); "per_user": each user's last `fraction` of events (every user has labels, but
+    users' slices interleave in time); "auto": the time slice when it teaches at least `min_users`,
+    else per user. On an imported history a time slice holds a dozen users (users rate in one
+    sitting): a ranker taught on them is noise, while per-user slices teach everyone.
     """
     if rule not in LABEL_RULES:
         raise ValueError(f"rule must be one of {LABEL_RULES}, got {rule!r}")
     if rule != "per_user":
         whole = build_dataset(train, None)
-        cut = grow_holdout(whole, train, min_users, max_share) if whole.matrix.nnz else None
-        if cut is not None and (rule == "time" or cut.rule == "min_users"):
+        target = max(min_users, target_users or 0)
+        cut = grow_holdout(whole, train, target, max_share) if whole.matrix.nnz else None
+        if cut is not None and (rule == "time" or cut.users >= min_users):
             stage, labels = train.split_by_time(cut.start)
             return LabelSplit(stage, labels, "time", cut.start, cut.users)
     stage, labels = per_user_last_fraction(train, fraction)

@@ -75,7 +75,8 @@ def fit_stage(train_events: Interactions, weights: EventWeights, fit_first_level
     so the stage costs a few warm iterations more than single models alone, not a second full fit.
     """
     started = time.perf_counter()
-    labels = label_split(train_events, min_users, max_share, config.label_fraction, config.label_rule)
+    labels = label_split(train_events, min_users, max_share, config.label_fraction, config.label_rule,
+                         target_users=config.max_train_users)
     dataset = build_dataset(labels.stage, weights)
     log.info("two-level: label slice by %s rule, %d users taught, %d label events", labels.rule, labels.users,
              len(labels.labels))

@@ -133,3 +133,19 @@ def test_label_split_falls_back_to_each_users_last_events_when_time_teaches_too_
     assert forced.rule == "time" and forced.users < 8
     with pytest.raises(ValueError, match="rule"):
         label_split(it, 8, rule="random")
+
+
+def test_label_split_grows_towards_the_target_users_within_the_share():
+    from app.recsys.evaluation.splits import label_split
+
+    # 100 users, user u's last film on day 100 + u: each newer day teaches one more user
+    users = [u for u in range(1, 101) for _ in range(3)]
+    films = [f for u in range(1, 101) for f in (1, 2, 3 + u % 5)]
+    ts = [d * DAY_S for u in range(1, 101) for d in (1, 2, 100 + u)]
+    it = events(users, films, ts)
+    small = label_split(it, min_users=10, max_share=0.3)
+    assert (small.rule, small.users) == ("time", 10)
+    grown = label_split(it, min_users=10, max_share=0.3, target_users=60)
+    assert (grown.rule, grown.users) == ("time", 60)
+    capped = label_split(it, min_users=10, max_share=0.11, target_users=60)  # 11% of 300 events: 33 users
+    assert (capped.rule, capped.users) == ("time", 33)
