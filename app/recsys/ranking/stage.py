@@ -23,7 +23,7 @@ from app.recsys.evaluation.evaluate import Holdout
 from app.recsys.evaluation.splits import LabelSplit, label_split
 from app.recsys.models.base import Recommender
 from app.recsys.ranking.features import genre_matrix
-from app.recsys.ranking.twolevel import FirstLevel, TwoLevelConfig, TwoLevelRecommender, train_ranker
+from app.recsys.ranking.twolevel import LevelOne, TwoLevelConfig, TwoLevelRecommender, train_ranker
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +96,14 @@ def build(stage: Stage, train_events: Interactions, train: Dataset, as_of: float
     """
     timings = dict(stage.timings)
     started = time.perf_counter()
-    first_stage = FirstLevel.build(stage.dataset, stage.labels.stage, stage.labels.as_of, stage.models,
+    first_stage = LevelOne.build(stage.dataset, stage.labels.stage, stage.labels.as_of, stage.models,
                                    genres.matrix(stage.dataset.items), config)
     ranker = train_ranker(first_stage, stage.labels.labels, config)
     timings["ranker"] = round(time.perf_counter() - started, 3)
     log.info("two-level: ranker of %d trees on %d rows, %d users", ranker.stats.trees, ranker.stats.rows,
              ranker.stats.users)
     started = time.perf_counter()
-    first = FirstLevel.build(train, train_events, as_of, train_models, genres.matrix(train.items), config)
+    first = LevelOne.build(train, train_events, as_of, train_models, genres.matrix(train.items), config)
     timings["first_level"] = round(time.perf_counter() - started, 3)
     return TwoLevelBuild(TwoLevelRecommender(first, ranker, config), stage.labels, timings)
 

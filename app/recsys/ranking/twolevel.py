@@ -67,7 +67,7 @@ class TwoLevelConfig:
 
 
 @dataclass(eq=False)
-class FirstLevel:
+class LevelOne:
     """Fitted first-level models on one training matrix, and the features as of that matrix's end."""
 
     dataset: Dataset  # the training matrix: users/films maps, seen films
@@ -80,7 +80,7 @@ class FirstLevel:
 
     @classmethod
     def build(cls, dataset: Dataset, events: Interactions, as_of: float, models: Mapping[str, Recommender],
-              genres: sp.csr_matrix | None, config: TwoLevelConfig) -> FirstLevel:
+              genres: sp.csr_matrix | None, config: TwoLevelConfig) -> LevelOne:
         """Sources from fitted `models` (by name; ALS also gives the similar films of "recent" unless a
         model named "knn" does), plus popular, trending and similar-to-recent from `events` before `as_of`."""
         snapshot = film_snapshot(dataset, events, as_of, genres)
@@ -120,7 +120,7 @@ class FirstLevel:
         return source_recall(self.sources, self.batch(indices), relevant, k)
 
 
-def train_ranker(first: FirstLevel, labels: Interactions, config: TwoLevelConfig) -> Ranker:
+def train_ranker(first: LevelOne, labels: Interactions, config: TwoLevelConfig) -> Ranker:
     """The ranker, taught on `first`'s candidates with the label slice's new films as positives."""
     relevant = relevant_items(first.dataset, labels)
     users = np.flatnonzero([len(r) > 0 for r in relevant])
@@ -149,7 +149,7 @@ class TwoLevelRecommender:
 
     name = NAME
 
-    def __init__(self, first: FirstLevel, ranker: Ranker, config: TwoLevelConfig = TwoLevelConfig()) -> None:
+    def __init__(self, first: LevelOne, ranker: Ranker, config: TwoLevelConfig = TwoLevelConfig()) -> None:
         if list(ranker.features) != feature_names(first.source_names):
             raise ValueError(f"ranker features {ranker.features} do not match the sources {first.source_names}")
         self.first, self.ranker, self.config = first, ranker, config

@@ -42,7 +42,7 @@ from app.recsys.models.registry import ModelSpec
 from app.recsys.progress import Progress, no_progress
 from app.recsys.ranking import stage as two_level_stage
 from app.recsys.ranking.online import RequestRanker
-from app.recsys.ranking.twolevel import NAME as TWO_LEVEL, FirstLevel, TwoLevelRecommender
+from app.recsys.ranking.twolevel import NAME as TWO_LEVEL, LevelOne, TwoLevelRecommender
 from app.recsys.training import artifacts, publish
 from app.recsys.training.fitters import Fit, fitter
 from app.recsys.training.run import RetrainConfig, RunReport
@@ -286,7 +286,7 @@ def _final_two_level(two: TwoLevel, als: Recommender, split: Split, interactions
     """The shipped two-level model: the gate's ranker over the final first level, features as of now."""
     assert config.two_level is not None
     genres = two_level_stage.Genres(films.genre_mapping())
-    first = FirstLevel.build(split.full, interactions, split.full.now + 1.0, {als.name: als},
+    first = LevelOne.build(split.full, interactions, split.full.now + 1.0, {als.name: als},
                              genres.matrix(split.full.items), config.two_level)
     return TwoLevelRecommender(first, two.built.model.ranker, config.two_level)
 
