@@ -59,7 +59,7 @@ async def test_the_buffer_keeps_the_newest_updates_when_redis_stays_away(redis_s
     mirror.set_recent(5, [5])
     await mirror.redis.aclose()
     # 1 dropped at the 4th user, 3 when 5 came: the oldest updates go first
-    assert list(mirror._recent) == [4, 2, 5] and mirror._recent[2] == [22]
+    assert list(mirror._recent) == [4, 2, 5] and mirror._recent[2] == ([22], None)  # (films, no counts)
     assert mirror.dropped == 2
     mirror.redis = redis_client(redis_settings)
     await mirror.flush()

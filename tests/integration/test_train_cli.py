@@ -36,7 +36,7 @@ def test_train_prints_metrics_and_the_decision_then_models_lists_the_run(setting
     # which candidate shipped and why (the two-level model only when it beat ALS), then the gate's verdict
     assert re.search(rf"^{version}: PUBLISHED: .*(als|two-level).*; (ALS|TWO-LEVEL) vs Popular: NDCG \+",
                      trained.output, re.MULTILINE), trained.output
-    assert "ndcg@10" in trained.output and re.search(r"^metric +als +two-level +popular", trained.output, re.M)
+    assert "ndcg@10" in trained.output and re.search(r"metric +als +two-level +popular\n", trained.output)
     assert re.search(r"^users +\d+ +\d+ +\d+ *$", trained.output, re.MULTILINE), trained.output  # counts, no decimals
     # 200 users, fewer than GATE_MIN_USERS (500): the share of events decides the holdout
     assert re.search(r"^holdout: \d+ users, 2\d\.\d% of the events \(decided by max_share\)$", trained.output,
