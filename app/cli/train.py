@@ -39,9 +39,14 @@ def _metric_cell(name: str, value: float | None) -> str:
                    "GATE_MIN_USERS users or GATE_MAX_HOLDOUT_SHARE of the events]")
 @click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=365.0, show_default=True,
               help="History used, counted back from the newest event.")
+@click.option("--model", "model_name", type=click.Choice(["als", "popular"]), default="als", show_default=True,
+              help="The model to fit, gate and publish (popular: the baseline as a version of its own, e.g. to "
+                   "test it online against the served model; it needs --force to pass the gate against itself).")
+@click.option("--no-switch", is_flag=True,
+              help="Publish without serving the version (start an experiment or roll back to serve it).")
 def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float | None,
-          window_days: float) -> None:
-    """Retrain in the foreground: load, evaluate vs Popular, gate, publish, record."""
+          window_days: float, model_name: str, no_switch: bool) -> None:
+    """Retrain in the foreground: load, evaluate vs Popular, gate, publish (or start an experiment, per ROLLOUT), record."""
     from app.recsys.progress import TqdmProgress
     from app.recsys.training import pipeline
     from app.storage.locks import retrain_lock
@@ -50,7 +55,8 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
     settings = settings.with_overrides(train_backend=backend or settings.train_backend,
                                        spark_master=spark_master or settings.spark_master)
     try:
-        config = pipeline.RetrainConfig(holdout_days=holdout_days, window_days=window_days, force=force)
+        config = pipeline.RetrainConfig(holdout_days=holdout_days, window_days=window_days, force=force,
+                                        model=model_name, switch=not no_switch)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     progress = TqdmProgress()
@@ -63,7 +69,7 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
             progress.close()
     keys = sorted(set(report.metrics) | set(report.baseline_metrics))
     _table([[k, _metric_cell(k, report.metrics.get(k)), _metric_cell(k, report.baseline_metrics.get(k))]
-            for k in keys], ["metric", "als", "popular"])
+            for k in keys], ["metric", model_name, "popular"])
     if report.holdout:
         click.echo(f"holdout: {report.holdout.users} users, {report.holdout.share:.1%} of the events "
                    f"(decided by {report.holdout.rule})")

@@ -12,6 +12,7 @@ from typing import Any, Iterator, Mapping
 from app.recsys.evaluation.bootstrap import Difference
 from app.recsys.evaluation.gate import GatePolicy
 from app.recsys.evaluation.splits import HoldoutCut
+from app.recsys.models.registry import MODELS, ALSRecommender
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,16 @@ class RetrainConfig:
     # (a fifth of a cold fit's time; NDCG as the cold fit's from 2 iterations on planted
     # data, from 1 on the 5M-event benchmark: docs/retrain.md). None = a full cold fit.
     warm_start_iterations: int | None = 3
+    # The model fitted, gated as the challenger and published (a name of app.recsys.models.registry);
+    # `als` params above apply to ALS only. E.g. Popular as a version of its own, for an online
+    # experiment against the served model (`cinerec train --model popular --force --no-switch`).
+    model: str = ALSRecommender.name
+    # False: publish without serving it, whatever ROLLOUT says; an experiment or a rollback serves it later.
+    switch: bool = True
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; one of {', '.join(sorted(MODELS))}")
         if self.holdout_days is not None and (
                 self.holdout_days <= 0 or (self.window_days is not None and self.window_days <= self.holdout_days)):
             raise ValueError("need 0 < holdout_days < window_days")
