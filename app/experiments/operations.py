@@ -20,6 +20,7 @@ from clickhouse_driver import Client
 from app.experiments import analysis, store
 from app.experiments.model import (
     DEFAULT_GUARDRAILS,
+    DEFAULT_MAX_DURATION,
     DEFAULT_MDE,
     DEFAULT_SHARE,
     EPOCH,
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 PLAN_DAYS = 14
 MAX_PLAN_DAYS = 366
 MAX_DAYS = 366.0
+DEFAULT_MAX_DAYS = DEFAULT_MAX_DURATION / timedelta(days=1)
 MAX_MIN_USERS = 100_000_000
 # A start time may be this far ahead of the clock (clock skew between machines), no more.
 START_SKEW = timedelta(minutes=5)
@@ -57,7 +59,7 @@ def new_plan(
     primary: str = DEFAULT_PRIMARY,
     guardrails: Sequence[Guardrail] = DEFAULT_GUARDRAILS,
     mde: float = DEFAULT_MDE,
-    max_days: float = 14.0,
+    max_days: float = DEFAULT_MAX_DAYS,
 ) -> Experiment:
     """A planned experiment starting at `at` (default id `exp-<start time>`); `InvalidExperiment` says what is wrong.
 
@@ -97,8 +99,11 @@ def start(ch: Client, r: redis.Redis, plan: Experiment, min_users: int | None = 
     """Create `plan` (its sample sized from recent traffic unless `min_users` is given) and start it
     at its `created_at`. Returns the running experiment and how its sample was planned.
 
-    Idempotent: a retry with the same definition returns the running experiment.
+    Idempotent: a retry with the same definition returns the running experiment. Nothing is
+    stored when a version is not published.
     """
+    for version in (plan.control, plan.challenger):
+        store.require_published(r, version)
     if min_users is None:
         min_users, note = plan_sample(ch, plan, plan.created_at, plan_days)
     elif not 1 <= min_users <= MAX_MIN_USERS:

@@ -117,7 +117,8 @@ def _locked(r: redis.Redis) -> Iterator[None]:
             log.warning("%s expired before the change ended", keys.EXPERIMENTS_LOCK)
 
 
-def _require_published(r: redis.Redis, version: str) -> None:
+def require_published(r: redis.Redis, version: str) -> None:
+    """`Conflict` unless `version` is published and has not expired."""
     if r.zscore(keys.VERSIONS, version) is None or not r.exists(keys.meta(version)):
         raise Conflict(f"version {version!r} is not published (or has expired); see `cinerec models`")
 
@@ -139,7 +140,7 @@ def start(ch: Client, r: redis.Redis, experiment_id: str, at: datetime) -> Exper
         if others:
             raise Conflict(f"experiment {others[0]!r} is running; stop it first (one experiment at a time)")
         for version in (e.control, e.challenger):
-            _require_published(r, version)
+            require_published(r, version)
         running = e.moved_to(State.RUNNING, at)
         save(ch, running)
         record(ch, Decision(e.id, running.started_at, Action.START, "", {"plan": running.to_json()}))
