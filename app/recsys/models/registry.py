@@ -8,9 +8,13 @@ from typing import Any, Mapping
 from app.recsys.data.dataset import EventWeights
 from app.recsys.models.als import ALSRecommender
 from app.recsys.models.base import Recommender, read_meta
+from app.recsys.models.ease import EASERecommender
+from app.recsys.models.fm import FMRecommender
+from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.models.popularity import PopularRecommender, TrendingRecommender
 
-MODELS: dict[str, type] = {cls.name: cls for cls in (ALSRecommender, PopularRecommender, TrendingRecommender)}
+MODELS: dict[str, type] = {cls.name: cls for cls in (
+    ALSRecommender, PopularRecommender, TrendingRecommender, EASERecommender, ItemKNNRecommender, FMRecommender)}
 
 
 def load_model(directory: Path) -> Recommender:
@@ -65,5 +69,5 @@ class ModelSpec:
             return None
 
 
-__all__ = ["ALSRecommender", "MODELS", "ModelSpec", "PopularRecommender", "Recommender", "TrendingRecommender",
-           "load_model"]
+__all__ = ["ALSRecommender", "EASERecommender", "FMRecommender", "ItemKNNRecommender", "MODELS", "ModelSpec",
+           "PopularRecommender", "Recommender", "TrendingRecommender", "load_model"]

@@ -6,6 +6,9 @@ from app.recsys.data.dataset import EventWeights, build_dataset
 from app.recsys.models.registry import (
     MODELS,
     ALSRecommender,
+    EASERecommender,
+    FMRecommender,
+    ItemKNNRecommender,
     ModelSpec,
     PopularRecommender,
     Recommender,
@@ -16,7 +19,10 @@ from app.recsys.models.registry import (
 
 def test_every_model_follows_the_protocol_and_reloads_by_name(tmp_path, planted):
     dataset = build_dataset(planted)
-    for model in (ALSRecommender(factors=4, iterations=2), PopularRecommender(window_days=7), TrendingRecommender()):
+    models = (ALSRecommender(factors=4, iterations=2), PopularRecommender(window_days=7), TrendingRecommender(),
+              EASERecommender(max_items=50), ItemKNNRecommender(neighbours=5), FMRecommender(rank=2, sweeps=4))
+    assert {m.name for m in models} == set(MODELS)
+    for model in models:
         assert isinstance(model, Recommender)
         model.fit(dataset).save(tmp_path / model.name)
         loaded = load_model(tmp_path / model.name)
