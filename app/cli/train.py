@@ -37,10 +37,10 @@ def _metric_cell(name: str, value: float | None) -> str:
 @click.option("--holdout-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="A fixed holdout of the last N days  [default: grown back from the newest event until "
                    "GATE_MIN_USERS users or GATE_MAX_HOLDOUT_SHARE of the events]")
-@click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=365.0, show_default=True,
-              help="History used, counted back from the newest event.")
+@click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="History used, counted back from the newest event  [default: every stored event]")
 def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float | None,
-          window_days: float) -> None:
+          window_days: float | None) -> None:
     """Retrain in the foreground: load, evaluate vs Popular, gate, publish, record."""
     from app.recsys.progress import TqdmProgress
     from app.recsys.training import pipeline

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from app.recsys.data.dataset import EventWeights
-from app.recsys.models.als import ALSRecommender
+from app.recsys.models.als import ALSRecommender, recorded_params
 from app.recsys.models.base import Recommender, read_meta
 from app.recsys.models.ease import EASERecommender
 from app.recsys.models.fm import FMRecommender
@@ -63,8 +63,9 @@ class ModelSpec:
         name = record.get("model", ALSRecommender.name)
         if name not in MODELS or not isinstance(record.get(name), Mapping):
             return None
+        params = recorded_params(record[name]) if name == ALSRecommender.name else record[name]
         try:
-            return cls.of(name, record[name], EventWeights(**record.get("weights", {})))
+            return cls.of(name, params, EventWeights.from_params(record.get("weights", {})))
         except (TypeError, ValueError):  # params of another code version
             return None
 

@@ -47,6 +47,12 @@ def test_model_spec_fills_defaults_records_and_comes_back():
 def test_model_spec_reads_records_from_before_the_model_key_and_refuses_unknown_ones():
     old = {"als": ALSRecommender().params(), "weights": EventWeights().params(), "config": {}}
     assert ModelSpec.from_record(old) == ModelSpec.of("als")
+    # recorded before normalised ALS and pair-scoped ratings: refitted as it was fitted then
+    older = {"als": {k: v for k, v in ALSRecommender().params().items() if k != "normalise"},
+             "weights": {k: v for k, v in EventWeights().params().items() if k in ("base", "completion_bonus",
+                                                                                  "rating_exponent")}}
+    spec = ModelSpec.from_record(older)
+    assert spec.params["normalise"] is False and spec.weights.rating_scope == "event"
     assert ModelSpec.from_record({"model": "two-level", "two-level": {}}) is None
     assert ModelSpec.from_record({"model": "als", "als": {"no_such_param": 1}}) is None
     with pytest.raises(ValueError, match="unknown model"):
