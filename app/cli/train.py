@@ -37,15 +37,15 @@ def _metric_cell(name: str, value: float | None) -> str:
 @click.option("--holdout-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="A fixed holdout of the last N days  [default: grown back from the newest event until "
                    "GATE_MIN_USERS users or GATE_MAX_HOLDOUT_SHARE of the events]")
-@click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=365.0, show_default=True,
-              help="History used, counted back from the newest event.")
+@click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="History used, counted back from the newest event  [default: every stored event]")
 @click.option("--model", "model_name", type=click.Choice(["als", "popular"]), default="als", show_default=True,
               help="The model to fit, gate and publish (popular: the baseline as a version of its own, e.g. to "
                    "test it online against the served model; it needs --force to pass the gate against itself).")
 @click.option("--no-switch", is_flag=True,
               help="Publish without serving the version (start an experiment or roll back to serve it).")
 def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float | None,
-          window_days: float, model_name: str, no_switch: bool) -> None:
+          window_days: float | None, model_name: str, no_switch: bool) -> None:
     """Retrain in the foreground: load, evaluate vs Popular, gate, publish (or start an experiment, per ROLLOUT), record."""
     from app.recsys.progress import TqdmProgress
     from app.recsys.training import pipeline

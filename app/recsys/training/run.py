@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 class RetrainConfig:
     """Knobs of one run; defaults are what the 48 h schedule uses."""
 
-    window_days: float | None = 365.0  # history before the newest event; None = everything
+    # History used, counted back from the newest event; None = every stored event (the default:
+    # a fixed window dropped 90% of an imported history's users, and old events are down-weighted
+    # by the tuned recency half-life instead; docs/retrain.md "Training window").
+    window_days: float | None = None
     # None: the holdout grows back from the newest event (settings GATE_MIN_USERS,
     # GATE_MAX_HOLDOUT_SHARE); a number: the last that many days, whatever they hold.
     holdout_days: float | None = None
