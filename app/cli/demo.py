@@ -160,19 +160,10 @@ def wait_foldin(settings: Settings, timeout: float = 30.0) -> dict:
 
 
 def retrain(settings: Settings, config: RetrainConfig) -> RunReport:
-    """One foreground retrain under the retrain lock, with a progress display; its report."""
-    from app.recsys.progress import TqdmProgress
-    from app.recsys.training import pipeline
-    from app.storage.locks import retrain_lock
+    """One foreground retrain (as `cinerec train`), its outcome printed; its report."""
+    from app.cli.train import retrain_in_foreground
 
-    progress = TqdmProgress()
-    with retrain_lock(settings) as acquired:
-        if not acquired:
-            raise click.ClickException("a retrain is already running (lock:retrain); run the demo again when it ends")
-        try:
-            report = pipeline.retrain(settings, config, progress=progress)
-        finally:
-            progress.close()
+    report = retrain_in_foreground(settings, config)
     click.echo(f"    {report.version}: {report.status}: {report.reason}")
     return report
 

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from app.cli import main
-from app.settings import get_settings
+from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # the pipeline is imported when a command runs (a fast `cinerec --help`)
+    from app.recsys.training.run import RetrainConfig, RunReport
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
@@ -28,6 +32,22 @@ def _metric_cell(name: str, value: float | None) -> str:
     return f"{value:.0f}" if name == "users" else f"{value:.4f}"
 
 
+def retrain_in_foreground(settings: Settings, config: RetrainConfig) -> RunReport:
+    """One retrain run under `lock:retrain` with a progress display (`cinerec train`, the demo)."""
+    from app.recsys.progress import TqdmProgress
+    from app.recsys.training import pipeline
+    from app.storage.locks import retrain_lock
+
+    progress = TqdmProgress()
+    with retrain_lock(settings) as acquired:
+        if not acquired:
+            raise click.ClickException("another retrain holds lock:retrain; try again when it has finished")
+        try:
+            return pipeline.retrain(settings, config, progress=progress)
+        finally:
+            progress.close()
+
+
 @main.command()
 @click.option("--backend", type=click.Choice(["implicit", "spark"]), default=None,
               help="ALS implementation  [default: TRAIN_BACKEND, implicit]")
@@ -47,9 +67,7 @@ def _metric_cell(name: str, value: float | None) -> str:
 def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float | None,
           window_days: float | None, model_name: str, no_switch: bool) -> None:
     """Retrain in the foreground: load, evaluate vs Popular, gate, publish (or start an experiment, per ROLLOUT), record."""
-    from app.recsys.progress import TqdmProgress
     from app.recsys.training import pipeline
-    from app.storage.locks import retrain_lock
 
     settings = get_settings()
     settings = settings.with_overrides(train_backend=backend or settings.train_backend,
@@ -59,14 +77,7 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
                                         model=model_name, switch=not no_switch)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    progress = TqdmProgress()
-    with retrain_lock(settings) as acquired:
-        if not acquired:
-            raise click.ClickException("another retrain holds lock:retrain; try again when it has finished")
-        try:
-            report = pipeline.retrain(settings, config, progress=progress)
-        finally:
-            progress.close()
+    report = retrain_in_foreground(settings, config)
     keys = sorted(set(report.metrics) | set(report.baseline_metrics))
     _table([[k, _metric_cell(k, report.metrics.get(k)), _metric_cell(k, report.baseline_metrics.get(k))]
             for k in keys], ["metric", model_name, "popular"])

@@ -17,21 +17,14 @@ from app.experiments.model import Action, Decision, Experiment, Guardrail, State
 from app.recsys.training import publish
 from app.settings import Settings
 from app.storage import redis_keys as keys
-from app.storage.clickhouse import client
 from app.storage.interactions import insert_events
 from tests.app.experiments.test_analysis import START, simulated
+from tests.app.experiments.test_store import ch  # noqa: F401 (fixture)
 from tests.integration.web_support import publish_version, sync_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(5)]
 AT = datetime(2026, 3, 6, tzinfo=timezone.utc)  # after the five simulated days
 REPLICATES = 200
-
-
-@pytest.fixture
-def ch(clickhouse_settings: Settings) -> Iterator[Client]:
-    conn = client(clickhouse_settings)
-    yield conn
-    conn.disconnect()
 
 
 @pytest.fixture
