@@ -22,13 +22,13 @@ from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 import numpy as np
 import redis
 
+from app.experiments.store import protected_versions
 from app.recsys.data.dataset import Dataset
 from app.recsys.data.idmap import IdMap
 from app.recsys.models.base import Recommender
 from app.recsys.models.foldin import FactorModel, pack_factors
 from app.recsys.models.popularity import PopularRecommender, TrendingRecommender
 from app.recsys.progress import Progress, no_progress
-from app.experiments.store import protected_versions
 from app.storage import redis_keys as keys
 from app.storage import version_keys
 
