@@ -50,8 +50,14 @@ DEFAULTS: dict[str, str] = {
     "GATE_MAX_HOLDOUT_SHARE": "0.2",
     "STATS_TTL_DAYS": "30",
     "LOADER_STALL_S": "120",
+    # Rollout policy (app/experiments/rollout.py).
+    "ROLLOUT": "switch",
+    "ROLLOUT_SHARE": "0.10",
+    "EXPERIMENT_EVAL_MINUTES": "60",
 }
 
+
+ROLLOUTS = ("switch", "experiment")
 
 # Fields never printed (`describe`, `cinerec config`).
 SECRETS = ("admin_token", "analytics_token")
@@ -163,6 +169,13 @@ class Settings:
     stats_ttl_days: float
     # /ready turns false when the loader made no progress for this long while it has work.
     loader_stall_s: float
+    # What a retrain that passes the gate does while a version is served: `switch` it for
+    # everyone at once, or start an `experiment` with the new version as challenger on
+    # ROLLOUT_SHARE of the users; the periodic evaluation (every EXPERIMENT_EVAL_MINUTES)
+    # promotes it or keeps the control (docs/experiments.md "Rollout").
+    rollout: str
+    rollout_share: float
+    experiment_eval_minutes: int
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -173,6 +186,9 @@ class Settings:
         backend = env.get("TRAIN_BACKEND", DEFAULTS["TRAIN_BACKEND"])
         if backend not in ("implicit", "spark"):
             raise SettingsError(f"TRAIN_BACKEND must be 'implicit' or 'spark', got {backend!r}")
+        rollout = env.get("ROLLOUT", DEFAULTS["ROLLOUT"]).strip().lower()
+        if rollout not in ROLLOUTS:
+            raise SettingsError(f"ROLLOUT must be one of {', '.join(ROLLOUTS)}, got {rollout!r}")
         log_level = env.get("LOG_LEVEL", DEFAULTS["LOG_LEVEL"]).lower()
         if log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError(f"LOG_LEVEL must be debug/info/warning/error, got {log_level!r}")
@@ -216,6 +232,9 @@ class Settings:
             gate_max_holdout_share=_share(env, "GATE_MAX_HOLDOUT_SHARE"),
             stats_ttl_days=_float(env, "STATS_TTL_DAYS"),
             loader_stall_s=_float(env, "LOADER_STALL_S"),
+            rollout=rollout,
+            rollout_share=_share(env, "ROLLOUT_SHARE"),
+            experiment_eval_minutes=_int(env, "EXPERIMENT_EVAL_MINUTES", minimum=1),
             external=external,
         )
 

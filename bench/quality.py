@@ -39,6 +39,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.recsys.data.dataset import Dataset, EventWeights, Interactions, build_dataset  # noqa: E402
+from app.recsys.data.load import Films  # noqa: E402
 from app.recsys.evaluation.evaluate import Holdout, evaluate, evaluate_on  # noqa: E402
 from app.recsys.evaluation.splits import last_share_by_time, per_user_last_fraction  # noqa: E402
 from app.recsys.models.als import ALSRecommender  # noqa: E402
@@ -236,7 +237,8 @@ def two_level_rows(interactions: Interactions, genres: dict[int, list[str]], spl
     stage = two_level_stage.fit_stage(train, chosen.weights(), lambda d: {"als": chosen.model().fit(d)},
                                       Settings.from_env().gate_min_users, 0.2, config)
     built = two_level_stage.build(stage, train, dataset, train.max_ts + 1.0, {"als": als},
-                                  two_level_stage.Genres(genres), config)
+                                  Films(np.array(sorted(genres)), [""] * len(genres), [genres[f] for f in sorted(genres)]),
+                                  config)
     results["two-level"] = evaluate_on(built.model, dataset, holdout, K).metrics
     extra = {**built.record(), "seconds": round(time.perf_counter() - started, 1),
              "recall@100": two_level_stage.holdout_recall(built.model, holdout)}

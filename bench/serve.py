@@ -79,6 +79,7 @@ class SyntheticModel:
         self.item_factors = rng.normal(scale=0.1, size=(FILMS, FACTORS)).astype(np.float32)
         self.regularization = 0.1
         self.alpha = 10.0
+        self.weight_scale = 1.0
 
 
 def publish(conn: redis.Redis, users: int, foldin_users: int, seed: int = 1) -> None:

@@ -119,5 +119,10 @@ def seeded_process_settings(
     get_settings.cache_clear()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-screenshots", action="store_true",
+                     help="write the browser tests' screenshots into docs/ (they go to the test's tmp dir otherwise)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "redis_db(n): Redis database number the test module uses")

@@ -24,8 +24,10 @@ broker_connection_retry_on_startup = True
 result_backend = None  # the outcome is recorded in ClickHouse model_runs
 task_ignore_result = True
 
-task_queues = (Queue("training"),)
-task_routes = {"workers.tasks.retrain": {"queue": "training"}}
+# Evaluations get their own queue (and worker, Procfile `rollout`): they never wait behind a retrain.
+task_queues = (Queue("training"), Queue("experiments"))
+task_routes = {"workers.tasks.retrain": {"queue": "training"},
+               "workers.tasks.evaluate_experiments": {"queue": "experiments"}}
 task_acks_late = True  # a trainer that dies mid-run leaves the task for the next worker
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
@@ -38,5 +40,12 @@ beat_schedule = {
         "task": "workers.tasks.retrain",
         "schedule": timedelta(hours=_settings.retrain_interval_hours),
         "options": {"queue": "training", "expires": _settings.retrain_interval_hours * 3600},
+    },
+    # The rollout policy (app.experiments.rollout); an evaluation not started within one
+    # interval is dropped: the next one reads fresher data anyway.
+    "evaluate-experiments": {
+        "task": "workers.tasks.evaluate_experiments",
+        "schedule": timedelta(minutes=_settings.experiment_eval_minutes),
+        "options": {"queue": "experiments", "expires": _settings.experiment_eval_minutes * 60},
     },
 }

@@ -1,11 +1,16 @@
 """`cinerec demo`: the whole platform on this machine, end to end, in one command.
 
 Steps (each prints what it does): topics -> Procfile processes in the
-background (worker with agents + web, Celery beat, trainer) -> simulated
-history through Kafka into ClickHouse -> a foreground retrain that publishes
-to Redis -> a brand-new viewer whose plays arrive after training (fold-in) ->
-live sessions shown the served recommendations (funnel data for the
-dashboard) -> the URLs to try. `cinerec demo --stop` stops the Procfile processes.
+background (worker with agents + web, Celery beat, trainer, rollout) ->
+simulated history through Kafka into ClickHouse, ending a week ago -> a
+foreground retrain that publishes ALS to Redis -> Popular published as a
+version of its own, not served -> an online experiment, ALS (served) against
+Popular on half of the users, over the last week's simulated days whose users
+react to what they are shown, evaluated by the rollout policy (its verdict and
+figures printed; the dashboard shows it) -> a brand-new viewer whose plays
+arrive after training (fold-in) -> live sessions shown the served
+recommendations (funnel data for the dashboard) -> the URLs to try.
+`cinerec demo --stop` stops the Procfile processes.
 """
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ import asyncio
 import json
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,8 +28,15 @@ from app.cli import main
 from app.settings import REPO_ROOT, Settings, get_settings
 from app.storage.interactions import count_visible
 
+if TYPE_CHECKING:  # the command imports the pipeline lazily (a fast `cinerec --help`)
+    from app.recsys.training.run import RetrainConfig, RunReport
+
 PROCFILE_MARKER = "honcho"
 NEW_VIEWER_ID = 9_000_001
+# The demo's experiment: half of the users in each arm, and a planned minimum sample its
+# week of 3,000 simulated users reaches (planning from the history would ask for far more).
+EXPERIMENT_SHARE = 0.5
+EXPERIMENT_MIN_USERS = 500
 
 
 def _paths(settings: Settings) -> tuple[Path, Path]:
@@ -51,7 +65,7 @@ def start_procfile(settings: Settings) -> int:
     honcho = Path(REPO_ROOT / ".venv" / "bin" / "honcho")
     argv = [str(honcho) if honcho.exists() else "honcho", "start", "-f", str(REPO_ROOT / "Procfile")]
     pid = proc.spawn(argv, logfile, pidfile, cwd=REPO_ROOT)
-    click.echo(f"    started worker, beat, trainer (honcho pid {pid}), log {logfile}")
+    click.echo(f"    started worker, beat, trainer, rollout (honcho pid {pid}), log {logfile}")
     return pid
 
 
@@ -156,20 +170,81 @@ def shipped_note(report) -> str:
             f"model (NDCG difference [95%] {report.vs_single or '-'}), so the single model ships")
 
 
+def retrain(settings: Settings, config: RetrainConfig) -> RunReport:
+    """One foreground retrain (as `cinerec train`), its outcome printed; its report."""
+    from app.cli.train import retrain_in_foreground
+
+    report = retrain_in_foreground(settings, config)
+    click.echo(f"    {report.version}: {report.status}: {report.reason}")
+    return report
+
+
+def wait_following(settings: Settings, experiment_id: str, timeout: float = 60.0) -> None:
+    """Wait until the web answers users from the experiment's arms (it polls exp:active)."""
+    url = f"{settings.web_url}/v1/users/1/recommendations?limit=1"
+    deadline = time.monotonic() + timeout
+    while _get_json(url, 5.0).get("experiment") != experiment_id:
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"the web did not start serving experiment {experiment_id} within {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def run_experiment(settings: Settings, users: int, films: int, days: int, first_day: datetime, served: str) -> None:
+    """Popular as its own version, then ALS (served) against it over `days` simulated days from
+    `first_day`, evaluated at their end as the periodic task would; prints the verdict and figures."""
+    from app.cli.experiment import render
+    from app.experiments import operations, rollout, store
+    from app.recsys.training import pipeline
+    from app.simulate import run as simulate
+    from app.storage.clickhouse import client
+    from app.storage.locks import rollout_lock
+    from app.storage.redis_client import connect
+
+    _step("Popular as a version of its own, published without serving it "
+          "(cinerec train --model popular --force --no-switch)")
+    popular = retrain(settings, pipeline.RetrainConfig(model="popular", force=True, switch=False))
+    end = first_day + timedelta(days=days)
+    _step(f"online experiment: the served model ({served}) vs Popular on {EXPERIMENT_SHARE:.0%} of the users, "
+          f"{days} simulated days from {first_day:%Y-%m-%d}")
+    ch, r = client(settings), connect(settings)
+    try:
+        plan = operations.new_plan(popular.version, served, first_day, f"demo-{popular.version}",
+                                   share=EXPERIMENT_SHARE)
+        running, note = operations.start(ch, r, plan, min_users=EXPERIMENT_MIN_USERS)
+        click.echo(f"    {running.id} running; {note}")
+        wait_following(settings, running.id)
+        before = count_visible(settings)
+        summary = asyncio.run(simulate(settings, users, films, 10**9, seed=0, service_url=settings.web_url,
+                                       live_days=days, end_ts=end.timestamp()))
+        click.echo(f"    {summary.live_sessions} visits shown their arm's recommendations, "
+                   f"{summary.messages_sent} events")
+        wait_loaded(settings, before, summary.messages_sent)
+        with rollout_lock(settings) as acquired:  # the periodic task may be at it too: then it decides
+            outcomes = rollout.evaluate(ch, r, end) if acquired else []
+        click.echo("    evaluated: " + ("; ".join(map(str, outcomes)) or "by the periodic task"))
+        stored = store.get(ch, running.id)  # the figures of its last decision, under its state now
+        figures = {**store.decisions(ch, running.id)[-1].figures, "experiment": stored.to_json()}
+        click.echo("\n".join("    " + line for line in render(figures).splitlines()))
+        click.echo(f"    decision: {stored.decision or 'none yet (still running)'}")
+    finally:
+        ch.disconnect()
+        r.close()
+
+
 @main.command()
 @click.option("--users", default=3_000, show_default=True, type=click.IntRange(min=10))
 @click.option("--films", default=800, show_default=True, type=click.IntRange(min=10))
 @click.option("--events", default=200_000, show_default=True, type=click.IntRange(min=1_000))
 @click.option("--live-events", default=5_000, show_default=True, type=click.IntRange(min=0))
+@click.option("--experiment-days", default=7, show_default=True, type=click.IntRange(min=0),
+              help="Simulated days of the ALS vs Popular experiment (0: no experiment).")
 @click.option("--stop", is_flag=True, help="Stop the Procfile processes the demo started, and exit.")
-def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> None:
+def demo(users: int, films: int, events: int, live_events: int, experiment_days: int, stop: bool) -> None:
     """Run the platform end to end on simulated traffic and print the URLs to try."""
     from app.localstack import proc
-    from app.recsys.progress import TqdmProgress
     from app.recsys.training import pipeline
     from app.simulate import run as simulate
     from app.storage.kafka_admin import ensure_topics
-    from app.storage.locks import retrain_lock
 
     settings = get_settings()
     if stop:
@@ -180,29 +255,27 @@ def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> N
         return
     _step(f"topics {settings.topic_interactions}, {settings.topic_dlq} ({settings.topic_partitions} partitions)")
     asyncio.run(ensure_topics(settings))
-    _step("Procfile processes: worker (Faust agents + web), beat, trainer")
+    _step("Procfile processes: worker (Faust agents + web), beat, trainer, rollout")
     start_procfile(settings)
     wait_ready(settings)
-    _step(f"simulated history: {users} users, {films} films, {events} events through Kafka")
+    # the history ends where the experiment's simulated days begin (whole days before today)
+    first_day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=experiment_days)
+    _step(f"simulated history: {users} users, {films} films, {events} events through Kafka, "
+          f"the 30 days to {first_day:%Y-%m-%d %H:%M} UTC")
     before = count_visible(settings)
-    summary = asyncio.run(simulate(settings, users, films, events, seed=0, days=30.0))
+    summary = asyncio.run(simulate(settings, users, films, events, seed=0, days=30.0, end_ts=first_day.timestamp()))
     wait_loaded(settings, before, summary.messages_sent - summary.bad_messages)
     _step("retrain: ALS and the two-level model (ALS + similar-to-recent + popular + trending, LightGBM ranker) "
           "on a time holdout; the better one faces the gate vs Popular; publish to Redis")
-    progress = TqdmProgress()
-    with retrain_lock(settings) as acquired:
-        if not acquired:
-            raise click.ClickException("a retrain is already running (lock:retrain); run the demo again when it ends")
-        try:
-            report = pipeline.retrain(settings, pipeline.RetrainConfig(), progress=progress)
-        finally:
-            progress.close()
-    click.echo(f"    {report.version}: {report.status}: {report.reason}")
+    report = retrain(settings, pipeline.RetrainConfig())
     candidates = {name: m for name, m in report.models.items() if "ndcg@10" in m}
     for name in ("ndcg@10", "recall@10", "map@10"):
         click.echo(f"    {name:10} " + "   ".join(f"{model} {m[name]:.4f}" for model, m in candidates.items())
                    + f"   popular {report.baseline_metrics.get(name, float('nan')):.4f}")
     click.echo(f"    shipped: {shipped_note(report)}")
+    if experiment_days and report.published:
+        run_experiment(settings, users, films, experiment_days, first_day, report.version)
     _step(f"a new viewer (user {NEW_VIEWER_ID}) plays films after training: fold-in at request time")
     asyncio.run(_new_viewer(settings, first_genre_films(settings)))
     answer = wait_foldin(settings)
@@ -220,7 +293,7 @@ def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> N
         ("popular", "/v1/films/popular?limit=10"),
         ("trending", "/v1/films/trending?limit=10"),
         ("served model", "/v1/models/current"),
-        ("dashboard", "/dashboard"),
+        ("dashboard", f"/dashboard?from={first_day - timedelta(days=30):%Y-%m-%d}&to={datetime.now(timezone.utc):%Y-%m-%d}"),
         ("metrics", "/metrics"),
         ("readiness", "/ready"),
     ):
@@ -233,4 +306,5 @@ def demo(users: int, films: int, events: int, live_events: int, stop: bool) -> N
         click.echo("    (analytics is closed without a token: `make demo-down`, then e.g. "
                    "`ANALYTICS_TOKEN=pick-one make demo`; README \"Security\")")
     click.echo(f"    report                   .venv/bin/cinerec report --from <YYYY-MM-DD> --to <YYYY-MM-DD>")
+    click.echo("    experiments              .venv/bin/cinerec experiment status   (and: report ID)")
     click.echo("    stop                     make demo-down   (Procfile processes and services)")

@@ -1,16 +1,14 @@
-"""`cinerec experiment start|status|stop|report`: online experiments by hand.
+"""`cinerec experiment start|status|stop|report|evaluate`: online experiments by hand.
 
-Thin: the store (app.experiments.store) keeps experiments and decisions, the
-analysis (app.experiments.analysis) computes the report; this module parses
-options and prints.
+Thin: app.experiments.operations starts and stops (as the admin API does),
+app.experiments.rollout evaluates (as the periodic task does), the analysis
+computes the report; this module parses options and prints.
 """
 from __future__ import annotations
 
 import json
-import math
 from contextlib import contextmanager
-from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import click
@@ -83,33 +81,18 @@ def start(control: str | None, challenger: str, share: float, experiment_id: str
           guardrails: tuple[str, ...], mde: float, min_users: int | None, plan_days: int, max_days: float,
           at_text: str | None) -> None:
     """Create an experiment and start it (both versions must be published)."""
-    from app.experiments import analysis, store
-    from app.experiments.model import DEFAULT_GUARDRAILS, Experiment, Guardrail
-    from app.experiments.stats import users_needed
-    from app.recsys.training.publish import current_version
+    from app.experiments import operations
+    from app.experiments.model import DEFAULT_GUARDRAILS, Guardrail
 
     at = _when(at_text)
     with _services() as (ch, r):
-        control = control or current_version(r)
-        if not control:
-            raise click.UsageError("no version is served yet (recs:current); give --control")
-        plan = Experiment(
-            experiment_id or f"exp-{at:%Y%m%dT%H%M%SZ}", control, challenger, share=share, primary=primary,
+        plan = operations.new_plan(
+            challenger, control or operations.served_version(r), at, experiment_id, share=share, primary=primary,
             guardrails=tuple(Guardrail.parse(g) for g in guardrails) if guardrails else DEFAULT_GUARDRAILS,
-            mde=mde, max_duration=timedelta(days=max_days), created_at=at,
+            mde=mde, max_days=max_days,
         )
-        if min_users is None:
-            value, variance, users = analysis.baseline(ch, primary, at, plan_days)
-            if users >= 2 and value > 0 and not math.isnan(variance):
-                min_users = min(users_needed(variance, value, mde, share))
-                click.echo(f"plan: {primary} = {value:.4g} (per-user variance {variance:.4g}, {users} users in the "
-                           f"last {plan_days} days): {min_users} users in the smaller arm to detect {mde:+.0%}")
-            else:
-                min_users = plan.min_users_per_arm
-                click.echo(f"plan: too little traffic in the last {plan_days} days to size the sample; "
-                           f"using {min_users} users per arm")
-        created = store.create(ch, replace(plan, min_users_per_arm=min_users))
-        running = store.start(ch, r, created.id, at)
+        running, note = operations.start(ch, r, plan, min_users, plan_days)
+    click.echo(note)
     click.echo(f"experiment {running.id} running: {running.control} (control) vs {running.challenger} "
                f"(challenger, {running.share:.0%} of users), until {running.deadline:%Y-%m-%d %H:%M} UTC at the latest")
 
@@ -147,15 +130,28 @@ def status(experiment_id: str | None, as_json: bool) -> None:
 @click.option("--reason", default="stopped by hand", show_default=True)
 def stop(experiment_id: str, reason: str) -> None:
     """Stop a running experiment; control stays served. Its last report is logged with the decision."""
-    from app.experiments import analysis, store
-    from app.experiments.model import Action, State
+    from app.experiments import operations
 
-    at = _when(None)
     with _services() as (ch, r):
-        e = store.get(ch, experiment_id)
-        figures = analysis.analyse(ch, e, at).to_json() if e.state is State.RUNNING else {}
-        stopped = store.end(ch, r, experiment_id, Action.STOP, reason, figures, at)
+        stopped = operations.stop(ch, r, experiment_id, reason)
     click.echo(f"experiment {stopped.id} {stopped.state.value}: {stopped.decision}")
+
+
+@experiment.command()
+@click.option("--at", "at_text", default=None, metavar="ISO-TIME",
+              help="Evaluate as of this time  [default: now; the end of simulated past days]")
+def evaluate(at_text: str | None) -> None:
+    """Evaluate the running experiments now, as the periodic task does: promote the challenger
+    when it wins, keep the control when it wins or time is up, else log the figures and go on."""
+    from app.experiments import rollout
+    from app.storage.locks import rollout_lock
+
+    with rollout_lock(get_settings()) as acquired:
+        if not acquired:
+            raise click.ClickException("another evaluation holds lock:rollout; try again when it has finished")
+        with _services() as (ch, r):
+            outcomes = rollout.evaluate(ch, r, _when(at_text))
+    click.echo("\n".join(map(str, outcomes)) if outcomes else "no experiment is running")
 
 
 _UNITS = {"seconds": lambda v: f"{v / 60:.1f} min", "count": lambda v: f"{v:.3f}",

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from app.cli import main
-from app.settings import get_settings
+from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # the pipeline is imported when a command runs (a fast `cinerec --help`)
+    from app.recsys.training.run import RetrainConfig, RunReport
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
@@ -28,6 +32,22 @@ def _metric_cell(name: str, value: float | None) -> str:
     return f"{value:.0f}" if name == "users" else f"{value:.4f}"
 
 
+def retrain_in_foreground(settings: Settings, config: RetrainConfig) -> RunReport:
+    """One retrain run under `lock:retrain` with a progress display (`cinerec train`, the demo)."""
+    from app.recsys.progress import TqdmProgress
+    from app.recsys.training import pipeline
+    from app.storage.locks import retrain_lock
+
+    progress = TqdmProgress()
+    with retrain_lock(settings) as acquired:
+        if not acquired:
+            raise click.ClickException("another retrain holds lock:retrain; try again when it has finished")
+        try:
+            return pipeline.retrain(settings, config, progress=progress)
+        finally:
+            progress.close()
+
+
 @main.command()
 @click.option("--backend", type=click.Choice(["implicit", "spark"]), default=None,
               help="ALS implementation  [default: TRAIN_BACKEND, implicit]")
@@ -37,33 +57,30 @@ def _metric_cell(name: str, value: float | None) -> str:
 @click.option("--holdout-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="A fixed holdout of the last N days  [default: grown back from the newest event until "
                    "GATE_MIN_USERS users or GATE_MAX_HOLDOUT_SHARE of the events]")
-@click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=365.0, show_default=True,
-              help="History used, counted back from the newest event.")
+@click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="History used, counted back from the newest event  [default: every stored event]")
+@click.option("--model", "model_name", type=click.Choice(["als", "popular"]), default="als", show_default=True,
+              help="The model to fit, gate and publish (popular: the baseline as a version of its own, e.g. to "
+                   "test it online against the served model; it needs --force to pass the gate against itself).")
+@click.option("--no-switch", is_flag=True,
+              help="Publish without serving the version (start an experiment or roll back to serve it).")
 @click.option("--two-level/--no-two-level", default=True, show_default=True,
-              help="Build the two-level challenger (ships only when it beats the best single model).")
+              help="Build the two-level challenger over ALS (ships only when it beats the best single model).")
 def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float | None,
-          window_days: float, two_level: bool) -> None:
-    """Retrain in the foreground: load, evaluate vs Popular, gate, publish, record."""
-    from app.recsys.progress import TqdmProgress
+          window_days: float | None, model_name: str, no_switch: bool, two_level: bool) -> None:
+    """Retrain in the foreground: load, evaluate vs Popular, gate, publish (or start an experiment, per ROLLOUT), record."""
     from app.recsys.training import pipeline
-    from app.storage.locks import retrain_lock
 
     settings = get_settings()
     settings = settings.with_overrides(train_backend=backend or settings.train_backend,
                                        spark_master=spark_master or settings.spark_master)
     try:
         config = pipeline.RetrainConfig(holdout_days=holdout_days, window_days=window_days, force=force,
+                                        model=model_name, switch=not no_switch,
                                         **({} if two_level else {"two_level": None}))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    progress = TqdmProgress()
-    with retrain_lock(settings) as acquired:
-        if not acquired:
-            raise click.ClickException("another retrain holds lock:retrain; try again when it has finished")
-        try:
-            report = pipeline.retrain(settings, config, progress=progress)
-        finally:
-            progress.close()
+    report = retrain_in_foreground(settings, config)
     candidates = {name: metrics for name, metrics in report.models.items() if "ndcg@10" in metrics}
     keys = sorted(set(report.metrics) | set(report.baseline_metrics))
     _table([[k, *(_metric_cell(k, m.get(k)) for m in candidates.values()),

@@ -126,7 +126,8 @@ class Report:
                 for arm, f in self.arms.items()
             },
             "differences": {
-                k: {"relative": clean(d.relative), "low": clean(d.low), "high": clean(d.high), "method": METRICS[k].method}
+                k: {"relative": clean(d.relative), "low": clean(d.low), "high": clean(d.high), "method": METRICS[k].method,
+                    "label": METRICS[k].label, "unit": METRICS[k].unit}
                 for k, d in self.differences.items()
             },
             "sample_ratio": {"chi2": self.sample_ratio.chi2, "p_value": self.sample_ratio.p_value,

@@ -73,6 +73,16 @@ DEFAULT_GUARDRAIL_TOLERANCE = 0.05
 DEFAULT_GUARDRAILS = (Guardrail("d1_retention", DEFAULT_GUARDRAIL_TOLERANCE), Guardrail("ctr", DEFAULT_GUARDRAIL_TOLERANCE))
 
 
+ID_PATTERN = _ID.pattern
+
+
+def check_id(experiment_id: str) -> str:
+    """`experiment_id` if it is a valid id (letters, digits, `_.:-`, at most 64), else `InvalidExperiment`."""
+    if not isinstance(experiment_id, str) or not _ID.fullmatch(experiment_id):
+        raise InvalidExperiment(f"experiment id must match {_ID.pattern}, got {str(experiment_id)[:80]!r}")
+    return experiment_id
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None or value == EPOCH:
         return None
@@ -100,8 +110,7 @@ class Experiment:
     revision: int = 1
 
     def __post_init__(self) -> None:
-        if not _ID.fullmatch(self.id or ""):
-            raise InvalidExperiment(f"experiment id must match {_ID.pattern}, got {self.id!r}")
+        check_id(self.id)
         if not self.control or not self.challenger:
             raise InvalidExperiment("control and challenger versions are required")
         if not 0.0 < self.share < 1.0:

@@ -113,6 +113,7 @@ ORDER BY user_id
 # Arms are assigned in SQL by the same hash as `app.experiments.assignment`.
 _COLUMNS = ("exposed_users", "active_users", "site_seconds", "plays", "ratings", "rating_sum",
             "impressions", "clicks", "viewings", "completed_viewings", "watch_seconds")
+DAILY_COLUMNS = ("experiment_id", "arm", "day", *_COLUMNS)  # a row of ARM_DAILY and of the view
 
 
 def _branch(values: dict[str, str], source: str) -> str:

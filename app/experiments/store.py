@@ -16,13 +16,14 @@ import json
 import logging
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import redis
 from clickhouse_driver import Client
 
 from app.experiments.model import EPOCH, Action, Decision, Experiment, Guardrail, InvalidExperiment, State
 from app.storage import redis_keys as keys
+from app.storage import version_keys
 
 log = logging.getLogger(__name__)
 
@@ -116,43 +117,51 @@ def _locked(r: redis.Redis) -> Iterator[None]:
             log.warning("%s expired before the change ended", keys.EXPERIMENTS_LOCK)
 
 
-def _require_published(r: redis.Redis, version: str) -> None:
+def require_published(r: redis.Redis, version: str) -> None:
+    """`Conflict` unless `version` is published and has not expired."""
     if r.zscore(keys.VERSIONS, version) is None or not r.exists(keys.meta(version)):
         raise Conflict(f"version {version!r} is not published (or has expired); see `cinerec models`")
 
 
 def start(ch: Client, r: redis.Redis, experiment_id: str, at: datetime) -> Experiment:
-    """Move a planned experiment to running, log the decision, mirror it for serving.
+    """Move a planned experiment to running, log the decision, mirror it for serving, and
+    take the TTL off both versions (they must not expire while it runs).
 
     Both versions must be published; only one experiment runs at a time.
-    Starting the running experiment again only refreshes its mirror.
+    Starting the running experiment again only refreshes its mirror and protection.
     """
     with _locked(r):
         e = get(ch, experiment_id)
         if e.state is State.RUNNING:
             mirror(r, e)
+            protect(r, e)
             return e
         others = [o.id for o in list_all(ch, State.RUNNING) if o.id != e.id]
         if others:
             raise Conflict(f"experiment {others[0]!r} is running; stop it first (one experiment at a time)")
         for version in (e.control, e.challenger):
-            _require_published(r, version)
+            require_published(r, version)
         running = e.moved_to(State.RUNNING, at)
         save(ch, running)
         record(ch, Decision(e.id, running.started_at, Action.START, "", {"plan": running.to_json()}))
         mirror(r, running)
+        protect(r, running)
         log.info("experiment %s running: %s vs %s at %.0f%%", e.id, e.control, e.challenger, 100 * e.share)
         return running
 
 
 def end(
-    ch: Client, r: redis.Redis, experiment_id: str, action: Action, verdict: str, figures: dict[str, Any], at: datetime
+    ch: Client, r: redis.Redis, experiment_id: str, action: Action, verdict: str, figures: dict[str, Any], at: datetime,
+    apply: Callable[[Experiment], None] | None = None,
 ) -> Experiment:
     """End an experiment: STOP (by hand) -> stopped; PROMOTE / KEEP_CONTROL -> finished.
 
     The decision is logged with its figures and the mirror removed. Ending an
-    experiment already in the target state returns it unchanged. (Switching
-    `recs:current` on PROMOTE is the rollout policy's job, not the store's.)
+    experiment already in the target state returns it unchanged. `apply` runs
+    under the lock once the move is known to be allowed and before it is
+    saved: the rollout policy switches `recs:current` there on PROMOTE, so an
+    experiment stopped by hand meanwhile is never promoted, and a failed switch
+    leaves it running.
     """
     target = {Action.STOP: State.STOPPED, Action.PROMOTE: State.FINISHED, Action.KEEP_CONTROL: State.FINISHED}.get(action)
     if target is None:
@@ -162,6 +171,8 @@ def end(
         if e.state is target:
             return e
         ended = e.moved_to(target, at, f"{action.value}: {verdict}" if verdict else action.value)
+        if apply is not None:
+            apply(e)
         save(ch, ended)
         record(ch, Decision(e.id, ended.ended_at, action, verdict, figures))
         _unmirror(r, e.id)
@@ -215,6 +226,18 @@ def sync_active(ch: Client, r: redis.Redis) -> Experiment | None:
         return running[0]
     r.delete(keys.EXPERIMENT_ACTIVE)
     return None
+
+
+def protect(r: redis.Redis, experiment: Experiment) -> None:
+    """Take the TTL off both versions' keys (one may be an old version already aging).
+
+    Called after the mirror is written: version expiry reads the mirror
+    (`protected_versions`) before and after aging a version, so whichever of
+    the two runs last leaves the keys without a TTL.
+    """
+    for version in {experiment.control, experiment.challenger}:
+        if version_keys.persist(r, version):
+            log.info("version %s: TTL removed while experiment %s runs", version, experiment.id)
 
 
 def protected_versions(r: redis.Redis) -> set[str]:

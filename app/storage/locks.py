@@ -1,7 +1,9 @@
-"""The retrain lock in Redis: at most one retrain run at a time.
+"""Locks in Redis held for a whole run: at most one retrain (`lock:retrain`) and one
+evaluation of the running experiments (`lock:rollout`) at a time.
 
-Taken by whoever starts a run (the Celery task, `cinerec train`, the demo),
-around the whole run; the pipeline itself never touches it.
+Taken by whoever starts a run (the Celery tasks, `cinerec train`,
+`cinerec experiment evaluate`, the demo), around the whole run; the pipeline
+and the rollout policy themselves never touch them.
 
 Why a short TTL renewed by a watchdog rather than one long TTL: a run can
 last minutes or hours. A fixed 6 h lifetime let a longer run lose the lock
@@ -74,22 +76,32 @@ def _renew(lock: Lock, ttl_s: float) -> bool:
 
 
 @contextlib.contextmanager
-def retrain_lock(settings: Settings, ttl_s: float = LOCK_TTL_S) -> Iterator[bool]:
-    """Yield True while holding `lock:retrain` (renewed every ttl_s / 3), False if another run holds it."""
+def renewed_lock(settings: Settings, name: str, ttl_s: float = LOCK_TTL_S) -> Iterator[bool]:
+    """Yield True while holding the Redis lock `name` (renewed every ttl_s / 3), False if another holds it."""
     conn = connect(settings)
     # thread_local=False: the watchdog thread renews with the token this thread acquired.
-    lock = conn.lock(keys.RETRAIN_LOCK, timeout=ttl_s, blocking=False, thread_local=False)
+    lock = conn.lock(name, timeout=ttl_s, blocking=False, thread_local=False)
     try:
         if not lock.acquire():
             yield False
             return
         try:
-            with Watchdog(lambda: _renew(lock, ttl_s), ttl_s / 3, name="retrain-lock-watchdog"):
+            with Watchdog(lambda: _renew(lock, ttl_s), ttl_s / 3, name=f"{name}-watchdog"):
                 yield True
         finally:
             try:
                 lock.release()
             except LockError:  # lost while we ran: another run may own it now, leave that alone
-                log.warning("lock:retrain was no longer ours when the run ended")
+                log.warning("%s was no longer ours when the run ended", name)
     finally:
         conn.close()
+
+
+def retrain_lock(settings: Settings, ttl_s: float = LOCK_TTL_S) -> contextlib.AbstractContextManager[bool]:
+    """`lock:retrain`: at most one retrain run at a time."""
+    return renewed_lock(settings, keys.RETRAIN_LOCK, ttl_s)
+
+
+def rollout_lock(settings: Settings, ttl_s: float = LOCK_TTL_S) -> contextlib.AbstractContextManager[bool]:
+    """`lock:rollout`: at most one evaluation of the running experiments at a time."""
+    return renewed_lock(settings, keys.ROLLOUT_LOCK, ttl_s)

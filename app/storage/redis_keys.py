@@ -28,6 +28,7 @@ Layout (docs/design.md, "Storage contracts"):
                                     absent when none runs. ClickHouse `experiments` is the truth, this the mirror
                                     serving reads; its control and challenger versions must not expire
     lock:experiments             -> held while an experiment changes state (one running experiment at a time)
+    lock:rollout                 -> held while the running experiments are evaluated (app.experiments.rollout)
 
 Ranked lists are msgpack `[[film_id, ...], [score, ...]]`: compact, and decoded
 with one call.
@@ -48,6 +49,7 @@ TRENDING_PARTS = "live:trending:parts"
 RETRAIN_LOCK = "lock:retrain"
 EXPERIMENT_ACTIVE = "exp:active"
 EXPERIMENTS_LOCK = "lock:experiments"
+ROLLOUT_LOCK = "lock:rollout"
 RECENT_MAX = 50
 
 

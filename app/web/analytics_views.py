@@ -1,5 +1,6 @@
-"""JSON views of the business metrics: `GET /v1/analytics/summary` and
-`GET /v1/analytics/dashboard` (what the dashboard page draws), both `?from=YYYY-MM-DD&to=YYYY-MM-DD`.
+"""JSON views of the business metrics: `GET /v1/analytics/summary`,
+`GET /v1/analytics/dashboard` and `GET /v1/analytics/experiment` (what the dashboard page
+draws), all `?from=YYYY-MM-DD&to=YYYY-MM-DD`.
 
 Behind the ANALYTICS policy (a bearer token unless ANALYTICS_OPEN, app/web/auth.py).
 Reports run in `app.analytics.service.Analytics` (own threads, limit, deadline,
@@ -15,6 +16,7 @@ from clickhouse_driver.errors import Error as ClickHouseError
 
 from app.analytics import api
 from app.analytics.api import DateRange, InvalidRange, ReportTimeout
+from app.analytics.experiment import experiment
 from app.analytics.service import Busy, Report
 from app.web import auth, metrics
 from app.web.handlers import error, json_response
@@ -54,9 +56,15 @@ async def dashboard_data(request: web.Request) -> web.Response:
     return await respond(request, api.dashboard)
 
 
+async def experiment_data(request: web.Request) -> web.Response:
+    """The running (or last) experiment: per-arm daily figures, intervals, verdict, decisions."""
+    return await respond(request, experiment)
+
+
 ROUTES = (
     ("/v1/analytics/summary", summary),
     ("/v1/analytics/dashboard", dashboard_data),
+    ("/v1/analytics/experiment", experiment_data),
 )
 
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-# Input bounds, enforced by app/web/handlers.py and published here.
+from app.experiments.metrics import METRICS
+from app.experiments.model import ID_PATTERN, State
+from app.experiments.operations import MAX_DAYS, MAX_MIN_USERS, MAX_PLAN_DAYS
+
+# Input bounds, enforced by app/web/handlers.py (and experiments_api.py) and published here.
 MAX_ID = 2**63 - 1
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
+MAX_VERSION_LEN = 200
+MAX_REASON_LEN = 500
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -118,6 +124,61 @@ def _analytics_op(summary: str) -> dict[str, Any]:
 
 _CHECK = {"type": "object", "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}
 
+# Experiments (app/web/experiments_api.py): bounds as enforced there and in app.experiments.
+_ADMIN = [{"admin": []}]
+_OPEN_UNIT = {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True}
+_METRIC = {"type": "string", "enum": list(METRICS)}
+_VERSION = {"type": "string", "minLength": 1, "maxLength": MAX_VERSION_LEN}
+_EXPERIMENT_ID = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
+_STAMP = {"type": "string", "nullable": True, "description": "UTC, ISO 8601; null when not set"}
+_EXPERIMENT = {
+    "type": "object",
+    "required": ["id", "control", "challenger", "share", "primary", "guardrails", "mde", "min_users_per_arm",
+                 "max_duration_s", "created_at", "started_at", "ended_at", "state", "decision", "revision"],
+    "properties": {
+        "id": {"type": "string"}, "control": {"type": "string"}, "challenger": {"type": "string"},
+        "share": {"type": "number"}, "primary": {"type": "string"},
+        "guardrails": {"type": "array", "description": "[metric, tolerance] pairs",
+                       "items": {"type": "array", "items": {}, "minItems": 2, "maxItems": 2}},
+        "mde": {"type": "number"}, "min_users_per_arm": {"type": "integer"}, "max_duration_s": {"type": "integer"},
+        "created_at": {"type": "string"}, "started_at": _STAMP, "ended_at": _STAMP,
+        "state": {"type": "string", "enum": [s.value for s in State]},
+        "decision": {"type": "string", "description": "why it ended, e.g. `promote: challenger wins`"},
+        "revision": {"type": "integer"}, "hash_seed": {"type": "integer"}, "threshold": {"type": "integer"},
+    },
+}
+_EXPERIMENT_ERRORS = {
+    "400": _json(_ref("Error"), "a definition, field or id we refuse (the message says which)"),
+    **_AUTH_ERRORS,
+    "503": _json(_ref("Error"), "ClickHouse or Redis unreachable"),
+    "504": _json(_ref("Error"), "ClickHouse or Redis did not answer in time"),
+}
+_START_BODY = {
+    "type": "object",
+    "required": ["challenger"],
+    "additionalProperties": False,
+    "properties": {
+        "challenger": {**_VERSION, "description": "a published version"},
+        "control": {**_VERSION, "description": "a published version (default: the served one)"},
+        "id": {**_EXPERIMENT_ID, "description": "default exp-<start time>"},
+        "share": {**_OPEN_UNIT, "description": "share of users in the challenger arm (default 0.1)"},
+        "primary": {**_METRIC, "description": "primary metric (default watch_time_per_user_day)"},
+        "guardrails": {
+            "type": "array", "maxItems": len(METRICS), "description": "default d1_retention and ctr at 5 %",
+            "items": {"type": "object", "required": ["metric", "tolerance"], "additionalProperties": False,
+                      "properties": {"metric": _METRIC, "tolerance": {"type": "number", "minimum": 0, "maximum": 1,
+                                                                     "exclusiveMaximum": True}}},
+        },
+        "mde": {**_OPEN_UNIT, "description": "planned minimum detectable effect, relative (default 0.05)"},
+        "min_users_per_arm": {"type": "integer", "minimum": 1, "maximum": MAX_MIN_USERS,
+                              "description": "default: planned from the last plan_days of traffic"},
+        "plan_days": {"type": "integer", "minimum": 1, "maximum": MAX_PLAN_DAYS},
+        "max_days": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_DAYS},
+        "at": {"type": "string", "format": "date-time", "description": "start (default now; not in the future)"},
+    },
+}
+_ID_PATH = {"name": "experiment_id", "in": "path", "required": True, "schema": _EXPERIMENT_ID}
+
 SPEC: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "cinerec recommendations", "version": "1.0.0"},
@@ -145,7 +206,7 @@ SPEC: dict[str, Any] = {
         "/v1/admin/retrain": {
             "post": {
                 "summary": "Enqueue a retrain now",
-                "security": [{"bearer": []}],
+                "security": _ADMIN,
                 "responses": {
                     "202": _json(
                         {"type": "object", "properties": {"task_id": {"type": "string"}}}, "retrain enqueued"
@@ -159,6 +220,66 @@ SPEC: dict[str, Any] = {
             "Business metrics of a date range: time on site, retention, rating, completion, funnel"
         ),
         "/v1/analytics/dashboard": _analytics_op("Every per-day series the dashboard draws"),
+        "/v1/analytics/experiment": _analytics_op(
+            "The running experiment (else the last one started before `to`): per-arm daily figures, the report "
+            "with 95 % intervals and the verdict, the decision log; `experiment` is null before any"
+        ),
+        "/v1/admin/experiments": {
+            "get": {
+                "summary": "Every experiment (newest first) and the one serving follows",
+                "security": _ADMIN,
+                "responses": {
+                    "200": _json({"type": "object", "required": ["experiments", "active"], "properties": {
+                        "experiments": {"type": "array", "items": _ref("Experiment")},
+                        "active": {"type": "string", "nullable": True}}}, "experiments"),
+                    **_EXPERIMENT_ERRORS,
+                },
+            },
+            "post": {
+                "summary": "Plan and start an experiment (idempotent: the same request again answers it)",
+                "security": _ADMIN,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _START_BODY}}},
+                "responses": {
+                    "201": _json({"type": "object", "required": ["experiment", "plan"], "properties": {
+                        "experiment": _ref("Experiment"), "plan": {"type": "string"}}}, "running"),
+                    **_EXPERIMENT_ERRORS,
+                    "409": _json(_ref("Error"), "a version is not published, another experiment runs, or the id "
+                                                "exists with another definition"),
+                },
+            },
+        },
+        "/v1/admin/experiments/{experiment_id}": {
+            "get": {
+                "summary": "One experiment, its decision log and its report so far",
+                "security": _ADMIN,
+                "parameters": [_ID_PATH],
+                "responses": {
+                    "200": _json({"type": "object", "required": ["experiment", "decisions", "report"], "properties": {
+                        "experiment": _ref("Experiment"),
+                        "decisions": {"type": "array", "items": {"type": "object", "required": ["at", "action"]}},
+                        "report": {"type": "object", "nullable": True}}}, "the experiment"),
+                    **_EXPERIMENT_ERRORS,
+                    "404": _json(_ref("Error"), "no experiment with that id"),
+                },
+            },
+        },
+        "/v1/admin/experiments/{experiment_id}/stop": {
+            "post": {
+                "summary": "Stop a planned or running experiment by hand: the control stays served",
+                "security": _ADMIN,
+                "parameters": [_ID_PATH],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON_LEN}}}}}},
+                "responses": {
+                    "200": _json({"type": "object", "required": ["experiment"],
+                                  "properties": {"experiment": _ref("Experiment")}}, "stopped"),
+                    **_EXPERIMENT_ERRORS,
+                    "404": _json(_ref("Error"), "no experiment with that id"),
+                    "409": _json(_ref("Error"), "the experiment has already ended"),
+                },
+            },
+        },
         "/dashboard": {
             "get": {
                 "summary": "Business and operations dashboard (HTML, charts served by the app)",
@@ -192,7 +313,10 @@ SPEC: dict[str, Any] = {
         },
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "ANALYTICS_TOKEN (or ADMIN_TOKEN)"},
+            "admin": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN"},
+        },
         "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "AuthError": {
@@ -204,6 +328,7 @@ SPEC: dict[str, Any] = {
                 },
             },
             "Film": _FILM,
+            "Experiment": _EXPERIMENT,
             "FilmList": {"type": "object", "required": ["items", "source"], "properties": _LIST_PROPS},
             "UserRecommendations": {
                 "type": "object",

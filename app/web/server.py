@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 
 from app.settings import Settings
 from app.analytics.service import Analytics
-from app.web import admin, analytics_views, auth, dashboard, handlers, metrics
+from app.web import admin, analytics_views, auth, dashboard, experiments_api, handlers, metrics
 from app.web.keys import ANALYTICS, CELERY, READER, REDIS_PROBE, SETTINGS
 from app.web.model_cache import ModelCache
 from app.web.protocol import AppRunner
@@ -88,7 +88,8 @@ def install(app: web.Application, settings: Settings) -> None:
     app[SETTINGS] = settings
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, metrics.instrumented(path, handler))
-    for setup_routes in (analytics_views.setup_routes, dashboard.setup_routes):  # business metrics, /dashboard
+    # business metrics, /dashboard, /v1/admin/experiments
+    for setup_routes in (analytics_views.setup_routes, dashboard.setup_routes, experiments_api.setup_routes):
         setup_routes(app)
     app.cleanup_ctx.append(resources)
 

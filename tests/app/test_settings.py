@@ -17,6 +17,7 @@ def test_defaults_point_at_the_local_stack() -> None:
     assert s.topic_partitions == int(DEFAULTS["TOPIC_PARTITIONS"])
     assert s.retrain_interval_hours == 48
     assert (s.gate_min_users, s.gate_max_holdout_share) == (500, 0.2)
+    assert (s.rollout, s.rollout_share, s.experiment_eval_minutes) == ("switch", 0.1, 60)
     assert s.external == frozenset()
 
 
@@ -24,7 +25,9 @@ def test_overrides_are_read_and_typed() -> None:
     s = Settings.from_env({
         "TOPIC_PARTITIONS": "8", "WEB_PORT": "7000", "NETWORK_TIMEOUT_S": "2.5",
         "LOG_LEVEL": "DEBUG", "LOCAL_DIR": "/tmp/x", "TRAIN_BACKEND": "spark",
+        "ROLLOUT": "Experiment", "ROLLOUT_SHARE": "0.25", "EXPERIMENT_EVAL_MINUTES": "15",
     })
+    assert (s.rollout, s.rollout_share, s.experiment_eval_minutes) == ("experiment", 0.25, 15)
     assert (s.topic_partitions, s.web_port, s.network_timeout_s) == (8, 7000, 2.5)
     assert s.log_level == "debug"
     assert s.train_backend == "spark"
@@ -48,6 +51,10 @@ def test_overrides_are_read_and_typed() -> None:
         ("GATE_MIN_USERS", "0", "GATE_MIN_USERS must be >= 1"),
         ("GATE_MAX_HOLDOUT_SHARE", "1", "GATE_MAX_HOLDOUT_SHARE must be < 1"),
         ("GATE_MAX_HOLDOUT_SHARE", "0", "GATE_MAX_HOLDOUT_SHARE must be > 0"),
+        ("ROLLOUT", "canary", "ROLLOUT must be one of switch, experiment"),
+        ("ROLLOUT_SHARE", "1.5", "ROLLOUT_SHARE must be < 1"),
+        ("ROLLOUT_SHARE", "0", "ROLLOUT_SHARE must be > 0"),
+        ("EXPERIMENT_EVAL_MINUTES", "0", "EXPERIMENT_EVAL_MINUTES must be >= 1"),
     ],
 )
 def test_bad_values_raise_a_settings_error_naming_the_variable(name: str, value: str, message: str) -> None:

@@ -75,13 +75,16 @@ def test_newest_event_time_counts_every_event(clickhouse_settings: Settings) -> 
     assert newest_event_ts(clickhouse_settings) == T0 + DAY
 
 
-def test_films_load_the_latest_title(clickhouse_settings: Settings) -> None:
+def test_films_load_the_latest_title_and_genres(clickhouse_settings: Settings) -> None:
     conn = client(clickhouse_settings)
     try:
         conn.execute(
-            f"INSERT INTO {clickhouse_settings.clickhouse_database}.films (film_id, title, updated_at) VALUES",
-            [(7, "Old title", datetime(2026, 1, 1)), (7, "New title", datetime(2026, 2, 1)), (3, "Other", datetime(2026, 1, 1))],
+            f"INSERT INTO {clickhouse_settings.clickhouse_database}.films (film_id, title, genres, updated_at) VALUES",
+            [(7, "Old title", ["Drama"], datetime(2026, 1, 1)), (7, "New title", ["Comedy", "Drama"], datetime(2026, 2, 1)),
+             (3, "Other", [], datetime(2026, 1, 1))],
         )
     finally:
         conn.disconnect()
-    assert load_films(clickhouse_settings).as_mapping() == {3: "Other", 7: "New title"}
+    films = load_films(clickhouse_settings)
+    assert films.as_mapping() == {3: "Other", 7: "New title"}
+    assert films.genres == [[], ["Comedy", "Drama"]]

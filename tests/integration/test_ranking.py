@@ -16,7 +16,6 @@ from app.recsys.data.dataset import DAY_S, EventWeights, build_dataset
 from app.recsys.data.load import load_films, load_interactions
 from app.recsys.models.als import ALSRecommender
 from app.recsys.ranking.online import RequestRanker
-from app.recsys.ranking.stage import Genres
 from app.recsys.ranking.twolevel import REQUEST_FILE, LevelOne, TwoLevelConfig
 from app.recsys.training import pipeline, publish
 from app.settings import Settings
@@ -48,7 +47,7 @@ def test_features_as_of_t_never_read_an_event_after_t(settings: Settings) -> Non
         dataset = build_dataset(before, weights)
         als = ALSRecommender(factors=8, iterations=5).fit(dataset)
         first = LevelOne.build(dataset, events, as_of, {"als": als},
-                                 Genres(load_films(settings).genre_mapping()).matrix(dataset.items), TwoLevelConfig())
+                                 load_films(settings).genre_matrix(dataset.items)[0], TwoLevelConfig())
         candidates, features = first.features(np.arange(len(dataset.users)), 20)
         return np.column_stack([candidates.rows, candidates.items]), features
 

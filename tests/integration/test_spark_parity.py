@@ -46,12 +46,14 @@ def simulated(clickhouse_settings):
     return clickhouse_settings
 
 
-def test_pushed_down_pairs_equal_the_driver_matrix(simulated) -> None:
+@pytest.mark.parametrize("weights", [
+    EventWeights(), EventWeights(rating_scope="event", rating_exponent=4.0),
+    EventWeights(binary=True, rating_exponent=3.0, half_life_days=5.0)], ids=["pair", "event", "binary-decayed"])
+def test_pushed_down_pairs_equal_the_driver_matrix(simulated, weights) -> None:
     """The SQL weighting + GROUP BY over hash slices gives each (user, film) pair once, with the
-    same summed weight as `EventWeights` + `build_dataset` on the driver."""
-    weights = EventWeights()
+    same weight as `EventWeights` + `build_dataset` on the driver (event sums, pair rating, decay)."""
     expected = build_dataset(load_interactions(simulated), weights)
-    query, params = pairs_query(simulated.clickhouse_database, weights, None, None, slices=3)
+    query, params = pairs_query(simulated.clickhouse_database, weights, None, None, slices=3, now=expected.now)
     rows = np.array(list(read_slices(simulated, query, params, range(3))))
     users, films, sums = rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64), rows[:, 2]
 

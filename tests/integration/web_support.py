@@ -39,6 +39,7 @@ class HandModel:
     item_factors: np.ndarray
     regularization: float = 0.1
     alpha: float = 10.0
+    weight_scale: float = 1.0  # confidence normalisation (app.recsys.models.foldin): none for hand-made factors
 
 
 @dataclass(frozen=True)

@@ -35,3 +35,12 @@ def test_retrain_runs_on_the_training_queue_and_survives_a_dying_worker() -> Non
 def test_the_app_module_alone_registers_the_retrain_task() -> None:
     """`celery -A workers.celery_app worker` imports only the app module."""
     assert "workers.tasks.retrain" in app.tasks
+
+
+def test_experiments_are_evaluated_every_hour_on_their_own_queue() -> None:
+    assert Settings.from_env({}).experiment_eval_minutes == 60
+    entry = app.conf.beat_schedule["evaluate-experiments"]
+    assert entry["task"] == "workers.tasks.evaluate_experiments"
+    assert entry["schedule"] == timedelta(minutes=60) and entry["options"]["expires"] == 3600
+    assert app.conf.task_routes["workers.tasks.evaluate_experiments"] == {"queue": "experiments"}
+    assert "workers.tasks.evaluate_experiments" in app.tasks

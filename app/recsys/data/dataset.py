@@ -134,24 +134,37 @@ DEFAULT_BASE_WEIGHTS: Mapping[str, float] = {
 }
 
 
+RATING_SCOPES = ("pair", "event")
+
+
 @dataclass(frozen=True)
 class EventWeights:
-    """How much one event says about a user liking a film.
+    """How much a user's events with a film say about them liking it: one weight per (user, film).
 
-    weight = base[event_type]
-             + completion_bonus * clip(watch_seconds / duration_seconds, 0, 1)   (watch events)
-    then, for events carrying a rating r (1..10): weight *= (r / 10) ** rating_exponent,
-    so a low rating counts less but still counts (on MovieLens a rated film is
-    a watched film: dropping low ratings loses recall). Summed per (user, film)
-    in `build_dataset`; ALS scales the sum by its own `alpha`.
+    Per event:  base[event_type] + completion_bonus * clip(watch_seconds / duration_seconds, 0, 1)
+    (watch events), summed per (user, film) in `build_dataset`. Then, per pair:
 
-    rating_exponent 4 was the best of 0/2/4 in `bench/quality.py --tune`
-    (5 stars -> x1, 4 -> x0.41, 3 -> x0.13); 6 and 8 scored the same.
+    * `binary`: the pair weighs 1 whatever its events (only which films a user met counts);
+    * rating (r in 1..10): x (mean rating of the pair's rated events / 10) ** rating_exponent, so a
+      low rating counts less but still counts (on MovieLens a rated film is a watched film:
+      dropping low ratings loses recall). `rating_scope="event"` applies the factor to each rated
+      event instead (the weighting of runs recorded before the pair scope; there the factor
+      scales only the rate event's share of an imported film's ~11, which made it inert);
+    * `half_life_days`: x 2^(-age / half_life) by the age of the pair's latest event at the
+      newest event of the data (None: no decay).
+
+    ALS divides the weights by their mean over stored pairs before its `alpha`
+    (app/recsys/models/als.py), so these set only the relative weights. The
+    retrain's tuning searches `rating_exponent`, `binary` and the half-life
+    (app/recsys/tuning); the defaults here are the neutral point of that search.
     """
 
     base: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_BASE_WEIGHTS))
     completion_bonus: float = 2.0
-    rating_exponent: float = 4.0
+    rating_exponent: float = 2.0
+    rating_scope: str = "pair"
+    binary: bool = False
+    half_life_days: float | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.base) - set(EVENT_TYPES)
@@ -161,13 +174,17 @@ class EventWeights:
             raise ValueError("event weights must be >= 0")
         if self.rating_exponent < 0:
             raise ValueError("rating_exponent must be >= 0")
+        if self.rating_scope not in RATING_SCOPES:
+            raise ValueError(f"rating_scope must be one of {RATING_SCOPES}, got {self.rating_scope!r}")
+        if self.half_life_days is not None and self.half_life_days <= 0:
+            raise ValueError("half_life_days must be > 0 or None")
 
     def base_table(self) -> np.ndarray:
         """Base weight per event code (missing types weigh 0)."""
         return np.array([float(self.base.get(t, 0.0)) for t in EVENT_TYPES], dtype=np.float32)
 
     def weights(self, interactions: Interactions) -> np.ndarray:
-        """Per-event weight, float32, vectorised."""
+        """Per-event weight before the per-pair steps, float32, vectorised (> 0: the event counts)."""
         w = self.base_table()[interactions.event_type]
         watch = np.isin(interactions.event_type, [_EVENT_CODES[t] for t in WATCH_EVENT_TYPES])
         has_duration = watch & (interactions.duration_seconds > 0)
@@ -178,11 +195,23 @@ class EventWeights:
             )
             w = w + np.float32(self.completion_bonus) * frac
         rated = interactions.rating > NO_RATING
-        if self.rating_exponent and rated.any():
+        if self.rating_scope == "event" and self.rating_exponent and rated.any():
             factor = np.ones(len(interactions), dtype=np.float32)
             factor[rated] = (np.clip(interactions.rating[rated], 0.0, 10.0) / 10.0) ** self.rating_exponent
             w = w * factor
         return w.astype(np.float32, copy=False)
+
+    def pair_weights(self, sums: np.ndarray, rating_sums: np.ndarray, rated: np.ndarray, age_s: np.ndarray
+                     ) -> np.ndarray:
+        """The per-pair steps (binary, rating, decay) over summed event weights, the pairs' summed
+        ratings and rated-event counts, and the age of their latest event in seconds."""
+        out = np.ones(len(sums), dtype=np.float64) if self.binary else sums.astype(np.float64)
+        if self.rating_scope == "pair" and self.rating_exponent:
+            has = rated > 0
+            out[has] *= (np.clip(rating_sums[has] / rated[has], 0.0, 10.0) / 10.0) ** self.rating_exponent
+        if self.half_life_days is not None:
+            out *= np.exp2(-np.maximum(age_s, 0.0) / (self.half_life_days * DAY_S))
+        return out.astype(np.float32)
 
     def params(self) -> dict[str, Any]:
         """JSON-ready, for run records next to the model's params."""
@@ -190,7 +219,15 @@ class EventWeights:
             "base": dict(self.base),
             "completion_bonus": self.completion_bonus,
             "rating_exponent": self.rating_exponent,
+            "rating_scope": self.rating_scope,
+            "binary": self.binary,
+            "half_life_days": self.half_life_days,
         }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> EventWeights:
+        """Inverse of `params`; a record without `rating_scope` predates the pair scope (its weights were per event)."""
+        return cls(**{"rating_scope": "event", **params})
 
 
 @dataclass(frozen=True)
@@ -228,7 +265,7 @@ def build_dataset(
     users: IdMap | None = None,
     items: IdMap | None = None,
 ) -> Dataset:
-    """Weighted user x item CSR (duplicates summed) from raw events.
+    """Weighted user x item CSR from raw events (`EventWeights`: summed per pair, then the pair steps).
 
     Events without a film (film_id 0) or with zero weight are dropped; when
     `users`/`items` are given, events of other ids are dropped too (evaluation
@@ -255,10 +292,18 @@ def build_dataset(
     pair = pair[order]
     starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, dtype=np.int64)
     uniq = pair[starts]
-    data = np.add.reduceat(w[order].astype(np.float64), starts).astype(np.float32)
+    sums = np.add.reduceat(w[order].astype(np.float64), starts)
     ts = ts[order]
     first_ts = np.minimum.reduceat(ts, starts).astype(np.float64)
     last_ts = np.maximum.reduceat(ts, starts).astype(np.float64)
+    rating = interactions.rating[keep][order]
+    is_rated = rating > NO_RATING
+    if weights.rating_scope == "pair" and weights.rating_exponent and is_rated.any():
+        rating_sums = np.add.reduceat(np.where(is_rated, rating, 0.0).astype(np.float64), starts)
+        rated = np.add.reduceat(is_rated.astype(np.int64), starts)
+    else:  # nothing to scale: skip two passes over the events
+        rating_sums = rated = np.zeros(len(starts))
+    data = weights.pair_weights(sums, rating_sums, rated, interactions.max_ts - last_ts)
     pair_rows = uniq // max(n_items, 1)
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(pair_rows, minlength=n_users), out=indptr[1:])

@@ -18,7 +18,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
+
 from app.recsys.data.dataset import Interactions
+from app.recsys.data.idmap import IdMap
 from app.recsys.progress import Progress, no_progress
 from app.schema import EVENT_TYPES, FILM_EVENT_TYPES
 from app.settings import Settings
@@ -32,7 +35,7 @@ _FILM_TYPES = "(" + ", ".join(f"'{t}'" for t in EVENT_TYPES if t in FILM_EVENT_T
 
 @dataclass(frozen=True)
 class Films:
-    """The catalog: `film_id[i]` is called `title[i]` and has `genres[i]`."""
+    """The catalog: `film_id[i]` is called `title[i]` and has genres `genres[i]`."""
 
     film_id: np.ndarray
     title: list[str]
@@ -41,8 +44,21 @@ class Films:
     def as_mapping(self) -> dict[int, str]:
         return dict(zip(self.film_id.tolist(), self.title))
 
-    def genre_mapping(self) -> dict[int, list[str]]:
-        return dict(zip(self.film_id.tolist(), self.genres))
+    def genre_matrix(self, items: IdMap) -> tuple[sp.csr_matrix, list[str]]:
+        """(items x genres, genre names): row i = the genres of film `items.external[i]`, summing to 1
+        (a film in three genres is a third of each); films without genres or not in the catalog: empty rows."""
+        names = sorted({g for gs in self.genres for g in gs})
+        column = {g: j for j, g in enumerate(names)}
+        index = items.to_index(self.film_id) if len(self.film_id) else np.zeros(0, dtype=np.int64)
+        rows, cols, values = [], [], []
+        for row, gs in zip(index.tolist(), self.genres):
+            if row >= 0 and gs:
+                unique = sorted(set(gs))
+                rows += [row] * len(unique)
+                cols += [column[g] for g in unique]
+                values += [1.0 / len(unique)] * len(unique)
+        matrix = sp.csr_matrix((np.asarray(values, dtype=np.float32), (rows, cols)), shape=(len(items), len(names)))
+        return matrix, names
 
 
 def window_conditions(since: float | None, until: float | None) -> tuple[list[str], dict[str, int]]:
@@ -149,14 +165,14 @@ def load_films(settings: Settings) -> Films:
     conn = client(settings)
     try:
         rows = conn.execute(
-            f"SELECT film_id, argMax(title, updated_at), argMax(genres, updated_at) FROM {settings.clickhouse_database}.films "
-            "GROUP BY film_id ORDER BY film_id",
+            f"SELECT film_id, argMax(title, updated_at), argMax(genres, updated_at) "
+            f"FROM {settings.clickhouse_database}.films GROUP BY film_id ORDER BY film_id",
             columnar=True,
         )
     finally:
         conn.disconnect()
     if not rows:
-        return Films(np.empty(0, dtype=np.int64), [])
+        return Films(np.empty(0, dtype=np.int64), [], [])
     film_ids, titles, genres = rows
     return Films(np.asarray(film_ids, dtype=np.int64), list(titles), [list(g) for g in genres])
 

@@ -7,7 +7,7 @@ multithreaded batch top-k, which never materialises the users x items matrix.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Mapping, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,19 +21,31 @@ from app.recsys.models.foldin import fold_in, gram
 from app.recsys.data.idmap import IdMap
 from app.recsys.models.topn import pad_ranked
 
-# Tuned by `bench/quality.py --tune` on MovieLens ml-latest-small (validation
-# split carved from the training part; NDCG@10 0.138 there, 0.133 on the test
-# part vs 0.102 for implicit's defaults). Together with
-# EventWeights.rating_exponent = 4. The regularization is absolute (implicit
-# does not scale it by counts): much larger catalogues may want less.
+# Defaults: the neutral point of the retrain's search (app/recsys/tuning), which
+# replaces them in every tuned run. alpha applies to weights divided by their
+# mean (below), so it means the same on any data; regularization = 8 x alpha:
+# reg / alpha between 6 and 10 was best on every dataset and protocol measured
+# (docs/models.md).
 DEFAULT_FACTORS = 64
-DEFAULT_REGULARIZATION = 10.0
-DEFAULT_ALPHA = 1.0
+DEFAULT_ALPHA = 3.0
+DEFAULT_REGULARIZATION = 8 * DEFAULT_ALPHA
 DEFAULT_ITERATIONS = 15
 
 
+def weight_scale(matrix: sp.csr_matrix, normalise: bool) -> float:
+    """1 / the mean stored weight (1 when not normalising or empty): confidence = alpha x weight x scale.
+
+    Summed event weights differ by an order of magnitude between sources (an
+    imported rating weighs ~11, a simulated click 1), so an absolute alpha
+    tuned on one is ~10x off on another; dividing by the mean makes alpha relative.
+    """
+    if not normalise or matrix.nnz == 0:
+        return 1.0
+    return float(1.0 / np.mean(matrix.data, dtype=np.float64))
+
+
 class ALSRecommender:
-    """Matrix factorisation with confidence = alpha * summed event weight."""
+    """Matrix factorisation with confidence = alpha x pair weight / mean pair weight (`normalise`)."""
 
     name = "als"
 
@@ -44,6 +56,7 @@ class ALSRecommender:
         alpha: float = DEFAULT_ALPHA,
         iterations: int = DEFAULT_ITERATIONS,
         random_state: int = 0,
+        normalise: bool = True,
         show_progress: bool = False,
     ) -> None:
         if factors < 1 or iterations < 1:
@@ -55,7 +68,9 @@ class ALSRecommender:
         self.alpha = float(alpha)
         self.iterations = int(iterations)
         self.random_state = int(random_state)
+        self.normalise = bool(normalise)
         self.show_progress = show_progress
+        self.weight_scale = 1.0  # set by fit: what one unit of raw weight counts (1 / mean weight)
         self.users = IdMap.empty()
         self.items = IdMap.empty()
         self.user_factors = np.zeros((0, self.factors), dtype=np.float32)
@@ -69,7 +84,13 @@ class ALSRecommender:
             "alpha": self.alpha,
             "iterations": self.iterations,
             "random_state": self.random_state,
+            "normalise": self.normalise,
         }
+
+    @property
+    def confidence_scale(self) -> float:
+        """Confidence per unit of raw pair weight (alpha x weight_scale): what training and fold-in apply."""
+        return self.alpha * self.weight_scale
 
     def fit(self, dataset: Dataset, warm_start: ALSRecommender | None = None, iterations: int | None = None) -> Self:
         """Factorise `dataset.matrix` (users x items confidences).
@@ -85,12 +106,13 @@ class ALSRecommender:
             raise ValueError("iterations must be >= 1")
         if warm_start is not None and warm_start.factors != self.factors:
             raise ValueError(f"cannot warm-start {self.factors} factors from a model with {warm_start.factors}")
+        scale = weight_scale(dataset.matrix, self.normalise)
         # implicit parallelises itself; a multithreaded BLAS underneath only oversubscribes.
         with threadpool_limits(1, "blas"):
             als = AlternatingLeastSquares(
                 factors=self.factors,
                 regularization=self.regularization,
-                alpha=self.alpha,
+                alpha=self.alpha * scale,  # implicit multiplies the matrix by it: no copy of ours
                 iterations=iterations or self.iterations,
                 random_state=self.random_state,
                 num_threads=0,
@@ -101,10 +123,11 @@ class ALSRecommender:
                 als.item_factors = _initial_factors(rng, dataset.items, warm_start.items, warm_start.item_factors)
             # implicit converts anything but float32 itself: no copy of ours on top
             als.fit(dataset.matrix, show_progress=self.show_progress)
-        self._set_factors(dataset.users, dataset.items, als.user_factors, als.item_factors)
+        self._set_factors(dataset.users, dataset.items, als.user_factors, als.item_factors, scale)
         return self
 
-    def _set_factors(self, users: IdMap, items: IdMap, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
+    def _set_factors(self, users: IdMap, items: IdMap, user_factors: np.ndarray, item_factors: np.ndarray,
+                     scale: float) -> None:
         expected = ((len(users), self.factors), (len(items), self.factors))
         if (np.shape(user_factors), np.shape(item_factors)) != expected:
             raise ValueError(
@@ -114,12 +137,15 @@ class ALSRecommender:
         self.users, self.items = users, items
         self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        self.weight_scale = float(scale)
         self._gram = None
 
-    def with_factors(self, users: IdMap, items: IdMap, user_factors: np.ndarray, item_factors: np.ndarray) -> Self:
-        """A fitted model with these params and factors learned elsewhere (the Spark backend, a saved model)."""
+    def with_factors(self, users: IdMap, items: IdMap, user_factors: np.ndarray, item_factors: np.ndarray,
+                     scale: float = 1.0) -> Self:
+        """A fitted model with these params, factors learned elsewhere (the Spark backend, a saved model)
+        and the weight scale they were learned with."""
         model = type(self)(**self.params())
-        model._set_factors(users, items, user_factors, item_factors)
+        model._set_factors(users, items, user_factors, item_factors, scale)
         return model
 
     @property
@@ -159,20 +185,29 @@ class ALSRecommender:
         return top_k(unit, unit[items], n, itself)
 
     def fold_in(self, item_indices: np.ndarray, confidences: np.ndarray) -> np.ndarray:
-        """User vector for a user not in training, from raw weights (scaled by alpha like in fit)."""
+        """User vector for a user not in training, from raw pair weights (scaled as in fit)."""
         check_fitted(self)
         conf = np.asarray(confidences, dtype=np.float64)
-        return fold_in(self.item_factors, self.gram, item_indices, self.alpha * conf, self.regularization)
+        return fold_in(self.item_factors, self.gram, item_indices, self.confidence_scale * conf, self.regularization)
 
     def save(self, directory: Path) -> None:
-        write_model(directory, self, {"user_factors": self.user_factors, "item_factors": self.item_factors})
+        write_model(directory, self, {"user_factors": self.user_factors, "item_factors": self.item_factors,
+                                      "weight_scale": np.float64(self.weight_scale)})
 
     @classmethod
     def load(cls, directory: Path) -> Self:
+        """A saved model; artifacts from before `weight_scale` was stored trained on raw weights (scale 1)."""
         saved = read_model(directory, cls.name)
-        return cls(**saved.params).with_factors(
-            saved.users, saved.items, saved.arrays["user_factors"], saved.arrays["item_factors"]
+        scale = float(saved.arrays["weight_scale"]) if "weight_scale" in saved.arrays else 1.0
+        return cls(**recorded_params(saved.params)).with_factors(
+            saved.users, saved.items, saved.arrays["user_factors"], saved.arrays["item_factors"], scale
         )
+
+
+def recorded_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params as recorded (meta.json, a run's record) -> as this code takes them: records from
+    before `normalise` were fitted on raw weights."""
+    return {"normalise": False, **params}
 
 
 def _initial_factors(rng: np.random.Generator, ids: IdMap, known: IdMap, factors: np.ndarray) -> np.ndarray:

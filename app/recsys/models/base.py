@@ -98,3 +98,27 @@ def check_indices(indices: np.ndarray, size: int, what: str) -> np.ndarray:
 def check_fitted(model: Recommender) -> None:
     if not len(model.items):
         raise RuntimeError(f"{model.name} model is not fitted (or was fitted on no items)")
+
+
+def put_csr(arrays: dict[str, np.ndarray], prefix: str, matrix: sp.csr_matrix) -> None:
+    """Store a CSR matrix as plain arrays `{prefix}_data/_indices/_indptr/_shape` (npz, no pickle)."""
+    matrix = sp.csr_matrix(matrix)
+    arrays[f"{prefix}_data"] = matrix.data
+    arrays[f"{prefix}_indices"] = matrix.indices
+    arrays[f"{prefix}_indptr"] = matrix.indptr
+    arrays[f"{prefix}_shape"] = np.asarray(matrix.shape, dtype=np.int64)
+
+
+def get_csr(arrays: dict[str, np.ndarray], prefix: str) -> sp.csr_matrix:
+    """Inverse of `put_csr`."""
+    shape = tuple(int(x) for x in arrays[f"{prefix}_shape"])
+    return sp.csr_matrix(
+        (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]), shape=shape
+    )
+
+
+def binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """The same pattern with every stored entry 1 (float32): who has met which item."""
+    out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    out.data[:] = 1.0
+    return out

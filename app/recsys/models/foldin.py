@@ -6,7 +6,14 @@ millisecond, so the web service can personalise from the first clicks without
 a retrain. Pure numpy: the web process must not need implicit.
 
 Confidence convention (same as implicit's CPU ALS): c = alpha * weight,
-preference 1 for every given item, 0 (confidence 1) elsewhere:
+preference 1 for every given item, 0 (confidence 1) elsewhere. Training
+divides the raw pair weights by their mean (`ALSRecommender.weight_scale`), so
+the `alpha` published with the factors is the model's confidence per unit of
+RAW weight (`confidence_scale` = alpha x weight scale): fold-in of raw
+weights then applies exactly the training scale. Blobs published before the
+scale existed carry the plain alpha, which was the same thing (scale 1), so
+the format did not change; `weight_scale` and `model_alpha` are stored beside
+it for operators only.
 
     x_u = (YtY + Yu^T (Cu - I) Yu + reg I)^-1  Yu^T Cu p_u
 """
@@ -30,6 +37,7 @@ class FactorModel(Protocol):
     item_factors: np.ndarray
     regularization: float
     alpha: float
+    weight_scale: float
 
 
 def gram(item_factors: np.ndarray) -> np.ndarray:
@@ -75,7 +83,7 @@ class FoldInModel:
     item_factors: np.ndarray
     gram: np.ndarray
     regularization: float
-    alpha: float
+    alpha: float  # confidence per unit of raw weight (see the module doc)
 
     def user_vector(self, film_ids: np.ndarray, confidences: np.ndarray) -> np.ndarray | None:
         """Folded-in user vector from raw weights; None when no film is known to the model."""
@@ -120,7 +128,9 @@ def pack_factors(model: FactorModel) -> bytes:
         item_ids=model.items.external,
         item_factors=np.asarray(model.item_factors, dtype=np.float32),
         regularization=np.float64(model.regularization),
-        alpha=np.float64(model.alpha),
+        alpha=np.float64(model.alpha * model.weight_scale),
+        weight_scale=np.float64(model.weight_scale),
+        model_alpha=np.float64(model.alpha),
     )
     return buf.getvalue()
 

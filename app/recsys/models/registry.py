@@ -6,11 +6,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from app.recsys.data.dataset import EventWeights
-from app.recsys.models.als import ALSRecommender
+from app.recsys.models.als import ALSRecommender, recorded_params
 from app.recsys.models.base import Recommender, read_meta
+from app.recsys.models.ease import EASERecommender
+from app.recsys.models.fm import FMRecommender
+from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.models.popularity import PopularRecommender, TrendingRecommender
 
-MODELS: dict[str, type] = {cls.name: cls for cls in (ALSRecommender, PopularRecommender, TrendingRecommender)}
+MODELS: dict[str, type] = {cls.name: cls for cls in (
+    ALSRecommender, PopularRecommender, TrendingRecommender, EASERecommender, ItemKNNRecommender, FMRecommender)}
 
 
 def load_model(directory: Path) -> Recommender:
@@ -59,11 +63,12 @@ class ModelSpec:
         name = record.get("model", ALSRecommender.name)
         if name not in MODELS or not isinstance(record.get(name), Mapping):
             return None
+        params = recorded_params(record[name]) if name == ALSRecommender.name else record[name]
         try:
-            return cls.of(name, record[name], EventWeights(**record.get("weights", {})))
+            return cls.of(name, params, EventWeights.from_params(record.get("weights", {})))
         except (TypeError, ValueError):  # params of another code version
             return None
 
 
-__all__ = ["ALSRecommender", "MODELS", "ModelSpec", "PopularRecommender", "Recommender", "TrendingRecommender",
-           "load_model"]
+__all__ = ["ALSRecommender", "EASERecommender", "FMRecommender", "ItemKNNRecommender", "MODELS", "ModelSpec",
+           "PopularRecommender", "Recommender", "TrendingRecommender", "load_model"]

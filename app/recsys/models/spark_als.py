@@ -13,7 +13,7 @@ Executors need this package and clickhouse-driver installed (or shipped with
 `--py-files`) and network access to ClickHouse (docs/scaling.md).
 
 Parameters: factors, iterations and alpha are taken from the ALS params as
-given. Regularisation is not: Spark scales `regParam` by each user's/item's
+given (alpha applied to the weights divided by their mean, as in implicit). Regularisation is not: Spark scales `regParam` by each user's/item's
 number of ratings (ALS-WR) while implicit's is absolute, so Spark has its own
 `reg_param` (default chosen on the simulator data, tests/integration/
 test_spark_parity.py). Confidence is `1 + alpha * w` in Spark and `alpha * w`
@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from app.recsys.models.als import ALSRecommender
-from app.recsys.data.dataset import EventWeights
+from app.recsys.data.dataset import DAY_S, EventWeights
 from app.recsys.data.idmap import IdMap
 from app.recsys.data.load import window_conditions
 from app.schema import EVENT_TYPES, NO_RATING, WATCH_EVENT_TYPES
@@ -61,22 +61,42 @@ def weight_sql(weights: EventWeights) -> str:
     if weights.completion_bonus:
         expr = (f"({expr} + if(event_type IN ({watch}) AND duration_seconds > 0, "
                 f"{float(weights.completion_bonus)!r} * least(greatest(watch_seconds / duration_seconds, 0.), 1.), 0.))")
-    if weights.rating_exponent:
-        expr = (f"{expr} * if(rating > {NO_RATING!r}, "
-                f"pow(least(greatest(rating, 0.), 10.) / 10., {float(weights.rating_exponent)!r}), 1.)")
+    if weights.rating_scope == "event" and weights.rating_exponent:
+        expr = (f"{expr} * if(rating > {NO_RATING!r}, {_rating_factor('rating', weights.rating_exponent)}, 1.)")
     return expr
 
 
+def pair_weight_sql(weights: EventWeights) -> str:
+    """`EventWeights.pair_weights` as an aggregate over one (user, film) group of weighted events
+    (`w`, `rating`, `ts`); the query parameter `now` is the data's newest event (for the decay)."""
+    expr = "1." if weights.binary else "sum(w)"
+    if weights.rating_scope == "pair" and weights.rating_exponent:
+        rated = f"rating > {NO_RATING!r}"
+        expr = (f"{expr} * if(countIf({rated}) > 0, "
+                f"{_rating_factor(f'avgIf(rating, {rated})', weights.rating_exponent)}, 1.)")
+    if weights.half_life_days is not None:
+        half_life_s = float(weights.half_life_days * DAY_S)
+        expr = f"{expr} * exp2(-greatest(%(now)s - toUInt32(max(ts)), 0) / {half_life_s!r})"
+    return expr
+
+
+def _rating_factor(rating: str, exponent: float) -> str:
+    return f"pow(least(greatest({rating}, 0.), 10.) / 10., {float(exponent)!r})"
+
+
 def pairs_query(database: str, weights: EventWeights, since: float | None, until: float | None,
-                slices: int) -> tuple[str, dict[str, int]]:
-    """SQL of one slice's (user, film, summed weight) rows; parameter `slice` picks the slice."""
+                slices: int, now: float = 0.0) -> tuple[str, dict[str, int]]:
+    """SQL of one slice's (user, film, pair weight) rows; parameter `slice` picks the slice.
+    `now`: the newest event of the data the driver built its matrix from (the decay's reference)."""
     where, params = window_conditions(since, until)
     where.append("modulo(cityHash64(user_id), %(slices)s) = %(slice)s")
     params["slices"] = slices
+    params["now"] = int(now)
     query = f"""
-        SELECT user_id, film_id, sum(w) AS weight
+        SELECT user_id, film_id, {pair_weight_sql(weights)} AS weight
         FROM (
-            SELECT toInt64(user_id) AS user_id, toInt64(film_id) AS film_id, {weight_sql(weights)} AS w
+            SELECT toInt64(user_id) AS user_id, toInt64(film_id) AS film_id, {weight_sql(weights)} AS w,
+                   rating, ts
             FROM {database}.interactions FINAL
             WHERE {' AND '.join(where)}
         )
@@ -122,11 +142,14 @@ class SparkALSTrainer:
         return self._spark
 
     def fit(self, users: IdMap, items: IdMap, since: float | None, until: float | None,
-            template: ALSRecommender | None = None, weights: EventWeights | None = None) -> ALSRecommender:
+            template: ALSRecommender | None = None, weights: EventWeights | None = None,
+            scale: float = 1.0, now: float = 0.0) -> ALSRecommender:
         """ALS on the film events of `[since, until)`; factors placed at `users`/`items` indices.
 
         `template` and `weights` (default: the trainer's) give the ALS params and
-        the event weighting of this fit. Ids the window has but the maps lack are
+        the event weighting of this fit; `scale` is the weight scale of the
+        driver's matrix of the same events (`als.weight_scale`) and `now` its
+        newest event. Ids the window has but the maps lack are
         dropped; ids of the maps with no row in Spark's output keep zero factors
         (both mean the caller built its maps from other data than the window).
         """
@@ -137,7 +160,7 @@ class SparkALSTrainer:
         started = time.perf_counter()
         slices = self.slices or 2 * spark.sparkContext.defaultParallelism
         self._check_ids()
-        query, params = pairs_query(self.settings.clickhouse_database, weights, since, until, slices)
+        query, params = pairs_query(self.settings.clickhouse_database, weights, since, until, slices, now)
         settings = self.settings
         rows = spark.sparkContext.parallelize(range(slices), slices).mapPartitions(
             lambda part: read_slices(settings, query, params, part))
@@ -148,7 +171,7 @@ class SparkALSTrainer:
         read_s = time.perf_counter() - started
         model = ALS(
             rank=template.factors, maxIter=template.iterations, regParam=self.reg_param,
-            alpha=template.alpha, implicitPrefs=True, seed=template.random_state,
+            alpha=template.alpha * scale, implicitPrefs=True, seed=template.random_state,
             userCol="user", itemCol="item", ratingCol="weight", nonnegative=False,
             numUserBlocks=slices, numItemBlocks=slices, intermediateStorageLevel="MEMORY_AND_DISK",
             checkpointInterval=5,
@@ -159,7 +182,7 @@ class SparkALSTrainer:
         log.info("spark ALS on %s: %d pairs (%d users x %d films) read in %.1fs over %d slices, "
                  "fitted in %.1fs (regParam %g)", self.settings.spark_master, pairs, len(users), len(items),
                  read_s, slices, time.perf_counter() - started - read_s, self.reg_param)
-        return template.with_factors(users, items, user_factors, item_factors)
+        return template.with_factors(users, items, user_factors, item_factors, scale)
 
     def _check_ids(self) -> None:
         """MLlib needs int ids: fail clearly rather than deep inside a Spark task."""

@@ -7,6 +7,7 @@ scores float32 padded with -inf, so callers never special-case short lists
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 # implicit's topk marks filtered items with -FLT_MAX rather than -inf.
 _FILTERED = np.finfo(np.float32).min
@@ -40,3 +41,40 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     part_scores = scores[rows, part]
     order = np.argsort(-part_scores, axis=1, kind="stable")
     return pad_ranked(part[rows, order], part_scores[rows, order], n)
+
+
+# Cells of one dense score block (~32 MB of float32): bounds the memory of models
+# that score every candidate column for a block of users (item-item, FM).
+BLOCK_CELLS = 1 << 23
+
+
+def top_n_excluding(
+    scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None, columns: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n of each row of a dense score block, the `exclude` row's items never returned.
+
+    `scores` may cover only some items: its column j is item `columns[j]`
+    (default: column j is item j), and the result holds item indices either
+    way. `exclude` has one row per score row, over all items. `scores` is
+    modified in place.
+    """
+    if exclude is not None:
+        if exclude.shape[0] != len(scores):
+            raise ValueError(f"exclude has {exclude.shape[0]} rows for {len(scores)} score rows")
+        cols = exclude.indices
+        if columns is not None:
+            position = np.full(exclude.shape[1], -1, dtype=np.int64)
+            position[columns] = np.arange(len(columns))
+            cols = position[cols]
+        rows = np.repeat(np.arange(len(scores)), np.diff(exclude.indptr))
+        inside = cols >= 0
+        scores[rows[inside], cols[inside]] = -np.inf
+    ids, top = top_n(scores, n)
+    if columns is not None:
+        ids = np.where(ids >= 0, columns[np.maximum(ids, 0)], -1)
+    return ids, top
+
+
+def block_rows(width: int) -> int:
+    """Rows per dense score block of `width` columns (at least one)."""
+    return max(1, BLOCK_CELLS // max(width, 1))

@@ -90,20 +90,6 @@ class FilmSnapshot:
             return cls(IdMap(z["item_ids"]), z["values"], genres, float(z["as_of"]), float(z["span"]))
 
 
-def genre_matrix(items: IdMap, film_genres: Mapping[int, Sequence[str]]) -> sp.csr_matrix:
-    """(films, genres) with each film's genres sharing 1; genre columns in sorted name order."""
-    names = sorted({g for gs in film_genres.values() for g in gs})
-    column = {g: j for j, g in enumerate(names)}
-    rows, cols, data = [], [], []
-    for i, film in enumerate(items.external.tolist()):
-        gs = sorted(set(film_genres.get(film, ())))
-        for g in gs:
-            rows.append(i)
-            cols.append(column[g])
-            data.append(1.0 / len(gs))
-    return sp.csr_matrix((np.array(data, dtype=np.float32), (rows, cols)), shape=(len(items), len(names)))
-
-
 def _before(events: Interactions, as_of: float) -> Interactions:
     """The events a feature at `as_of` may read: strictly before it (the leakage guarantee)."""
     return events.select(events.ts < as_of)

@@ -90,7 +90,7 @@ class RequestRanker:
         neighbours = recent.neighbours if recent is not None else sp.csr_matrix((len(model.items),) * 2)
         als = first.als
         return cls(model.ranker, first.snapshot,
-                   FoldInModel(model.items, als.item_factors, als.gram, als.regularization, als.alpha),
+                   FoldInModel(model.items, als.item_factors, als.gram, als.regularization, als.confidence_scale),
                    neighbours.tocsr(), first.source_names, model.config.n_candidates)
 
     def _sources(self) -> list[CandidateSource]:
@@ -137,7 +137,7 @@ class RequestRanker:
                  ranker_meta=np.frombuffer(meta.encode(), dtype=np.uint8),
                  snapshot=np.frombuffer(self.snapshot.pack(), dtype=np.uint8),
                  item_factors=self.foldin.item_factors, regularization=np.float64(self.foldin.regularization),
-                 alpha=np.float64(self.foldin.alpha), nb_data=nb.data, nb_indices=nb.indices, nb_indptr=nb.indptr,
+                 confidence=np.float64(self.foldin.alpha), nb_data=nb.data, nb_indices=nb.indices, nb_indptr=nb.indptr,
                  sources=np.array(self.sources), n=np.int64(self.n))
         return buf.getvalue()
 
@@ -150,7 +150,7 @@ class RequestRanker:
             items: IdMap = snapshot.items
             if len(factors) != len(items):
                 raise ValueError(f"{len(factors)} item factors for {len(items)} films")
-            foldin = FoldInModel(items, factors, gram(factors), float(z["regularization"]), float(z["alpha"]))
+            foldin = FoldInModel(items, factors, gram(factors), float(z["regularization"]), float(z["confidence"]))
             neighbours = sp.csr_matrix((z["nb_data"], z["nb_indices"], z["nb_indptr"]), shape=(len(items),) * 2)
             return cls(ranker, snapshot, foldin, neighbours, tuple(str(s) for s in z["sources"]), int(z["n"]))
 

@@ -19,11 +19,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.recsys.data.dataset import Dataset, EventWeights, Interactions, build_dataset
-from app.recsys.data.idmap import IdMap
+from app.recsys.data.load import Films
 from app.recsys.evaluation.evaluate import Holdout
 from app.recsys.evaluation.splits import LabelSplit, label_split
 from app.recsys.models.base import Recommender
-from app.recsys.ranking.features import genre_matrix
 from app.recsys.ranking.twolevel import LevelOne, TwoLevelConfig, TwoLevelRecommender, train_ranker
 
 log = logging.getLogger(__name__)
@@ -46,16 +45,6 @@ class TwoLevelBuild:
         return {"label_split": self.labels.as_dict(), "sources": list(self.model.first.source_names),
                 "ranker": ranker.stats.as_dict() if ranker.stats else None,
                 "importance": dict(list(ranker.importance().items())[:12]), "timings": self.timings}
-
-
-class Genres:
-    """Film genres as `genre_matrix` rows for any film map (empty mapping: no genre features)."""
-
-    def __init__(self, film_genres: Mapping[int, list[str]]) -> None:
-        self.film_genres = film_genres
-
-    def matrix(self, items: IdMap) -> sp.csr_matrix:
-        return genre_matrix(items, self.film_genres)
 
 
 @dataclass
@@ -97,7 +86,7 @@ def fit_stage(train_events: Interactions, weights: EventWeights, fit_first_level
 
 
 def build(stage: Stage, train_events: Interactions, train: Dataset, as_of: float,
-          train_models: Mapping[str, Recommender], genres: Genres,
+          train_models: Mapping[str, Recommender], films: Films,
           config: TwoLevelConfig = TwoLevelConfig()) -> TwoLevelBuild:
     """Teach a ranker on the stage's label slice and put it over `train_models`.
 
@@ -107,13 +96,13 @@ def build(stage: Stage, train_events: Interactions, train: Dataset, as_of: float
     timings = dict(stage.timings)
     with _timed(timings, "stage_features"):
         first_stage = LevelOne.build(stage.dataset, stage.labels.stage, stage.labels.as_of, stage.models,
-                                     genres.matrix(stage.dataset.items), config)
+                                     films.genre_matrix(stage.dataset.items)[0], config)
     with _timed(timings, "ranker"):
         ranker = train_ranker(first_stage, stage.labels.labels, config)
     log.info("two-level: ranker of %d trees on %d rows, %d users", ranker.stats.trees, ranker.stats.rows,
              ranker.stats.users)
     with _timed(timings, "first_level"):
-        first = LevelOne.build(train, train_events, as_of, train_models, genres.matrix(train.items), config)
+        first = LevelOne.build(train, train_events, as_of, train_models, films.genre_matrix(train.items)[0], config)
     return TwoLevelBuild(TwoLevelRecommender(first, ranker, config), stage.labels, timings)
 
 

@@ -33,6 +33,7 @@ from app.recsys.data.dataset import Dataset, Interactions
 from app.recsys.evaluation.evaluate import relevant_items
 from app.recsys.models.als import ALSRecommender
 from app.recsys.models.base import META_FILE, MODEL_FILE, Recommender, check_indices
+from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, CandidateSource, Candidates, FactorSource,
                                            ItemScoreSource, NeighbourSource, RecommenderSource, UserBatch,
                                            neighbours_of, recent_matrix, source_recall, top_per_row, union)
@@ -81,8 +82,8 @@ class LevelOne:
     @classmethod
     def build(cls, dataset: Dataset, events: Interactions, as_of: float, models: Mapping[str, Recommender],
               genres: sp.csr_matrix | None, config: TwoLevelConfig) -> LevelOne:
-        """Sources from fitted `models` (by name; ALS also gives the similar films of "recent" unless a
-        model named "knn" does), plus popular, trending and similar-to-recent from `events` before `as_of`."""
+        """Sources from fitted `models` (by name), plus popular, trending and similar-to-recent (the similar
+        films of the item-kNN model when there is one, else ALS's) from `events` before `as_of`."""
         snapshot = film_snapshot(dataset, events, as_of, genres)
         als = models.get(ALSRecommender.name)
         sources: list[CandidateSource] = []
@@ -93,7 +94,7 @@ class LevelOne:
                 sources.append(RecommenderSource(name, model))
         sources.append(ItemScoreSource(POPULAR, snapshot.viewers_share))
         sources.append(ItemScoreSource(TRENDING, snapshot.trend))
-        similar = models.get("knn", als)
+        similar = models.get(ItemKNNRecommender.name, als)
         if similar is not None:
             sources.append(NeighbourSource(RECENT, neighbours_of(similar, config.neighbours)))
         return cls(dataset, sources, None if als is None else als.user_factors, recent_matrix(dataset), snapshot,
@@ -189,6 +190,10 @@ class TwoLevelRecommender:
     @property
     def alpha(self) -> float:
         return self.first.als.alpha if self.first.als is not None else 1.0
+
+    @property
+    def weight_scale(self) -> float:
+        return self.first.als.weight_scale if self.first.als is not None else 1.0
 
     def params(self) -> dict[str, Any]:
         return {"sources": list(self.first.source_names), **self.config.params()}

@@ -7,7 +7,7 @@ import contextlib
 from typing import Callable, Iterator
 
 from app.recsys.data.dataset import Dataset
-from app.recsys.models.als import ALSRecommender
+from app.recsys.models.als import ALSRecommender, weight_scale
 from app.recsys.models.base import Recommender
 from app.recsys.models.registry import ModelSpec
 from app.settings import Settings
@@ -39,6 +39,8 @@ def fitter(settings: Settings, warm_start_iterations: int | None) -> Iterator[Fi
                      warm: Recommender | None) -> Recommender:
             if spec.name != ALSRecommender.name:
                 return in_process(spec, dataset, since, until, warm)
-            return trainer.fit(dataset.users, dataset.items, since, until, spec.build(), spec.weights)
+            template = spec.build()
+            return trainer.fit(dataset.users, dataset.items, since, until, template, spec.weights,
+                               weight_scale(dataset.matrix, template.normalise), dataset.now)
 
         yield on_spark

@@ -1,5 +1,5 @@
-"""The retrain run, stage by stage: load -> split -> lists -> evaluate -> two-level -> gate -> fit -> save -> publish
--> record.
+"""The retrain run, stage by stage: load -> split -> lists -> label-split -> evaluate -> two-level -> gate -> fit
+-> save -> publish (-> rollout) -> record.
 
 Plain Python (no Celery): the Celery task, `cinerec train` and the benchmarks
 all call `retrain`. Storage is reached only through its adapters (the run
@@ -7,7 +7,7 @@ record: app.storage.model_runs; Redis: `publish`); the retrain lock is the
 caller's (app.storage.locks), taken around the whole run. The run writes its
 model into its own folder, claimed for its whole life (`artifacts`).
 
-The challenger is a `ModelSpec` (today ALS); evaluation and the gate only
+The challenger is a `ModelSpec` (ALS unless `config.model` names another); evaluation and the gate only
 need a fitted model of it, so any registered model can take its place. A
 two-level model (ALS and other first-level sources, ranked by LightGBM) is
 built on top of the same holdout models and competes with the best single
@@ -18,7 +18,10 @@ scoring the served artifact itself would be unfair, as it has trained on
 part of this holdout. The popular and trending lists are published whatever
 the gate decides. A rejected or failed run leaves `recs:current` alone and is
 still recorded, with the gate's evidence and reason, so operators can see why
-nothing changed.
+nothing changed. A published version is served at once unless the rollout
+policy (ROLLOUT=experiment while a version is served, app.experiments.rollout)
+or `config.switch=False` says otherwise; the `rollout` stage then starts its
+experiment, and the run's reason says what happened.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import numpy as np
 import redis
 from threadpoolctl import threadpool_limits
 
+from app.experiments import rollout
 from app.recsys.data.dataset import DAY_S, Dataset, Interactions, build_dataset
 from app.recsys.data.load import Films, load_films, load_interactions, newest_event_ts
 from app.recsys.evaluation.evaluate import Evaluation, Holdout, evaluate_on
@@ -49,6 +53,7 @@ from app.recsys.training.run import RetrainConfig, RunReport
 from app.settings import Settings
 from app.storage import model_runs
 from app.storage import redis_keys as keys
+from app.storage.clickhouse import client as clickhouse_client
 from app.storage.redis_client import connect
 
 log = logging.getLogger(__name__)
@@ -121,7 +126,7 @@ def retrain(
 def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: RunReport,
          conn: redis.Redis, fit: Fit) -> None:
     """The stages in order; returns early (report rejected) when one says stop."""
-    spec = ModelSpec.of(ALSRecommender.name, config.als)  # the challenger
+    spec = ModelSpec.of(config.model, config.als if config.model == ALSRecommender.name else None)  # the challenger
     report.params = {**spec.record(), "config": config.params(), "backend": settings.train_backend}
     report.served_before = publish.current_version(conn)
     served_meta = (publish.read_meta(conn, report.served_before) or {}) if report.served_before else None
@@ -147,7 +152,7 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
         return
 
     stage = None
-    if config.two_level is not None:  # first: the holdout models start from the stage's
+    if config.two_level is not None and spec.name == ALSRecommender.name:  # first: the holdout ALS starts from it
         with report.stage("label-split"):
             stage = _stage(settings, config, spec, split, report)
     with report.stage("evaluate"):
@@ -178,17 +183,36 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
             model = _final_two_level(two, model, split, interactions, films, config)
     with report.stage("save"):  # the artifact first: a served version always has one
         model.save(settings.model_dir / report.version)
+    serve = config.switch and rollout.switches_at_once(settings, report.served_before)
     with report.stage("publish"):
         sizes = publish.ListSizes(config.n_recs, config.n_similar, config.n_popular, config.batch_users)
         extra = {keys.ranking(report.version): RequestRanker.of(model).pack()} if isinstance(
             model, TwoLevelRecommender) else {}
         report.timings.update(publish.publish_version(
-            conn, report.version, split.full, model, popular, _meta(report), sizes, progress, extra))
+            conn, report.version, split.full, model, popular, _meta(report), sizes, progress, switch=serve,
+            extra=extra))
     report.status, report.published = "published", True
+    if not serve:
+        with report.stage("rollout"):
+            report.reason = f"{report.reason}; {_roll_out(settings, config, report, conn)}"
     try:  # housekeeping: artifacts of finished versions Redis no longer keeps; the next run retries
         artifacts.prune_model_dirs(conn, settings.model_dir)
     except (OSError, redis.RedisError):
         log.exception("[%s] could not prune old model folders in %s", report.version, settings.model_dir)
+
+
+def _roll_out(settings: Settings, config: RetrainConfig, report: RunReport, conn: redis.Redis) -> str:
+    """The rollout hook for a version published without the switch: under ROLLOUT=experiment,
+    start its experiment against the served version (app.experiments.rollout). Returns what happened."""
+    if not config.switch:
+        return (f"published without switching (asked): serve it with `cinerec experiment start --challenger "
+                f"{report.version}` or `cinerec rollback {report.version}`")
+    ch = clickhouse_client(settings)
+    try:
+        return rollout.after_publish(ch, conn, settings, report.version, report.served_before,
+                                     datetime.now(timezone.utc))
+    finally:
+        ch.disconnect()
 
 
 def _window_start(settings: Settings, config: RetrainConfig) -> float | None:
@@ -262,7 +286,7 @@ def _two_level(config: RetrainConfig, spec: ModelSpec, split: Split, stage: two_
     assert config.two_level is not None
     try:
         built = two_level_stage.build(stage, split.train_events, split.train, split.until, {spec.name: scores.model},
-                                      two_level_stage.Genres(films.genre_mapping()), config.two_level)
+                                      films, config.two_level)
     except ValueError as exc:  # e.g. no label user with a positive candidate
         log.warning("[%s] no two-level challenger this run: %s", report.version, exc)
         report.models[TWO_LEVEL] = {"skipped": str(exc)}
@@ -285,9 +309,8 @@ def _final_two_level(two: TwoLevel, als: Recommender, split: Split, interactions
                      config: RetrainConfig) -> TwoLevelRecommender:
     """The shipped two-level model: the gate's ranker over the final first level, features as of now."""
     assert config.two_level is not None
-    genres = two_level_stage.Genres(films.genre_mapping())
     first = LevelOne.build(split.full, interactions, split.full.now + 1.0, {als.name: als},
-                             genres.matrix(split.full.items), config.two_level)
+                             films.genre_matrix(split.full.items)[0], config.two_level)
     return TwoLevelRecommender(first, two.built.model.ranker, config.two_level)
 
 

@@ -21,8 +21,8 @@ from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
 import redis
-from redis.client import Pipeline
 
+from app.experiments.store import protected_versions
 from app.recsys.data.dataset import Dataset
 from app.recsys.data.idmap import IdMap
 from app.recsys.models.base import Recommender
@@ -30,6 +30,7 @@ from app.recsys.models.foldin import FactorModel, pack_factors
 from app.recsys.models.popularity import PopularRecommender, TrendingRecommender
 from app.recsys.progress import Progress, no_progress
 from app.storage import redis_keys as keys
+from app.storage import version_keys
 
 log = logging.getLogger(__name__)
 
@@ -194,17 +195,22 @@ def write_titles(conn: redis.Redis, titles: Mapping[int, str], batch: int = BATC
     return len(items)
 
 
-def activate(conn: redis.Redis, version: str, meta: Mapping[str, object]) -> None:
-    """Write the meta and make `version` current in one transaction; then age old versions.
+def activate(conn: redis.Redis, version: str, meta: Mapping[str, object], switch: bool = True) -> None:
+    """Write the meta and register `version` in one transaction, making it current unless
+    `switch` is False (published for an experiment or a later rollback); then age old versions.
 
     Call only after every other key of the version is written.
     """
     pipe = conn.pipeline(transaction=True)
     pipe.set(keys.meta(version), json.dumps(dict(meta), sort_keys=True))
     pipe.zadd(keys.VERSIONS, {version: time.time()})
-    pipe.set(keys.CURRENT, version)
+    if switch:
+        pipe.set(keys.CURRENT, version)
     pipe.execute()
-    log.info("recs:current -> %s", version)
+    if switch:
+        log.info("recs:current -> %s", version)
+    else:
+        log.info("published %s without serving it (recs:current unchanged)", version)
     try:
         expire_old_versions(conn)
     except redis.RedisError:  # housekeeping only: the switch is done, the next publish retries it
@@ -232,9 +238,11 @@ def publish_version(
     meta: Mapping[str, object],
     sizes: ListSizes,
     progress: Progress = no_progress,
+    switch: bool = True,
     extra: Mapping[str, bytes] | None = None,
 ) -> dict[str, float]:
-    """Every key of a version from a model fitted on `dataset`, then the meta + pointer switch last.
+    """Every key of a version from a model fitted on `dataset`, then the meta + pointer switch last
+    (without the switch when `switch` is False).
 
     Per user the top `sizes.recs` (seen films left out), per film the top
     `sizes.similar` similar films, the popular list and the fold-in factors
@@ -269,7 +277,7 @@ def publish_version(
             conn.set(keys.factors(version), pack_factors(model))
         if extra:
             conn.mset(dict(extra))
-        activate(conn, version, meta)
+        activate(conn, version, meta, switch)
     except Exception:
         _discard_partial(conn, version)
         raise
@@ -294,45 +302,41 @@ def _discard_partial(conn: redis.Redis, version: str) -> None:
         log.exception("[%s] publish failed and its keys could not be deleted", version)
 
 
-def _each_key(conn: redis.Redis, version: str, command: Callable[[Pipeline, bytes], object]) -> int:
-    """Run `command(pipe, key)` on every key of a version (SCAN), pipelined; returns the key count."""
-    count = 0
-    pipe = conn.pipeline(transaction=False)
-    for key in conn.scan_iter(match=keys.version_pattern(version), count=10_000):
-        command(pipe, key)
-        count += 1
-        if count % BATCH_KEYS == 0:
-            pipe.execute()
-    pipe.execute()
-    return count
-
-
 def discard(conn: redis.Redis, version: str) -> int:
     """Delete the keys of a version that never went live (a publish that failed midway)."""
     if current_version(conn) == version:
         raise PublishError(f"version {version!r} is being served; roll back before discarding it")
-    return _each_key(conn, version, lambda pipe, key: pipe.unlink(key))
+    return version_keys.each_key(conn, version, lambda pipe, key: pipe.unlink(key))
 
 
 def expire_old_versions(
     conn: redis.Redis, keep: int = KEEP_VERSIONS, ttl_s: int = OLD_VERSION_TTL_S
 ) -> list[str]:
-    """Give a TTL to versions older than the newest `keep` (never the current one).
+    """Give a TTL to versions older than the newest `keep`, never to the current one nor to
+    the versions of the running experiment (`experiments.store.protected_versions`).
 
     Versions whose keys are already gone are dropped from the registry.
-    Returns the versions that got a TTL in this call.
+    Returns the versions that got a TTL in this call. An experiment starting
+    meanwhile mirrors itself before it persists its versions' keys, so the
+    protection is read again after each version: if the version became
+    protected, its keys are persisted again (whichever of the two ran last).
+    Ending an experiment calls this to give its versions their TTL back.
     """
     current = current_version(conn)
     expired = []
     for raw in conn.zrevrange(keys.VERSIONS, keep, -1):
         version = raw.decode()
-        if version == current:
+        if version == current or version in protected_versions(conn):
             continue
         ttl = conn.ttl(keys.meta(version))
         if ttl == -2:  # meta gone: the version has expired
             conn.zrem(keys.VERSIONS, version)
         elif ttl == -1:
-            n = _each_key(conn, version, lambda pipe, key: pipe.expire(key, ttl_s))
+            n = version_keys.expire(conn, version, ttl_s)
+            if version in protected_versions(conn):
+                version_keys.persist(conn, version)
+                log.info("version %s joined an experiment while it was being aged: kept", version)
+                continue
             log.info("version %s: %d keys expire in %ds", version, n, ttl_s)
             expired.append(version)
     return expired
@@ -350,8 +354,7 @@ def rollback(conn: redis.Redis, version: str) -> None:
     """
     if conn.zscore(keys.VERSIONS, version) is None:
         raise PublishError(f"version {version!r} was never published here")
-    if conn.ttl(keys.meta(version)) >= 0:
-        _each_key(conn, version, lambda pipe, key: pipe.persist(key))
+    version_keys.persist(conn, version)
     switched = conn.eval(_ROLLBACK, 3, keys.CURRENT, keys.VERSIONS, keys.meta(version), version)
     if not switched:
         raise PublishError(f"version {version!r} has expired; pick one of `cinerec models`")

@@ -12,6 +12,7 @@ from typing import Any, Iterator, Mapping
 from app.recsys.evaluation.bootstrap import Difference
 from app.recsys.evaluation.gate import GatePolicy
 from app.recsys.evaluation.splits import HoldoutCut
+from app.recsys.models.registry import MODELS, ALSRecommender
 from app.recsys.ranking.twolevel import TwoLevelConfig
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,10 @@ log = logging.getLogger(__name__)
 class RetrainConfig:
     """Knobs of one run; defaults are what the 48 h schedule uses."""
 
-    window_days: float | None = 365.0  # history before the newest event; None = everything
+    # History used, counted back from the newest event; None = every stored event (the default:
+    # a fixed window dropped 90% of an imported history's users, and old events are down-weighted
+    # by the tuned recency half-life instead; docs/retrain.md "Training window").
+    window_days: float | None = None
     # None: the holdout grows back from the newest event (settings GATE_MIN_USERS,
     # GATE_MAX_HOLDOUT_SHARE); a number: the last that many days, whatever they hold.
     holdout_days: float | None = None
@@ -40,10 +44,18 @@ class RetrainConfig:
     # (a fifth of a cold fit's time; NDCG as the cold fit's from 2 iterations on planted
     # data, from 1 on the 5M-event benchmark: docs/retrain.md). None = a full cold fit.
     warm_start_iterations: int | None = 3
-    # The two-level challenger (docs/ranking.md); None: single models only.
+    # The model fitted, gated as the challenger and published (a name of app.recsys.models.registry);
+    # `als` params above apply to ALS only. E.g. Popular as a version of its own, for an online
+    # experiment against the served model (`cinerec train --model popular --force --no-switch`).
+    model: str = ALSRecommender.name
+    # False: publish without serving it, whatever ROLLOUT says; an experiment or a rollback serves it later.
+    switch: bool = True
+    # The two-level challenger over the first level of ALS (docs/ranking.md); None: single models only.
     two_level: TwoLevelConfig | None = field(default_factory=TwoLevelConfig)
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; one of {', '.join(sorted(MODELS))}")
         if self.holdout_days is not None and (
                 self.holdout_days <= 0 or (self.window_days is not None and self.window_days <= self.holdout_days)):
             raise ValueError("need 0 < holdout_days < window_days")

@@ -1,4 +1,5 @@
-// The dashboard: fetch /v1/analytics/dashboard for the chosen range and draw it with Chart.js.
+// The dashboard: fetch /v1/analytics/dashboard (then /v1/analytics/experiment) for the chosen range
+// and draw them with Chart.js.
 // No build step: plain ES2017 served as is. <body data-state> is "ready" once every chart is drawn,
 // "token" while it asks for the analytics token, or "error" with the reason in #status: what the
 // browser test waits for. The page itself holds no figures; the data needs the token (README
@@ -190,6 +191,124 @@ function tables(data) {
       fmt(r.n_users, 0), fmt(r.n_items, 0), fmt(r.n_interactions, 0), r.reason]));
 }
 
+// The experiment section: the running experiment, or the last one started before the range ends.
+const ARMS = ["control", "challenger"];
+const VERDICT_CLASS = { "challenger wins": "win", "control wins": "lose", invalid: "invalid" };
+
+function inUnit(unit, x) {
+  if (x === null || x === undefined) return "–";
+  if (unit === "seconds") return fmt(x / 60) + " min";
+  if (unit === "share") return fmt(pct(x)) + "%";
+  if (unit === "rating") return fmt(x, 2);
+  return fmt(x, 3);
+}
+
+function signed(x) { return (x > 0 ? "+" : "") + fmt(pct(x)) + "%"; }
+
+function listItems(id, lines) {
+  const list = document.getElementById(id);
+  list.replaceChildren(...lines.map((line) => { const li = document.createElement("li"); li.textContent = line; return li; }));
+}
+
+function drawExperimentDaily(data) {
+  const days = [...new Set(data.daily.map((row) => row.day))].sort();
+  const cell = Object.fromEntries(data.daily.map((row) => [`${row.day}/${row.arm}`, row]));
+  const datasets = [];
+  ARMS.forEach((arm, i) => {
+    const rows = days.map((day) => cell[`${day}/${arm}`]);
+    datasets.push({ type: "line", label: `${arm}: watch time per active user (min)`, yAxisID: "minutes",
+      data: rows.map((r) => (r && r.active_users ? Math.round(r.watch_seconds / r.active_users / 6) / 10 : null)),
+      borderColor: COLORS[i], backgroundColor: COLORS[i] });
+    datasets.push({ type: "bar", label: `${arm}: users first exposed`, yAxisID: "users",
+      data: rows.map((r) => (r ? r.exposed_users : 0)), backgroundColor: i ? "rgba(232, 89, 12, 0.3)" : "rgba(59, 91, 219, 0.3)" });
+  });
+  draw("chart-experiment-daily", {
+    data: { labels: days, datasets },
+    options: { scales: {
+      minutes: { position: "left", beginAtZero: true, title: { display: true, text: "minutes" } },
+      users: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: "users" } },
+    }, plugins: { legend: { labels: { boxWidth: 10, font: { size: 10 } } } } },
+  });
+}
+
+function drawExperimentIntervals(e, diffs) {
+  const guards = e.guardrails.map(([name]) => name);
+  const order = [e.primary, ...guards, ...Object.keys(diffs).filter((k) => k !== e.primary && !guards.includes(k))];
+  const shown = order.filter((k) => diffs[k] && diffs[k].low !== null);
+  const color = (d) => (d.low > 0 ? "rgba(43, 138, 62, 0.55)" : d.high < 0 ? "rgba(201, 42, 42, 0.55)" : "rgba(102, 112, 133, 0.4)");
+  const role = (k) => (k === e.primary ? " (primary)" : guards.includes(k) ? " (guardrail)" : "");
+  draw("chart-experiment-intervals", {
+    type: "bar",
+    data: { labels: shown.map((k) => diffs[k].label + role(k)), datasets: [
+      { label: "95% interval (%)", data: shown.map((k) => [pct(diffs[k].low), pct(diffs[k].high)]),
+        backgroundColor: shown.map((k) => color(diffs[k])), barPercentage: 0.6 },
+      { type: "line", label: "estimate (%)", data: shown.map((k) => pct(diffs[k].relative)), showLine: false,
+        pointRadius: 5, borderColor: "#1d2430", backgroundColor: "#1d2430" },
+    ] },
+    options: { indexAxis: "y", interaction: { mode: "nearest", intersect: true },
+      scales: { x: { title: { display: true, text: "challenger vs control (%)" },
+        grid: { color: (ctx) => (ctx.tick && ctx.tick.value === 0 ? "#1d2430" : "#e4e7ec") } },
+        y: { ticks: { font: { size: 11 } } } },
+      plugins: { legend: { display: false } } },
+  });
+}
+
+function experimentTable(e, r) {
+  const arms = r.arms;
+  const rows = [["users", fmt(arms.control.users, 0), fmt(arms.challenger.users, 0), ""]];
+  for (const total of ["impressions", "impressions_own_version", "clicks", "plays"]) {
+    rows.push([total.replace(/_/g, " "), fmt(arms.control.totals[total], 0), fmt(arms.challenger.totals[total], 0), ""]);
+  }
+  const cells = [];
+  for (const [name, d] of Object.entries(r.differences)) {
+    const interval = d.low === null ? "" : ` [${signed(d.low)}, ${signed(d.high)}] (${d.method})`;
+    rows.push([d.label + (name === e.primary ? " *" : ""), inUnit(d.unit, arms.control.metrics[name]),
+      inUnit(d.unit, arms.challenger.metrics[name]), d.relative === null ? "–" : signed(d.relative) + interval]);
+    cells.push(d.low !== null && d.low > 0 ? "better" : d.high !== null && d.high < 0 ? "worse" : "");
+  }
+  fillTable("table-experiment", ["metric", `control (${e.control})`, `challenger (${e.challenger})`,
+    "challenger vs control [95%]"], rows);
+  const table = document.getElementById("table-experiment");
+  cells.forEach((cls, i) => { if (cls) table.rows[6 + i].cells[3].className = cls; });
+}
+
+function drawExperiment(data) {
+  const e = data.experiment;
+  const verdict = document.getElementById("experiment-verdict");
+  document.getElementById("experiment-charts").hidden = !e;
+  if (!e) {
+    document.getElementById("experiment-title").textContent =
+      "No experiment has started yet (cinerec experiment start, POST /v1/admin/experiments, or ROLLOUT=experiment).";
+    verdict.textContent = "";
+    listItems("experiment-reasons", []);
+    fillTable("table-experiment", [], []);
+    document.getElementById("experiment-note").textContent = "";
+    return;
+  }
+  const r = data.report, srm = r.sample_ratio;
+  document.getElementById("experiment-title").textContent =
+    `${e.id} (${e.state}): ${e.control} (control) vs ${e.challenger} (challenger, ${pct(e.share)}% of users); ` +
+    `${r.window.start.slice(0, 16).replace("T", " ")} … ${r.window.stop.slice(0, 16).replace("T", " ")} UTC`;
+  verdict.textContent = r.verdict.text;
+  verdict.className = "verdict " + (VERDICT_CLASS[r.verdict.kind] || "");
+  listItems("experiment-reasons", [
+    ...r.verdict.reasons,
+    `sample ratio: chi-square ${fmt(srm.chi2, 2)}, p = ${fmt(srm.p_value, 3)} ` + (srm.mismatch ? "MISMATCH" : "(ok)"),
+    ...(e.decision ? [`decision: ${e.decision}`] : []),
+  ]);
+  drawExperimentDaily(data);
+  drawExperimentIntervals(e, r.differences);
+  experimentTable(e, r);
+  document.getElementById("experiment-note").textContent = "Decisions: " +
+    data.decisions.map((d) => `${d.at.slice(0, 16).replace("T", " ")} ${d.action}`).join(" · ") + ".";
+}
+
+async function getJson(path, signal) {
+  const response = await fetch(path, { signal, headers: authHeaders() });
+  const data = await response.json();
+  return { response, data };
+}
+
 function authHeaders() {
   const token = sessionStorage.getItem(TOKEN_KEY);
   return token ? { Authorization: `Bearer ${token}` } : {};
@@ -213,14 +332,18 @@ async function load(range) {
   let data;
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
+  let experiment;
   try {
-    const response = await fetch(`/v1/analytics/dashboard?${query}`, { signal: controller.signal, headers: authHeaders() });
-    data = await response.json();
+    const main = await getJson(`/v1/analytics/dashboard?${query}`, controller.signal);
+    data = main.data;
     if (data.auth === "missing" || data.auth === "rejected") {
       askToken(data.auth === "missing" ? "enter the analytics token" : "that token was refused; enter the analytics token");
       return;
     }
-    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    if (!main.response.ok) throw new Error(data.error || `HTTP ${main.response.status}`);
+    // once the token is known good: the experiment section (its own report, so its own request)
+    experiment = await getJson(`/v1/analytics/experiment?${query}`, controller.signal);
+    if (!experiment.response.ok) throw new Error(`experiment: ${experiment.data.error || `HTTP ${experiment.response.status}`}`);
   } catch (exc) {
     const reason = exc.name === "AbortError" ? `no answer within ${FETCH_TIMEOUT_MS / 1000} s` : exc.message;
     setStatus(`could not load: ${reason}`, true);
@@ -237,6 +360,7 @@ async function load(range) {
   drawIngestion(data);
   drawRuns(data);
   tables(data);
+  drawExperiment(experiment.data);
   setStatus(`${data.from} … ${data.to}, updated ${new Date().toLocaleTimeString()}`);
   document.body.dataset.state = "ready";
 }

@@ -18,7 +18,7 @@ from app.storage.interactions import insert_events
 from tests.app.experiments.test_analysis import NOW, hand_made_events, running
 
 pytestmark = pytest.mark.integration
-COLUMNS = ("experiment_id", "arm", "day", *q._COLUMNS)
+COLUMNS = q.DAILY_COLUMNS
 
 
 @pytest.fixture

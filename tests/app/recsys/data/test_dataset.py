@@ -54,11 +54,52 @@ def test_weights_base_completion_and_rating():
         duration_seconds=[0, 0, 6000, 6000, 0],
         rating=[0, 0, 0, 0, 4],
     )
-    w = EventWeights(completion_bonus=2.0, rating_exponent=1.0).weights(it)
+    w = EventWeights(completion_bonus=2.0, rating_exponent=1.0, rating_scope="event").weights(it)
     # impression 0; click 1; complete 4 + 2 * 3000/6000 = 5; progress 0 + 2 * 0.25 = 0.5;
     # rate 3 * (4/10)^1 = 1.2
     assert w.tolist() == pytest.approx([0.0, 1.0, 5.0, 0.5, 1.2])
     assert w.dtype == np.float32
+    # with the (default) pair scope the rating scales the pair in build_dataset, not the event
+    assert EventWeights(rating_exponent=1.0).weights(it)[4] == pytest.approx(3.0)
+
+
+def test_the_rating_scales_the_whole_pair_by_its_mean_rating():
+    """An imported rating is play + complete + rate: the factor must reach all three, or it is inert."""
+    it = events(
+        user_id=[1, 1, 1, 1, 1, 2],
+        film_id=[10, 10, 10, 20, 20, 10],
+        event_type=["play", "complete", "rate", "rate", "rate", "play"],
+        ts=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        rating=[0, 0, 5, 4, 8, 0],
+    )
+    flat = EventWeights(completion_bonus=0.0, rating_exponent=2.0)
+    ds = build_dataset(it, flat)
+    # user 1 film 10: (2 + 4 + 3) x (5/10)^2 = 2.25; film 20: (3 + 3) x (6/10)^2 = 2.16; user 2: play 2, unrated
+    np.testing.assert_allclose(ds.matrix.toarray(), [[2.25, 2.16], [2.0, 0.0]], rtol=1e-6)
+    per_event = build_dataset(it, EventWeights(completion_bonus=0.0, rating_exponent=2.0, rating_scope="event"))
+    np.testing.assert_allclose(per_event.matrix.toarray(), [[2 + 4 + 0.75, 0.48 + 1.92], [2.0, 0.0]], rtol=1e-6)
+
+
+def test_binary_and_half_life_act_per_pair():
+    day = 86_400.0
+    it = events(user_id=[1, 1, 1, 2], film_id=[10, 10, 20, 10], event_type=["play", "complete", "click", "click"],
+                ts=[0.0, 10 * day, 0.0, 20 * day])
+    binary = build_dataset(it, EventWeights(binary=True, completion_bonus=0.0))
+    assert binary.matrix.toarray().tolist() == [[1.0, 1.0], [1.0, 0.0]]
+    decayed = build_dataset(it, EventWeights(binary=True, half_life_days=10.0))
+    # ages at the newest event (day 20): pair (1, 10) last seen day 10 -> 1/2; (1, 20) day 0 -> 1/4; (2, 10) -> 1
+    np.testing.assert_allclose(decayed.matrix.toarray(), [[0.5, 0.25], [1.0, 0.0]], rtol=1e-6)
+
+
+def test_weights_record_and_come_back_and_old_records_keep_their_scope():
+    weights = EventWeights(rating_exponent=1.5, binary=True, half_life_days=30.0)
+    assert EventWeights.from_params(weights.params()) == weights
+    old = {"base": dict(weights.base), "completion_bonus": 2.0, "rating_exponent": 4.0}  # recorded before the scope
+    assert EventWeights.from_params(old).rating_scope == "event"
+    with pytest.raises(ValueError, match="rating_scope"):
+        EventWeights(rating_scope="user")
+    with pytest.raises(ValueError, match="half_life_days"):
+        EventWeights(half_life_days=0.0)
 
 
 def test_weights_reject_unknown_types_and_negatives():

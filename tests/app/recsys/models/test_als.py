@@ -1,7 +1,9 @@
+import json
+
 import numpy as np
 import pytest
 
-from app.recsys.data.dataset import build_dataset
+from app.recsys.data.dataset import Dataset, build_dataset
 from app.recsys.evaluation.evaluate import evaluate
 from app.recsys.evaluation.splits import per_user_last_fraction, time_holdout
 from app.recsys.models.als import ALSRecommender
@@ -66,7 +68,7 @@ def test_save_load_round_trip_identical(tmp_path, split, als):
     train, _ = split
     als.save(tmp_path)
     with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
-        assert set(npz.files) == {"user_factors", "item_factors", "user_ids", "item_ids"}
+        assert set(npz.files) == {"user_factors", "item_factors", "user_ids", "item_ids", "weight_scale"}
     loaded = ALSRecommender.load(tmp_path)
     assert loaded.params() == als.params()
     users = np.arange(len(train.users))
@@ -144,3 +146,41 @@ def test_warm_start_refuses_mismatched_factors_and_bad_iterations(warm_split):
         ALSRecommender(factors=4).fit(full, warm_start=holdout_model)
     with pytest.raises(ValueError, match="iterations"):
         ALSRecommender(**SMALL).fit(full, warm_start=holdout_model, iterations=0)
+
+
+def test_normalised_weights_make_the_fit_independent_of_their_scale(split):
+    """Confidence = alpha x weight / mean weight: multiplying every weight by 10 changes nothing."""
+    train, _ = split
+    tenfold = Dataset(train.users, train.items, train.matrix * 10, train.first_ts, train.last_ts, train.now)
+    a, b = ALSRecommender(**SMALL).fit(train), ALSRecommender(**SMALL).fit(tenfold)
+    np.testing.assert_allclose(a.item_factors, b.item_factors, rtol=1e-4, atol=1e-5)
+    assert a.weight_scale == pytest.approx(1 / train.matrix.data.mean()) and b.weight_scale == pytest.approx(
+        a.weight_scale / 10)
+    assert a.confidence_scale == pytest.approx(SMALL["alpha"] * a.weight_scale)
+    raw = ALSRecommender(**SMALL, normalise=False).fit(tenfold)
+    assert raw.weight_scale == 1.0 and not np.allclose(raw.item_factors, b.item_factors, atol=1e-3)
+
+
+def test_fold_in_applies_the_training_weight_scale(split):
+    """A training user's raw row folded in reproduces their trained vector only when scaled like the fit."""
+    train, _ = split
+    model = ALSRecommender(**SMALL).fit(Dataset(train.users, train.items, train.matrix * 7, train.first_ts,
+                                                train.last_ts, train.now))
+    row = train.matrix[3] * 7
+    folded = model.fold_in(row.indices, row.data)
+    cosine = folded @ model.user_factors[3] / np.linalg.norm(folded) / np.linalg.norm(model.user_factors[3])
+    assert cosine > 0.95
+
+
+def test_artifacts_from_before_the_weight_scale_load_as_raw_weight_models(tmp_path, als):
+    als.save(tmp_path)
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "weight_scale"}
+    np.savez(tmp_path / "model.npz", **arrays)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    del meta["params"]["normalise"]
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    old = ALSRecommender.load(tmp_path)
+    assert old.weight_scale == 1.0 and old.normalise is False
+    als.save(tmp_path / "new")
+    assert ALSRecommender.load(tmp_path / "new").weight_scale == als.weight_scale

@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 
@@ -42,6 +44,7 @@ class Published:
     item_factors = FACTORS
     regularization = 0.1
     alpha = 2.0
+    weight_scale = 1.0
 
 
 def test_pack_unpack_round_trip_without_pickle():
@@ -70,6 +73,27 @@ def test_recommend_honours_explicit_exclude_and_n():
     model = unpack_factors(pack_factors(Published))
     films, _ = model.recommend(np.array([20]), np.array([1.0]), n=3, exclude=np.array([20, 30, 40]))
     assert len(films) == 3 and not {20, 30, 40} & set(films.tolist())
+
+
+def test_packed_alpha_carries_the_training_weight_scale():
+    """Training divided the raw weights by their mean (scale 0.25): fold-in of raw weights must too."""
+
+    class Normalised(Published):
+        alpha, weight_scale = 8.0, 0.25
+
+    model = unpack_factors(pack_factors(Normalised))
+    assert model.alpha == 2.0  # 8 x 0.25: the same confidences as Published's alpha 2 on scale 1
+    with np.load(io.BytesIO(pack_factors(Normalised)), allow_pickle=False) as npz:
+        assert (float(npz["weight_scale"]), float(npz["model_alpha"])) == (0.25, 8.0)
+    np.testing.assert_allclose(model.user_vector(np.array([20]), np.array([1.5])),
+                               unpack_factors(pack_factors(Published)).user_vector(np.array([20]), np.array([1.5])))
+
+
+def test_blobs_packed_before_the_scale_still_unpack():
+    buf = io.BytesIO()
+    np.savez(buf, item_ids=Published.items.external, item_factors=FACTORS, regularization=np.float64(0.1),
+             alpha=np.float64(2.0))
+    assert unpack_factors(buf.getvalue()).alpha == 2.0
 
 
 def test_recommend_for_unknown_films_only_is_empty():

@@ -6,6 +6,9 @@ from app.recsys.data.dataset import EventWeights, build_dataset
 from app.recsys.models.registry import (
     MODELS,
     ALSRecommender,
+    EASERecommender,
+    FMRecommender,
+    ItemKNNRecommender,
     ModelSpec,
     PopularRecommender,
     Recommender,
@@ -16,7 +19,10 @@ from app.recsys.models.registry import (
 
 def test_every_model_follows_the_protocol_and_reloads_by_name(tmp_path, planted):
     dataset = build_dataset(planted)
-    for model in (ALSRecommender(factors=4, iterations=2), PopularRecommender(window_days=7), TrendingRecommender()):
+    models = (ALSRecommender(factors=4, iterations=2), PopularRecommender(window_days=7), TrendingRecommender(),
+              EASERecommender(max_items=50), ItemKNNRecommender(neighbours=5), FMRecommender(rank=2, sweeps=4))
+    assert {m.name for m in models} == set(MODELS)
+    for model in models:
         assert isinstance(model, Recommender)
         model.fit(dataset).save(tmp_path / model.name)
         loaded = load_model(tmp_path / model.name)
@@ -41,6 +47,12 @@ def test_model_spec_fills_defaults_records_and_comes_back():
 def test_model_spec_reads_records_from_before_the_model_key_and_refuses_unknown_ones():
     old = {"als": ALSRecommender().params(), "weights": EventWeights().params(), "config": {}}
     assert ModelSpec.from_record(old) == ModelSpec.of("als")
+    # recorded before normalised ALS and pair-scoped ratings: refitted as it was fitted then
+    older = {"als": {k: v for k, v in ALSRecommender().params().items() if k != "normalise"},
+             "weights": {k: v for k, v in EventWeights().params().items() if k in ("base", "completion_bonus",
+                                                                                  "rating_exponent")}}
+    spec = ModelSpec.from_record(older)
+    assert spec.params["normalise"] is False and spec.weights.rating_scope == "event"
     assert ModelSpec.from_record({"model": "two-level", "two-level": {}}) is None
     assert ModelSpec.from_record({"model": "als", "als": {"no_such_param": 1}}) is None
     with pytest.raises(ValueError, match="unknown model"):

@@ -7,11 +7,17 @@ import scipy.sparse as sp
 
 from app.recsys.data.dataset import DAY_S, Interactions, build_dataset
 from app.recsys.data.idmap import IdMap
+from app.recsys.data.load import Films
 from app.recsys.ranking.candidates import Candidates
 from app.recsys.ranking.features import (FILM_FEATURES, FilmSnapshot, UserTotals, assemble, feature_names,
-                                         film_snapshot, genre_matrix, live_user_state)
+                                         film_snapshot, live_user_state)
 
 ITEMS = IdMap(np.array([10, 11, 12]))
+
+
+def genres_of(film_genres: dict[int, list[str]]) -> sp.csr_matrix:
+    films = np.array(sorted(film_genres))
+    return Films(films, [""] * len(films), [film_genres[f] for f in films]).genre_matrix(ITEMS)[0]
 
 
 def history(extra: list[tuple] = ()) -> Interactions:
@@ -62,7 +68,7 @@ def test_features_as_of_t_read_no_event_at_or_after_t() -> None:
 
 
 def test_snapshot_pack_round_trip() -> None:
-    genres = genre_matrix(ITEMS, {10: ["Drama", "Comedy"], 11: ["Drama"]})
+    genres = genres_of({10: ["Drama", "Comedy"], 11: ["Drama"]})
     snap = snapshot(history(), 6 * DAY_S, genres)
     back = FilmSnapshot.unpack(snap.pack())
     np.testing.assert_array_equal(back.values, snap.values)
@@ -72,7 +78,7 @@ def test_snapshot_pack_round_trip() -> None:
 
 def test_the_live_user_state_is_the_offline_one_for_the_same_films_and_counts() -> None:
     events = history()
-    genres = genre_matrix(ITEMS, {10: ["Drama", "Comedy"], 11: ["Drama"]})
+    genres = genres_of({10: ["Drama", "Comedy"], 11: ["Drama"]})
     snap = snapshot(events, 6 * DAY_S, genres)
     dataset = build_dataset(events, None, items=ITEMS)
     totals = UserTotals.of(dataset, events, 6 * DAY_S)
@@ -85,7 +91,7 @@ def test_the_live_user_state_is_the_offline_one_for_the_same_films_and_counts() 
 
 def test_assemble_orders_columns_as_feature_names() -> None:
     events = history()
-    genres = genre_matrix(ITEMS, {10: ["Drama"], 11: ["Comedy"], 12: ["Drama"]})
+    genres = genres_of({10: ["Drama"], 11: ["Comedy"], 12: ["Drama"]})
     snap = snapshot(events, 6 * DAY_S, genres)
     user = live_user_state({"events": 3, "ratings": 1, "rating_sum": 8.0, "last_seen": 3 * DAY_S}, [0], snap)
     cands = Candidates(("als", "recent"), 2, np.array([0, 0]), np.array([1, 2]),

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from app.recsys.data.dataset import EventWeights, Interactions, build_dataset
+from app.recsys.data.load import Films
 from app.recsys.models.als import ALSRecommender
 from app.recsys.ranking import stage
 from app.recsys.ranking.online import RequestRanker
@@ -24,11 +25,12 @@ def model(events: Interactions) -> TwoLevelRecommender:
     weights = EventWeights()
     train = build_dataset(events, weights)
     als = ALSRecommender(factors=8, iterations=10).fit(train)
-    genres = stage.Genres({f: [f"g{(f - 1000) // 25}"] for f in np.unique(events.film_id).tolist()})
+    ids = np.unique(events.film_id)
+    films = Films(ids, [""] * len(ids), [[f"g{(f - 1000) // 25}"] for f in ids.tolist()])
     config = TwoLevelConfig(n_candidates=20, label_rule="per_user")
     cut = stage.fit_stage(events, weights, lambda d: {"als": ALSRecommender(factors=8, iterations=10).fit(d)},
                           min_users=50, max_share=0.3, config=config)
-    built = stage.build(cut, events, train, events.max_ts + 1, {"als": als}, genres, config)
+    built = stage.build(cut, events, train, events.max_ts + 1, {"als": als}, films, config)
     return built.model
 
 
