@@ -50,6 +50,8 @@ DEFAULTS: dict[str, str] = {
     "GATE_MAX_HOLDOUT_SHARE": "0.2",
     "STATS_TTL_DAYS": "30",
     "LOADER_STALL_S": "120",
+    # Serving from memory (docs/serving.md).
+    "SERVE_MEMORY_MB": "1024",
 }
 
 
@@ -163,6 +165,9 @@ class Settings:
     stats_ttl_days: float
     # /ready turns false when the loader made no progress for this long while it has work.
     loader_stall_s: float
+    # Served versions' lists kept in memory (a file per version under LOCAL_DIR/serving, shared
+    # by the host's web processes) up to this size; past it, hot users are cached. 0: read Redis.
+    serve_memory_mb: int
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -216,6 +221,7 @@ class Settings:
             gate_max_holdout_share=_share(env, "GATE_MAX_HOLDOUT_SHARE"),
             stats_ttl_days=_float(env, "STATS_TTL_DAYS"),
             loader_stall_s=_float(env, "LOADER_STALL_S"),
+            serve_memory_mb=_int(env, "SERVE_MEMORY_MB", minimum=0),
             external=external,
         )
 

@@ -15,6 +15,7 @@ import logging
 from typing import AsyncIterator
 
 import redis.asyncio as aioredis
+import threadpoolctl
 from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -22,10 +23,11 @@ from redis.backoff import NoBackoff
 from app.settings import Settings
 from app.analytics.service import Analytics
 from app.web import admin, analytics_views, auth, dashboard, handlers, metrics
-from app.web.keys import ANALYTICS, CELERY, READER, REDIS_PROBE, SETTINGS
+from app.web.keys import ANALYTICS, CELERY, READER, RECENT, REDIS_PROBE, SETTINGS
+from app.web.local_lists import LocalLists
 from app.web.model_cache import ModelCache
 from app.web.protocol import AppRunner
-from app.web.reader import Reader
+from app.web.reader import Reader, RecentSource
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,15 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     """Open Redis clients, load the served model, start the pointer poller, open the
     analytics pool; close all on shutdown."""
     settings = app[SETTINGS]
+    # Request-time BLAS calls are tiny (a 64-d solve, one matvec): threads only add hand-offs.
+    threadpoolctl.threadpool_limits(1, user_api="blas")
     request_client = redis_client(settings, REQUEST_REDIS_TIMEOUT_S)
     background = redis_client(settings, settings.network_timeout_s)
-    cache = ModelCache(background)
+    local = LocalLists(settings.local_dir / "serving", settings.redis_url, settings.network_timeout_s)
+    cache = ModelCache(background, local, settings.serve_memory_mb * 2**20)
     if not await cache.refresh():
         log.warning("redis %s unreachable at startup; answering degraded until it is back", settings.redis_url)
-    app[READER] = Reader(request_client, cache)
+    app[READER] = Reader(request_client, cache, app.get(RECENT))
     app[REDIS_PROBE] = background
     app[CELERY] = admin.producer(settings)
     app[ANALYTICS] = Analytics(settings)
@@ -77,15 +82,19 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         poller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await poller
+        await cache.close()
         app[CELERY].close()
         app[ANALYTICS].close()
         await request_client.aclose()
         await background.aclose()
 
 
-def install(app: web.Application, settings: Settings) -> None:
-    """Add the service's routes and resources to an existing (not yet started) Application."""
+def install(app: web.Application, settings: Settings, recent: RecentSource | None = None) -> None:
+    """Add the service's routes and resources to an existing (not yet started) Application;
+    `recent` gives recent watches held in this process (the Faust worker's table)."""
     app[SETTINGS] = settings
+    if recent is not None:
+        app[RECENT] = recent
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, metrics.instrumented(path, handler))
     for setup_routes in (analytics_views.setup_routes, dashboard.setup_routes):  # business metrics, /dashboard

@@ -37,3 +37,21 @@ def test_missing_or_broken_factors_disable_foldin() -> None:
     assert load_ranker(None) is None
     assert load_ranker(b"") is None
     assert load_ranker(b"not an npz") is None
+
+
+def test_a_miss_equals_the_model_on_many_random_inputs() -> None:
+    """The Woodbury solve and the threshold selection give the model's answer (ids, and scores to
+    float32 rounding) whatever the input: repeats, unknown films, lists longer than the catalog."""
+    rng = np.random.default_rng(3)
+    model = HandModel(IdMap(np.arange(1, 601)), rng.normal(size=(600, 16)).astype(np.float32))
+    ranker = load_ranker(pack_factors(model))
+    reference = unpack_factors(pack_factors(model))
+    assert ranker is not None
+    for case in range(300):
+        recent = tuple(rng.integers(1, 620, size=int(rng.integers(1, 12))).tolist())  # ids > 600: unknown films
+        limit = int(rng.choice([1, 5, 10, 100, 700]))
+        film_ids, weights = confidences(recent)
+        expected_ids, expected_scores = reference.recommend(np.array(film_ids), np.array(weights), limit)
+        ids, scores = ranker.top(recent, limit)
+        assert ids == expected_ids.tolist(), (case, recent, limit)
+        np.testing.assert_allclose(scores, expected_scores, rtol=1e-4, atol=1e-5)
