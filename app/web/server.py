@@ -12,6 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from typing import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Redis budget of a request: a slow or dead Redis turns into a degraded answer, not a hang.
 REQUEST_REDIS_TIMEOUT_S = 0.25
+RESTART_S = 1.0  # `serve_processes`: least time between two starts of one process slot
+STOP_S = 30.0  # ... and how long a stopping process may take before it is killed
 
 ROUTES: tuple[tuple[str, str, metrics.Handler], ...] = (
     ("GET", "/v1/users/{user_id}/recommendations", handlers.recommendations),
@@ -109,18 +116,62 @@ def create_web_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _serve(settings: Settings, host: str, port: int) -> None:
+async def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     runner = AppRunner(create_web_app(settings), handle_signals=True, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
-        log.info("serving recommendations on http://%s:%d from %s", host, port, settings.redis_url)
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        log.info("serving recommendations on http://%s:%d from %s (pid %d)", host, port, settings.redis_url,
+                 os.getpid())
         await asyncio.Event().wait()  # until SIGINT/SIGTERM raise GracefulExit
     finally:
         await runner.cleanup()
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the standalone server until interrupted (horizontal scaling, benchmarks)."""
+def serve(settings: Settings, host: str, port: int, reuse_port: bool = False) -> None:
+    """Run the standalone server until interrupted (horizontal scaling, benchmarks); with
+    `reuse_port`, one of several processes sharing the port (`serve_processes`)."""
     with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        asyncio.run(_serve(settings, host, port))
+        asyncio.run(_serve(settings, host, port, reuse_port))
+
+
+def serve_processes(host: str, port: int, processes: int) -> None:
+    """`processes` servers on one port (SO_REUSEPORT: the kernel spreads connections over them).
+
+    Each is a `cinerec serve --reuse-port` child with this process's
+    environment; they share the host's in-memory lists (app/web/local_lists.py).
+    A child that dies is started again (at most one start per RESTART_S per
+    slot); SIGTERM or SIGINT stops them all (killed after STOP_S).
+    """
+    argv = [sys.executable, "-m", "app.cli", "serve", "--host", host, "--port", str(port), "--reuse-port"]
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    children: list[tuple[subprocess.Popen, float]] = [(subprocess.Popen(argv), time.monotonic())
+                                                      for _ in range(processes)]
+    log.info("serving on http://%s:%d with %d processes (pids %s)", host, port, processes,
+             ", ".join(str(c.pid) for c, _ in children))
+    while not stopping:
+        time.sleep(0.2)
+        for slot, (child, started) in enumerate(children):
+            if child.poll() is None or stopping:
+                continue
+            log.error("serving process %d exited with %s; starting another", child.pid, child.returncode)
+            time.sleep(max(0.0, RESTART_S - (time.monotonic() - started)))
+            children[slot] = (subprocess.Popen(argv), time.monotonic())
+    for child, _ in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_S
+    for child, _ in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("serving process %d did not stop in %.0f s; killed", child.pid, STOP_S)
+            child.kill()
+            child.wait()

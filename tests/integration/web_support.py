@@ -99,12 +99,12 @@ async def running_client(settings: Settings, token: str | None = None) -> AsyncI
 
 
 @contextlib.contextmanager
-def serve_process(settings: Settings, logfile: Path) -> Iterator[str]:
-    """`cinerec serve` as a real process (own event loop, own port) with `settings`; yields its URL."""
+def serve_process(settings: Settings, logfile: Path, *options: str) -> Iterator[str]:
+    """`cinerec serve [options]` as a real process (own event loop, own port) with `settings`; yields its URL."""
     port = free_port()
     with open(logfile, "wb") as out:
         server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "cinerec"), "serve", "--port", str(port)],
+            [str(Path(sys.executable).parent / "cinerec"), "serve", "--port", str(port), *options],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **settings_env(settings)}, cwd=REPO_ROOT,
         )
