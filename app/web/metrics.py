@@ -46,6 +46,21 @@ def count_recommendation(source: str, degraded: bool) -> None:
     counter.inc()
 
 
+REDIS_READS = Counter(
+    "cinerec_recommendation_redis_reads_total",
+    "Recommendations by what had to be read from Redis for them: none (list in memory and recent watches "
+    "from the worker's own table), list, recent, or list+recent (one round trip either way).",
+    ["reads"],
+)
+# (list read, recent read) -> pre-bound child
+_REDIS_READS = {(False, False): REDIS_READS.labels("none"), (True, False): REDIS_READS.labels("list"),
+                (False, True): REDIS_READS.labels("recent"), (True, True): REDIS_READS.labels("list+recent")}
+
+
+def count_redis_reads(list_read: bool, recent_read: bool) -> None:
+    _REDIS_READS[list_read, recent_read].inc()
+
+
 MODEL_VERSION = Gauge(
     "cinerec_served_model_info",
     "1 for the model version this process serves (label `version`).",

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.storage import redis_keys
+from app.web import metrics
 from app.web.lists import decode_raw
 from app.web.model_cache import ModelCache, Ranked, Route
 
@@ -125,6 +126,7 @@ class Reader:
         raw: bytes | None = b""  # b"": known not to have a list; None: to be read from Redis
         if snap.version is not None and lists.users is None:
             raw = lists.hot.raw(user_id)
+        metrics.count_redis_reads(raw is None, recent is None)
         if raw is None or recent is None:
             if not self._redis_usable():
                 return await self._degraded(limit, route)
