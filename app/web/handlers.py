@@ -101,7 +101,7 @@ async def recommendations(request: web.Request) -> web.Response:
     except BadRequest as exc:
         return error(400, str(exc))
     answer = await request.app[READER].recommend(user_id, limit)
-    metrics.count_recommendation(answer.source, answer.degraded)
+    metrics.count_recommendation(answer.source, answer.degraded, answer.redis_reads)
     return json_response({"user_id": user_id, **answer_body(answer)})
 
 

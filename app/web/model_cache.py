@@ -137,6 +137,7 @@ class ModelCache:
         self.snapshot = Snapshot() if version is None else await self._snapshot_of(version)
         self.served = Route(self.snapshot)
         self._schedule_loads()
+        self._report_memory()
         metrics.set_served_version(version)
         log.info("serving model version %s (was %s)", version, old)
 
@@ -199,6 +200,12 @@ class ModelCache:
                 return
             if stored is not None:
                 snap.lists.loaded(stored.folder, stored.arrays, self._memory_left(besides=snap) - stored.nbytes)
+            self._report_memory()
+
+    def _report_memory(self) -> None:
+        metrics.set_lists_in_memory({(snap.version, kind): lists.arrays.nbytes for snap in self.snapshots()
+                                     for kind, lists in (("users", snap.lists.users), ("similar", snap.lists.similar))
+                                     if lists is not None})
 
     async def close(self) -> None:
         """Stop background loads (a build already running in its thread finishes on its own)."""
@@ -228,6 +235,7 @@ class ModelCache:
                 log.info("experiment %s no longer running: everyone gets %s", self.arms.experiment.id,
                          self.snapshot.version)
             self.arms, self._experiment_raw = None, None
+            self._report_memory()
             metrics.set_experiment(None)
             return
         try:
@@ -240,6 +248,7 @@ class ModelCache:
         challenger = await self._snapshot_of(experiment.challenger)
         self.arms = Arms(experiment, control, challenger)
         self._schedule_loads()
+        self._report_memory()
         self._experiment_raw = raw
         metrics.set_experiment(experiment)
         log.info("experiment %s running: %s (control) vs %s (challenger, %.0f%% of users)", experiment.id,

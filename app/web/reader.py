@@ -28,11 +28,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.storage import redis_keys
-from app.web import metrics
 from app.web.lists import decode_raw
 from app.web.model_cache import ModelCache, Ranked, Route
 
 BREAKER_S = 1.0
+_UNKNOWN = object()  # a film whose title was never looked up
+# (list read from Redis, recent watches read from Redis) -> the answer's `redis_reads`
+REDIS_READS = {(False, False): "none", (True, False): "list", (False, True): "recent", (True, True): "list+recent"}
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
@@ -85,6 +87,7 @@ class Answer(NamedTuple):
     degraded: bool = False
     experiment: str | None = None  # the running experiment and the user's arm in it, when one chose the version
     arm: str | None = None
+    redis_reads: str = "none"  # what was read from Redis for it (a metrics label): REDIS_READS
 
 
 def merge_ranked(limit: int, exclude: set[int], *lists: Ranked) -> Ranked:
@@ -126,10 +129,10 @@ class Reader:
         raw: bytes | None = b""  # b"": known not to have a list; None: to be read from Redis
         if snap.version is not None and lists.users is None:
             raw = lists.hot.raw(user_id)
-        metrics.count_redis_reads(raw is None, recent is None)
+        reads = REDIS_READS[raw is None, recent is None]
         if raw is None or recent is None:
             if not self._redis_usable():
-                return await self._degraded(limit, route)
+                return await self._degraded(limit, route, reads)
             commands = [("GET", redis_keys.user_recs(snap.version, user_id))] if raw is None else []
             if recent is None:
                 commands.append(("LRANGE", redis_keys.recent(user_id), 0, redis_keys.RECENT_MAX - 1))
@@ -137,7 +140,7 @@ class Reader:
                 replies = await send_and_read(self._client, *commands)
             except REDIS_ERRORS:
                 self._trip()
-                return await self._degraded(limit, route)
+                return await self._degraded(limit, route, reads)
             if raw is None:
                 raw = replies[0] or b""
                 lists.hot.remember(user_id, raw)
@@ -157,8 +160,11 @@ class Reader:
                 source = "foldin" if ranked[0] else ""
             if not source:
                 source = "trending" if self.cache.trending[0] else "popular"
-        film_ids, scores = merge_ranked(limit, exclude, ranked, self.cache.trending, self.cache.popular(snap))
-        return await self._answer(film_ids, scores, source, route)
+        if not exclude and len(ranked[0]) >= limit:  # no recent watches to drop: the list's head as it is
+            film_ids, scores = ranked[0][:limit], ranked[1][:limit]
+        else:
+            film_ids, scores = merge_ranked(limit, exclude, ranked, self.cache.trending, self.cache.popular(snap))
+        return await self._answer(film_ids, scores, source, route, redis_reads=reads)
 
     async def similar(self, film_id: int, limit: int, user_id: int | None = None) -> Answer:
         """Films like `film_id` from the served version, or from `user_id`'s arm during an experiment."""
@@ -190,21 +196,27 @@ class Reader:
         film_ids, scores = merge_ranked(limit, set(), ranked)
         return await self._answer(film_ids, scores, source, route, degraded=not self.cache.redis_ok)
 
-    async def _degraded(self, limit: int, route: Route) -> Answer:
+    async def _degraded(self, limit: int, route: Route, redis_reads: str = "none") -> Answer:
+        """The in-process popular list; `redis_reads` names the reads that could not be made."""
         film_ids, scores = merge_ranked(limit, set(), self.cache.popular(route.snapshot), self.cache.trending)
-        return await self._answer(film_ids, scores, "popular", route, degraded=True)
+        return await self._answer(film_ids, scores, "popular", route, degraded=True, redis_reads=redis_reads)
 
     async def _answer(
-        self, film_ids: list[int], scores: list[float], source: str, route: Route, degraded: bool = False
+        self, film_ids: list[int], scores: list[float], source: str, route: Route, degraded: bool = False,
+        redis_reads: str = "none",
     ) -> Answer:
-        missing = [f for f in film_ids if f not in self.cache.titles]
-        if missing and not degraded and self._redis_usable():
-            try:
-                found = await self._client.hmget(redis_keys.FILM_TITLES, missing)
-            except REDIS_ERRORS:
-                self._trip()
-            else:
-                self.cache.remember_titles(missing, found)
         titles = self.cache.titles
-        return Answer(film_ids, scores, [titles.get(f) for f in film_ids], source, route.snapshot.version, degraded,
-                      route.experiment, route.arm)
+        names = [titles.get(f, _UNKNOWN) for f in film_ids]  # None: a film known to have no title
+        if _UNKNOWN in names:
+            missing = [f for f, name in zip(film_ids, names) if name is _UNKNOWN]
+            if not degraded and self._redis_usable():
+                try:
+                    found = await self._client.hmget(redis_keys.FILM_TITLES, missing)
+                except REDIS_ERRORS:
+                    self._trip()
+                else:
+                    self.cache.remember_titles(missing, found)
+            titles = self.cache.titles
+            names = [titles.get(f) for f in film_ids]
+        return Answer(film_ids, scores, names, source, route.snapshot.version, degraded, route.experiment, route.arm,
+                      redis_reads)

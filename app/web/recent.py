@@ -24,8 +24,12 @@ from app.settings import Settings
 _partitioner = DefaultPartitioner()
 
 
-class _Table(Protocol):
+class _Store(Protocol):
     def get(self, key: Any, default: Any = None) -> Any: ...
+
+
+class _Table(Protocol):
+    data: _Store
 
 
 class _TopicPartition(Protocol):
@@ -76,5 +80,5 @@ class TableRecent:
             return None
         if not self._all and user_partition(user_id, self._partitions) not in self._owned:
             return None
-        record = self._table.get(user_id)
+        record = self._table.data.get(user_id)  # the store itself: Table.get adds ~2 us of sensors per call
         return list(record["recent"]) if record else []

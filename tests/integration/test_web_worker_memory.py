@@ -36,8 +36,13 @@ def plays(user_ids: list[int], seed: int = 3) -> list[Event]:
 
 
 def redis_reads(url: str) -> dict[str, float]:
+    """Recommendations served so far by what they read from Redis (summed over source and degraded)."""
     text = requests.get(f"{url}/metrics", timeout=10).text
-    return {m[0]: float(m[1]) for m in re.findall(r'cinerec_recommendation_redis_reads_total\{reads="([^"]+)"\} (\S+)', text)}
+    out: dict[str, float] = {}
+    for labels, count in re.findall(r"^cinerec_recommendations_total\{([^}]*)\} (\S+)$", text, re.M):
+        reads = re.search(r'redis_reads="([^"]+)"', labels).group(1)
+        out[reads] = out.get(reads, 0.0) + float(count)
+    return out
 
 
 async def test_worker_answers_from_its_table_and_memory_like_redis(

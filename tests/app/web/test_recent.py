@@ -38,13 +38,19 @@ class FakeApp:
         self.on_partitions_revoked = Signal()
 
 
+class Table(NamedTuple):
+    """A faust Table as TableRecent reads it: its store, `data`."""
+
+    data: dict
+
+
 def users_on(partition: int, count: int = 3) -> list[int]:
     return [u for u in range(1, 10_000) if user_partition(u, 4) == partition][:count]
 
 
 def test_answers_only_for_owned_partitions_and_not_during_a_rebalance() -> None:
     app = FakeApp()
-    table = {u: {"recent": [u, u + 1]} for u in range(1, 10_000) if u % 7}
+    table = Table({u: {"recent": [u, u + 1]} for u in range(1, 10_000) if u % 7})
     recent = TableRecent(app, table, SETTINGS)
     mine, theirs = users_on(1), users_on(2)
     assert recent.recent(mine[0]) is None  # nothing assigned yet: the Redis mirror answers
@@ -65,14 +71,14 @@ def test_answers_only_for_owned_partitions_and_not_during_a_rebalance() -> None:
 
 def test_every_partition_owned_needs_no_partition_lookup() -> None:
     app = FakeApp()
-    recent = TableRecent(app, {5: {"recent": [9]}}, SETTINGS)
+    recent = TableRecent(app, Table({5: {"recent": [9]}}), SETTINGS)
     app.on_partitions_assigned.send({TP("rt-user-batches", p) for p in range(4)})
     assert recent.recent(5) == [9] and recent.recent(6) == []
 
 
 def test_statistics_off_means_no_table() -> None:
     app = FakeApp()
-    recent = TableRecent(app, {5: {"recent": [9]}}, SETTINGS.with_overrides(stats_enabled=False))
+    recent = TableRecent(app, Table({5: {"recent": [9]}}), SETTINGS.with_overrides(stats_enabled=False))
     app.on_partitions_assigned.send({TP("rt-user-batches", p) for p in range(4)})
     assert recent.recent(5) is None
 
