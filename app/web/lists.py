@@ -5,14 +5,17 @@ request. Redis stays the source of truth: the arrays are read from the
 version's keys once (`read_lists`) and a published version never changes, so
 an answer from them is the answer the key gives.
 
-Layout (CSR): `owners` (sorted user or film ids), `offsets` (row starts),
-`films` and `scores` (all rows end to end). Scores are published rounded to 5
-decimal places (`encode_ranked_rows`), so they are stored as the integers
-`k = score * 1e5` in int32 and read back as `k / 1e5`: the nearest double to
-the 5-place decimal, which is exactly the double Redis holds (checked for the
-whole version when it is read; a version whose scores do not pass keeps them
-as float64). 8 bytes per entry instead of ~12 in msgpack plus ~60 bytes of key
-and Redis overhead per list.
+Layout: `owners` (sorted user or film ids) with, per owner, `starts` and
+`lengths` into `films` and `scores` (all lists end to end, in the order they
+were read: batches are appended to the files as they come, so building needs
+the memory of one batch, not of the version). Scores are published rounded
+to 5 decimal places (`encode_ranked_rows`), so they are stored as the
+integers `k = score * 1e5` in int32 and read back as `k / 1e5`: the nearest
+double to the 5-place decimal, which is exactly the double Redis holds
+(checked on every batch; a version whose scores do not pass is stored as
+float64). Film ids are int32 unless one does not fit. 8 bytes per entry and
+20 per list, instead of ~12 per entry in msgpack plus ~100 of key and Redis
+overhead per list.
 
 `HotLists` is the fallback when a version does not fit the memory budget: an
 LRU of raw values read from Redis for the users asked most recently.
@@ -20,27 +23,27 @@ LRU of raw values read from Redis for the users asked most recently.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import redis
 
 from app.storage import redis_keys
+from app.web.list_codec import decode_values
 
 log = logging.getLogger(__name__)
 
 Ranked = tuple[list[int], list[float]]
 SCALE = 1e5  # 5 decimal places, as published
 _unscale = SCALE.__rtruediv__  # k -> k / 1e5, correctly rounded: the double Redis holds (~1 us less than numpy's)
-FIELDS = ("owners", "offsets", "films", "scores")
+FIELDS = ("owners", "starts", "lengths", "films", "scores")
 MGET_BATCH = 5_000
 SCAN_COUNT = 10_000
 _I32 = np.iinfo(np.int32)
-# Ids of a list are written with one fixed width per block (publish.encode_ranked_rows).
-_ID_WIDTHS = {0xCD: 2, 0xCE: 4, 0xCF: 8}
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ class ListArrays:
     """The arrays of one kind of list of one version (see the module docstring)."""
 
     owners: np.ndarray
-    offsets: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
     films: np.ndarray
     scores: np.ndarray
 
@@ -56,14 +60,87 @@ class ListArrays:
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in FIELDS)
 
-    def save(self, folder: Path, kind: str) -> None:
-        for name in FIELDS:
-            np.save(folder / f"{kind}.{name}.npy", getattr(self, name), allow_pickle=False)
-
     @classmethod
     def load(cls, folder: Path, kind: str) -> "ListArrays":
         """Memory-mapped, read-only: every process of the host shares the same pages."""
-        return cls(*(np.load(folder / f"{kind}.{name}.npy", mmap_mode="r", allow_pickle=False) for name in FIELDS))
+        meta = json.loads((folder / f"{kind}.json").read_text())
+        index = {name: np.load(folder / f"{kind}.{name}.npy", mmap_mode="r", allow_pickle=False)
+                 for name in ("owners", "starts", "lengths")}
+        flat = {name: np.memmap(folder / f"{kind}.{name}.bin", dtype=meta[name], mode="r", shape=(meta["entries"],))
+                if meta["entries"] else np.zeros(0, dtype=meta[name]) for name in ("films", "scores")}
+        return cls(**index, **flat)
+
+
+class Widen(ValueError):
+    """A batch has values the chosen dtype cannot hold exactly: write the kind again, wider."""
+
+
+class ListWriter:
+    """Appends decoded batches of lists to `{kind}.films.bin` / `{kind}.scores.bin` in `folder`."""
+
+    def __init__(self, folder: Path, kind: str, films: str = "int32", scores: str = "int32") -> None:
+        self.folder, self.kind = folder, kind
+        self.dtypes = {"films": np.dtype(films), "scores": np.dtype(scores)}
+        self._owners: list[np.ndarray] = []
+        self._lengths: list[np.ndarray] = []
+        self._files = {name: open(folder / f"{kind}.{name}.bin", "wb") for name in self.dtypes}
+        self.entries = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(len(o) for o in self._owners)
+
+    @property
+    def nbytes(self) -> int:
+        """What `finish` will hold (as `ListArrays.nbytes`)."""
+        return self.entries * sum(d.itemsize for d in self.dtypes.values()) + self.rows * 20
+
+    def add(self, owners: np.ndarray, lengths: np.ndarray, films: np.ndarray, scores: np.ndarray) -> None:
+        if self.dtypes["films"] == np.int32 and films.size and (films.min() < 0 or films.max() > _I32.max):
+            raise Widen("films")
+        if self.dtypes["scores"] == np.int32:
+            k = np.rint(scores * SCALE)
+            if not (np.all(np.abs(k) <= _I32.max) and np.array_equal(k / SCALE, scores)):
+                raise Widen("scores")  # not 5-place values (or too large): kept exactly as float64
+            scores = k
+        self._files["films"].write(films.astype(self.dtypes["films"]).tobytes())
+        self._files["scores"].write(scores.astype(self.dtypes["scores"]).tobytes())
+        self._owners.append(np.asarray(owners, dtype=np.int64))
+        self._lengths.append(np.asarray(lengths, dtype=np.int32))
+        self.entries += len(films)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+    def finish(self) -> ListArrays:
+        """Sort the owners (the lists stay where they were written) and write the index."""
+        self.close()
+        owners = np.concatenate(self._owners) if self._owners else np.zeros(0, np.int64)
+        lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int32)
+        starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])[:-1]
+        order = np.argsort(owners, kind="stable")
+        for name, values in (("owners", owners[order]), ("starts", starts[order].astype(np.int64)),
+                             ("lengths", lengths[order])):
+            np.save(self.folder / f"{self.kind}.{name}.npy", values, allow_pickle=False)
+        (self.folder / f"{self.kind}.json").write_text(json.dumps(
+            {"entries": self.entries, **{name: dtype.name for name, dtype in self.dtypes.items()}}))
+        return ListArrays.load(self.folder, self.kind)
+
+
+def write_lists(folder: Path, kind: str, owners: np.ndarray, lengths: np.ndarray, films: np.ndarray,
+                scores: np.ndarray) -> ListArrays:
+    """ListArrays of lists already in memory (tests, tools), with the narrowest exact dtypes."""
+    dtypes = {"films": "int32", "scores": "int32"}
+    while True:
+        writer = ListWriter(folder, kind, **dtypes)
+        try:
+            writer.add(owners, lengths, films, scores)
+        except Widen as exc:
+            writer.close()
+            dtypes[str(exc)] = "int64" if str(exc) == "films" else "float64"
+            continue
+        return writer.finish()
 
 
 class CompactLists:
@@ -77,7 +154,8 @@ class CompactLists:
     def __init__(self, arrays: ListArrays) -> None:
         self.arrays = arrays
         self._owners = np.asarray(arrays.owners)
-        self._offsets = memoryview(np.asarray(arrays.offsets))
+        self._starts = memoryview(np.asarray(arrays.starts))
+        self._lengths = memoryview(np.asarray(arrays.lengths))
         self._films = memoryview(np.asarray(arrays.films))
         self._scores = memoryview(np.asarray(arrays.scores))
         self._scaled = arrays.scores.dtype == np.int32
@@ -105,9 +183,8 @@ class CompactLists:
         row = self.row(owner)
         if row < 0:
             return None
-        start, end = self._offsets[row], self._offsets[row + 1]
-        if end - start > n:
-            end = start + n
+        start = self._starts[row]
+        end = start + min(self._lengths[row], n)
         scores = self._scores[start:end].tolist()
         return self._films[start:end].tolist(), list(map(_unscale, scores)) if self._scaled else scores
 
@@ -183,76 +260,6 @@ class VersionLists:
             self.hot.max_bytes = max(0, hot_bytes)
 
 
-def _fixed_layout(length: int, width: int) -> tuple[int, np.dtype] | None:
-    """(entries, record dtype) of a `length`-byte value from the block encoder with ids of `width` bytes."""
-    for header in (1, 3):
-        n, rest = divmod(length - 1 - 2 * header, 10 + width)
-        if rest or n < 0 or (header == 1) != (n < 16):
-            continue
-        id_type = {2: ">u2", 4: ">u4", 8: ">u8"}[width]
-        return n, np.dtype([
-            ("outer", "u1"), ("ids_header", "u1", (header,)), ("ids", [("m", "u1"), ("v", id_type)], (n,)),
-            ("scores_header", "u1", (header,)), ("scores", [("m", "u1"), ("v", ">f8")], (n,)),
-        ])
-    return None
-
-
-def _header(n: int) -> np.ndarray:
-    return np.frombuffer(bytes([0x90 | n]) if n < 16 else b"\xdc" + n.to_bytes(2, "big"), dtype="u1")
-
-
-def _decode_fixed(values: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Equally long values decoded at once when they all have one block-encoder layout, else None."""
-    length = len(values[0])
-    for marker, width in _ID_WIDTHS.items():
-        layout = _fixed_layout(length, width)
-        if layout is None:
-            continue
-        n, record = layout
-        block = np.frombuffer(b"".join(values), dtype=record)
-        header = _header(n)
-        ok = (
-            (block["outer"] == 0x92).all()
-            and (block["ids_header"] == header).all() and (block["scores_header"] == header).all()
-            and (block["ids"]["m"] == marker).all() and (block["scores"]["m"] == 0xCB).all()
-        )
-        if ok:
-            return np.full(len(values), n, dtype=np.int64), block["ids"]["v"].astype(np.int64).ravel(), \
-                block["scores"]["v"].astype(np.float64).ravel()
-    return None
-
-
-def decode_values(values: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(order, entries per value, film ids end to end, scores end to end) of ranked-list values;
-    `order` gives the input position of each decoded value (they come grouped by byte length).
-
-    Values from the publisher's block encoder are parsed as numpy records, a
-    group of equally long values at a time (~100x faster than msgpack per
-    value); anything else (Python-encoded lists) goes through msgpack.
-    """
-    by_size: dict[int, list[int]] = collections.defaultdict(list)
-    for i, value in enumerate(values):
-        by_size[len(value)].append(i)
-    order: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
-    films: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-    for rows in by_size.values():
-        fixed = _decode_fixed([values[i] for i in rows])
-        if fixed is None:
-            decoded = [redis_keys.decode_ranked(values[i]) for i in rows]
-            fixed = (np.array([len(ids) for ids, _ in decoded], dtype=np.int64),
-                     np.array([f for ids, _ in decoded for f in ids], dtype=np.int64),
-                     np.array([s for _, row in decoded for s in row], dtype=np.float64))
-        order.append(np.asarray(rows, dtype=np.int64))
-        lengths.append(fixed[0])
-        films.append(fixed[1])
-        scores.append(fixed[2])
-    if not order:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return np.concatenate(order), np.concatenate(lengths), np.concatenate(films), np.concatenate(scores)
-
-
 def compact(owners: np.ndarray, lengths: np.ndarray, films: np.ndarray, scores: np.ndarray) -> ListArrays:
     """ListArrays sorted by owner, with the narrowest exact dtypes."""
     order = np.argsort(owners, kind="stable")
@@ -280,45 +287,36 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
-def read_lists(conn: redis.Redis, pattern: str, max_bytes: int) -> ListArrays:
-    """Every `recs:{v}:{kind}:{owner}` list matching `pattern`, compacted.
+def read_lists(conn: redis.Redis, pattern: str, folder: Path, kind: str, max_bytes: int) -> ListArrays:
+    """Every `recs:{v}:{kind}:{owner}` list matching `pattern`, written compacted into `folder`.
 
     Raises OverBudget as soon as the lists read so far (projected over all
     keys) would pass `max_bytes`, before reading the rest.
     """
     keys = list(conn.scan_iter(match=pattern, count=SCAN_COUNT))
-    owner_parts: list[np.ndarray] = []
-    length_parts: list[np.ndarray] = []
-    film_parts: list[np.ndarray] = []
-    score_parts: list[np.ndarray] = []
-    entries = 0
-    for batch in _chunks(keys, MGET_BATCH):
-        raw = conn.mget(batch)
-        present = [i for i, value in enumerate(raw) if value]  # a key that vanished since the SCAN: no list
-        order, lengths, films, scores = decode_values([raw[i] for i in present])
-        owners = np.array([int(batch[i].rsplit(b":", 1)[1]) for i in present], dtype=np.int64)
-        owner_parts.append(owners[order])
-        length_parts.append(lengths)
-        film_parts.append(films)
-        score_parts.append(scores)
-        entries += len(films)
-        read = sum(len(p) for p in owner_parts)
-        projected = (entries * 8 + read * 16) * len(keys) / max(read, 1)  # as `ListArrays.nbytes`
-        if projected > max_bytes:
-            raise OverBudget(f"{pattern}: ~{projected / 2**20:.0f} MiB for {len(keys)} lists > {max_bytes / 2**20:.0f} MiB")
-    if not owner_parts:
-        return compact(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    return compact(np.concatenate(owner_parts), np.concatenate(length_parts), np.concatenate(film_parts),
-                   np.concatenate(score_parts))
-
-
-def iter_lists(arrays: ListArrays) -> Iterable[tuple[int, Ranked]]:
-    """(owner, list) of every row (tests and tools)."""
-    lists = CompactLists(arrays)
-    for owner in arrays.owners.tolist():
-        ranked = lists.get(owner, len(arrays.films))
-        assert ranked is not None
-        yield owner, ranked
+    dtypes = {"films": "int32", "scores": "int32"}
+    while True:
+        writer = ListWriter(folder, kind, **dtypes)
+        try:
+            for batch in _chunks(keys, MGET_BATCH):
+                raw = conn.mget(batch)
+                present = [i for i, value in enumerate(raw) if value]  # a key that vanished since the SCAN: no list
+                order, lengths, films, scores = decode_values([raw[i] for i in present])
+                owners = np.array([int(batch[i].rsplit(b":", 1)[1]) for i in present], dtype=np.int64)
+                writer.add(owners[order], lengths, films, scores)
+                projected = writer.nbytes * len(keys) / max(writer.rows, 1)
+                if projected > max_bytes:
+                    raise OverBudget(f"{pattern}: ~{projected / 2**20:.0f} MiB for {len(keys):,} lists "
+                                     f"> {max_bytes / 2**20:.0f} MiB")
+        except Widen as exc:
+            writer.close()
+            dtypes[str(exc)] = "int64" if str(exc) == "films" else "float64"
+            log.info("%s: %s do not fit int32 exactly; reading again with %s", pattern, exc, dtypes[str(exc)])
+            continue
+        except BaseException:
+            writer.close()
+            raise
+        return writer.finish()
 
 
 def decode_raw(raw: bytes) -> Ranked | None:

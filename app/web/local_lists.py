@@ -2,8 +2,8 @@
 web process of the host (`cinerec serve --processes N`, workers on one machine).
 
 The first process that needs a version reads its lists from Redis
-(`app.web.lists.read_lists`), writes them as `.npy` files into a temporary
-directory and renames it into place (atomic): the others wait on the same
+(`app.web.lists.read_lists`), writes them into a temporary directory and
+renames it into place (atomic): the others wait on the same
 file lock, then memory-map the files, so the host holds one copy in its page
 cache however many processes serve. A directory is named after the version
 and a digest of (Redis URL, version, publish time, meta): a version
@@ -75,11 +75,12 @@ def _build(conn: redis.Redis, version: str, target: Path, max_bytes: int) -> dic
     for kind in ("similar", "users"):
         pattern = f"recs:{version}:{KINDS[kind]}:*"
         try:
-            arrays[kind] = read_lists(conn, pattern, left)
+            arrays[kind] = read_lists(conn, pattern, tmp, kind, left)
         except OverBudget as exc:
             log.warning("%s: not kept in memory (%s); its lists are read from Redis, hot ones cached", kind, exc)
+            for path in tmp.glob(f"{kind}.*"):
+                path.unlink()
             continue
-        arrays[kind].save(tmp, kind)
         left -= arrays[kind].nbytes
     (tmp / MANIFEST).write_text(json.dumps({"version": version, "kinds": sorted(arrays),
                                             "bytes": {k: a.nbytes for k, a in arrays.items()}}))

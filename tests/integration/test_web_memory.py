@@ -97,14 +97,30 @@ def answered_by(body: dict) -> tuple:
     return body.get("model_version"), body.get("experiment"), body.get("arm")
 
 
+async def answers(apps: dict[str, TestClient], path: str) -> dict[str, dict]:
+    """Each app's body for `path`, asked at the same time.
+
+    On a machine loaded enough for a Redis read to pass the request's 250 ms
+    budget, an app answers degraded (the in-process popular list): a
+    legitimate answer, but not the one to compare, so the path is asked again
+    (until the answers are whole, within the deadline)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        responses = await asyncio.gather(*(client.get(path) for client in apps.values()))
+        bodies = {}
+        for name, response in zip(apps, responses):
+            assert response.status == 200, (name, path, await response.text())
+            bodies[name] = await response.json()
+        if not any(body.get("degraded") for body in bodies.values()):
+            return bodies
+        assert time.monotonic() < deadline, f"{path}: degraded answers until the deadline: {bodies}"
+        await asyncio.sleep(0.1)
+
+
 async def compare(apps: dict[str, TestClient], path: str) -> dict[tuple, int]:
     """Send `path` to every app; bodies answered by the same version and arm must be equal.
     Returns how many apps answered per (version, experiment, arm)."""
-    responses = await asyncio.gather(*(client.get(path) for client in apps.values()))
-    bodies = {}
-    for name, response in zip(apps, responses):
-        assert response.status == 200, (name, path, await response.text())
-        bodies[name] = await response.json()
+    bodies = await answers(apps, path)
     groups: dict[tuple, list[str]] = {}
     for name, body in bodies.items():
         groups.setdefault(answered_by(body), []).append(name)
