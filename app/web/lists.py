@@ -282,32 +282,36 @@ class OverBudget(RuntimeError):
     """The lists of a version need more memory than allowed."""
 
 
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _batches(keys: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def read_lists(conn: redis.Redis, pattern: str, folder: Path, kind: str, max_bytes: int) -> ListArrays:
     """Every `recs:{v}:{kind}:{owner}` list matching `pattern`, written compacted into `folder`.
 
-    Raises OverBudget as soon as the lists read so far (projected over all
-    keys) would pass `max_bytes`, before reading the rest.
+    Keys are read as the SCAN finds them (never all held at once: 10M keys
+    would be ~750 MB of Python bytes). Raises OverBudget as soon as what was
+    written passes `max_bytes`.
     """
-    keys = list(conn.scan_iter(match=pattern, count=SCAN_COUNT))
     dtypes = {"films": "int32", "scores": "int32"}
     while True:
         writer = ListWriter(folder, kind, **dtypes)
         try:
-            for batch in _chunks(keys, MGET_BATCH):
+            for batch in _batches(conn.scan_iter(match=pattern, count=SCAN_COUNT), MGET_BATCH):
                 raw = conn.mget(batch)
                 present = [i for i, value in enumerate(raw) if value]  # a key that vanished since the SCAN: no list
                 order, lengths, films, scores = decode_values([raw[i] for i in present])
                 owners = np.array([int(batch[i].rsplit(b":", 1)[1]) for i in present], dtype=np.int64)
                 writer.add(owners[order], lengths, films, scores)
-                projected = writer.nbytes * len(keys) / max(writer.rows, 1)
-                if projected > max_bytes:
-                    raise OverBudget(f"{pattern}: ~{projected / 2**20:.0f} MiB for {len(keys):,} lists "
-                                     f"> {max_bytes / 2**20:.0f} MiB")
+                if writer.nbytes > max_bytes:
+                    raise OverBudget(f"{pattern}: past {max_bytes / 2**20:.0f} MiB after {writer.rows:,} lists")
         except Widen as exc:
             writer.close()
             dtypes[str(exc)] = "int64" if str(exc) == "films" else "float64"
