@@ -21,6 +21,8 @@ handler doing one Redis GET, both driven by `wrk` the same way, in the same run.
      serve-redis  `cinerec serve` with SERVE_MEMORY_MB=0: every list read from Redis per request
                   (how serving worked before the in-memory lists)
      worker       `cinerec worker` (the Faust app; lists in memory, recent watches from its own table)
+     serve-before `cinerec serve` of another checkout (`--before DIR`, e.g. `git worktree add /tmp/before
+                  b25df50`): the same benchmark against an earlier version of the code, in the same run
    Measurement starts once each server has its lists in memory (its /metrics says so).
 4. They are measured alternately for `--rounds` rounds and each keeps its best
    round; every run prints the machine's load average beside it (the machine
@@ -74,7 +76,7 @@ LIST_LEN = 50
 FACTORS = 64
 BLOCK = 5_000
 RECENT = 5
-SERVERS = ("serve", "serve-redis", "worker")
+SERVERS = ("serve", "serve-redis", "worker", "serve-before")
 TARGETS = {"mixed": 1.0, "warm": 1.3}  # throughput ratio to the baseline (issue 12)
 P99_TARGET_MS, P99_EXPERIMENT_MS = 5.0, 10.0
 
@@ -323,6 +325,8 @@ def main() -> None:
     parser.add_argument("--experiment", action="store_true", help="two versions loaded, users split by experiment arm")
     parser.add_argument("--share", type=float, default=0.5, help="challenger share with --experiment")
     parser.add_argument("--servers", default="serve,worker", help=f"comma-separated, of: {', '.join(SERVERS)}")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="a checkout of an earlier commit, served as `serve-before` (its code on PYTHONPATH)")
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     settings = Settings.from_env().with_redis_db(args.redis_db)
@@ -332,6 +336,10 @@ def main() -> None:
     wanted = [name for name in args.servers.split(",") if name]
     if not wanted or set(wanted) - set(SERVERS):
         parser.error(f"--servers takes {', '.join(SERVERS)}, got {args.servers!r}")
+    if args.before and "serve-before" not in wanted:
+        wanted.append("serve-before")
+    if "serve-before" in wanted and not (args.before and (args.before / "app" / "web").is_dir()):
+        parser.error("serve-before needs --before DIR, a checkout of this repository")
 
     foldin_users = args.users // 10
     conn = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
@@ -364,6 +372,8 @@ def main() -> None:
             own_env = {**env, "LOCAL_DIR": str(Path(tmp) / name)}
             if name == "serve-redis":
                 own_env["SERVE_MEMORY_MB"] = "0"
+            if name == "serve-before":
+                own_env["PYTHONPATH"] = str(args.before.resolve())
             port = free_port()
             server = start([*argv, str(port)], own_env, port, Path(tmp) / f"{name}.log")
             stack.callback(server.wait, timeout=30)
