@@ -1,22 +1,19 @@
 """Fold-in ranker of the web: same answers as the model, computed once per input."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from app.recsys.models.foldin import pack_factors, unpack_factors
 from app.recsys.data.idmap import IdMap
-from app.web.foldin_cache import FoldInRanker, confidences, load_ranker
+from app.web.foldin_cache import FoldInRanker, load_ranker
 from tests.integration.web_support import HandModel
 
 
 def packed(seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     return pack_factors(HandModel(IdMap(np.arange(10, 60)), rng.normal(size=(50, 8)).astype(np.float32)))
-
-
-def test_confidences_count_repeated_watches() -> None:
-    assert confidences([4, 9, 4, 4]) == ([4, 9], [3.0, 1.0])
-    assert confidences([]) == ([], [])
 
 
 def test_ranker_answers_like_the_model_and_caches_per_input() -> None:
@@ -50,7 +47,8 @@ def test_a_miss_equals_the_model_on_many_random_inputs() -> None:
     for case in range(300):
         recent = tuple(rng.integers(1, 620, size=int(rng.integers(1, 12))).tolist())  # ids > 600: unknown films
         limit = int(rng.choice([1, 5, 10, 100, 700]))
-        film_ids, weights = confidences(recent)
+        counts = Counter(recent)
+        film_ids, weights = list(counts), [float(c) for c in counts.values()]
         expected_ids, expected_scores = reference.recommend(np.array(film_ids), np.array(weights), limit)
         ids, scores = ranker.top(recent, limit)
         assert ids == expected_ids.tolist(), (case, recent, limit)
