@@ -27,7 +27,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import redis
@@ -293,12 +293,17 @@ def _batches(keys: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
         yield batch
 
 
-def read_lists(conn: redis.Redis, pattern: str, folder: Path, kind: str, max_bytes: int) -> ListArrays:
+class Stopped(RuntimeError):
+    """The process is stopping: a build in progress is abandoned."""
+
+
+def read_lists(conn: redis.Redis, pattern: str, folder: Path, kind: str, max_bytes: int,
+               stopping: Callable[[], bool] = lambda: False) -> ListArrays:
     """Every `recs:{v}:{kind}:{owner}` list matching `pattern`, written compacted into `folder`.
 
     Keys are read as the SCAN finds them (never all held at once: 10M keys
     would be ~750 MB of Python bytes). Raises OverBudget as soon as what was
-    written passes `max_bytes`.
+    written passes `max_bytes`, Stopped when `stopping()` turns true.
     """
     dtypes = {"films": "int32", "scores": "int32"}
     while True:
@@ -310,6 +315,8 @@ def read_lists(conn: redis.Redis, pattern: str, folder: Path, kind: str, max_byt
                 order, lengths, films, scores = decode_values([raw[i] for i in present])
                 owners = np.array([int(batch[i].rsplit(b":", 1)[1]) for i in present], dtype=np.int64)
                 writer.add(owners[order], lengths, films, scores)
+                if stopping():
+                    raise Stopped(f"{pattern}: stopped after {writer.rows:,} lists")
                 if writer.nbytes > max_bytes:
                     raise OverBudget(f"{pattern}: past {max_bytes / 2**20:.0f} MiB after {writer.rows:,} lists")
         except Widen as exc:

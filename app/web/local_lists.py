@@ -23,18 +23,21 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Callable
 
 import redis
 
 from app.storage import redis_keys
-from app.web.lists import ListArrays, OverBudget, read_lists
+from app.web.lists import ListArrays, OverBudget, Stopped, read_lists
 
 log = logging.getLogger(__name__)
 
 STALE_S = 3600.0
+LOCK_POLL_S = 0.2
 KINDS = {"users": "user", "similar": "similar"}  # file prefix -> key segment (`recs:{v}:user:{id}`)
 MANIFEST = "manifest.json"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -65,17 +68,33 @@ def _load(folder: Path) -> dict[str, ListArrays]:
     return {kind: ListArrays.load(folder, kind) for kind in manifest["kinds"]}
 
 
-def _build(conn: redis.Redis, version: str, target: Path, max_bytes: int) -> dict[str, ListArrays]:
+def _build(conn: redis.Redis, version: str, target: Path, max_bytes: int,
+           stopping: Callable[[], bool]) -> dict[str, ListArrays]:
     """Read the version's lists (similar first: small, and needed by everyone) into `target`."""
     tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _fill(conn, version, tmp, max_bytes, stopping)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another process built it meanwhile (its lock file was swept under us): use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.exists():
+            raise
+    return _load(target)
+
+
+def _fill(conn: redis.Redis, version: str, tmp: Path, max_bytes: int, stopping: Callable[[], bool]) -> None:
     arrays: dict[str, ListArrays] = {}
     left = max_bytes
     for kind in ("similar", "users"):
         pattern = f"recs:{version}:{KINDS[kind]}:*"
         try:
-            arrays[kind] = read_lists(conn, pattern, tmp, kind, left)
+            arrays[kind] = read_lists(conn, pattern, tmp, kind, left, stopping)
         except OverBudget as exc:
             log.warning("%s: not kept in memory (%s); its lists are read from Redis, hot ones cached", kind, exc)
             for path in tmp.glob(f"{kind}.*"):
@@ -87,13 +106,6 @@ def _build(conn: redis.Redis, version: str, target: Path, max_bytes: int) -> dic
     for path in tmp.iterdir():  # on disk before the rename makes the directory visible
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another process built it meanwhile (its lock file was swept under us): use theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not target.exists():
-            raise
-    return _load(target)
 
 
 class LocalLists:
@@ -103,6 +115,21 @@ class LocalLists:
         self.root = root
         self.redis_url = redis_url
         self.timeout_s = timeout_s
+        self._stopping = threading.Event()
+
+    def close(self) -> None:
+        """Abandon a build or a wait in progress (the process is stopping): `open` raises Stopped."""
+        self._stopping.set()
+
+    def _lock(self, lock: IO[bytes]) -> None:
+        """Exclusive lock on the version's lock file, waiting while another process builds it."""
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if self._stopping.wait(LOCK_POLL_S):
+                    raise Stopped("stopped while another process built the version") from None
 
     def open(self, version: str, max_bytes: int) -> Stored | None:
         """The version's arrays, built by this process or another; None when the version is gone.
@@ -121,13 +148,13 @@ class LocalLists:
             folder = self.root / tag(self.redis_url, version, published_at, meta)
             self.root.mkdir(parents=True, exist_ok=True)
             with open(self.root / f".{folder.name}.lock", "a+b") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # another process building it: wait for its files
+                self._lock(lock)  # another process building it: wait for its files
                 try:
                     if folder.exists():
                         os.utime(folder)
                         return Stored(folder, _load(folder), built=False)
                     started = time.perf_counter()
-                    arrays = _build(conn, version, folder, max_bytes)
+                    arrays = _build(conn, version, folder, max_bytes, self._stopping.is_set)
                     log.info("version %s: %s in memory (%.0f MiB) in %.1f s", version,
                              ", ".join(f"{k} {len(a.owners):,}" for k, a in arrays.items()) or "no lists",
                              sum(a.nbytes for a in arrays.values()) / 2**20, time.perf_counter() - started)

@@ -35,7 +35,7 @@ from app.experiments.model import Experiment
 from app.storage import redis_keys
 from app.web import metrics
 from app.web.foldin_cache import FoldInRanker, Ranked, load_ranker
-from app.web.lists import VersionLists
+from app.web.lists import Stopped, VersionLists
 from app.web.local_lists import LocalLists
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,8 @@ class ModelCache:
                 return  # replaced before its turn came
             try:
                 stored = await asyncio.to_thread(self._local.open, snap.version, self._memory_left(besides=snap))
+            except Stopped:
+                return
             except Exception:  # Redis or disk trouble: keep reading this version from Redis
                 log.exception("cannot bring version %s into memory; its lists are read from Redis", snap.version)
                 return
@@ -208,7 +210,9 @@ class ModelCache:
                                      if lists is not None})
 
     async def close(self) -> None:
-        """Stop background loads (a build already running in its thread finishes on its own)."""
+        """Stop background loads (a build running in its thread stops at its next batch)."""
+        if self._local is not None:
+            self._local.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

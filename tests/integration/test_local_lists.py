@@ -2,6 +2,7 @@
 host, shared by every process, never stale across re-publishing, swept when unused."""
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
@@ -14,6 +15,7 @@ import redis
 from app.settings import Settings
 from app.storage import redis_keys as keys
 from app.web.lists import CompactLists
+from app.web.lists import Stopped
 from app.web.local_lists import STALE_S, LocalLists, tag
 from tests.integration.web_support import FILMS, publish_version, sync_redis
 
@@ -87,3 +89,24 @@ def test_sweep_keeps_copies_in_use_and_drops_stale_ones(redis_settings: Settings
     lists.sweep({used})
     assert used.exists() and not unused.exists()
     assert time.time() - used.stat().st_mtime < 60  # touched: in use
+
+
+def test_a_stopping_process_abandons_its_build_and_its_wait(redis_settings: Settings, conn: redis.Redis,
+                                                            tmp_path: Path) -> None:
+    publish_version(conn, "v1", seed=1, users=USERS)
+    stopping = local(redis_settings, tmp_path)
+    stopping.close()
+    with pytest.raises(Stopped):
+        stopping.open("v1", 2**30)
+    assert not list(tmp_path.glob(".tmp-*")) and not [p for p in tmp_path.iterdir() if p.is_dir()]
+    folder = local(redis_settings, tmp_path).open("v1", 2**30).folder  # nothing half-built was left behind
+    lock = tmp_path / f".{folder.name}.lock"
+    with open(lock, "a+b") as held:  # another process holds the version's lock (building it)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiting = local(redis_settings, tmp_path)
+        result: list = []
+        thread = threading.Thread(target=lambda: result.append(pytest.raises(Stopped, waiting.open, "v1", 2**30)))
+        thread.start()
+        waiting.close()
+        thread.join(timeout=30)
+        assert not thread.is_alive() and result
