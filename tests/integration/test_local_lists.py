@@ -14,8 +14,7 @@ import redis
 
 from app.settings import Settings
 from app.storage import redis_keys as keys
-from app.web.lists import CompactLists
-from app.web.lists import Stopped
+from app.web.lists import CompactLists, Stopped
 from app.web.local_lists import STALE_S, LocalLists, tag
 from tests.integration.web_support import FILMS, publish_version, sync_redis
 
