@@ -241,7 +241,8 @@ class VersionLists:
         self.similar: CompactLists | None = None
         self.hot = HotLists(hot_bytes)
         self.folder: Path | None = None
-        self.scheduled = False  # a background load was started
+        self.scheduled = False  # a background load was started (and has not failed)
+        self.retry_at = 0.0  # monotonic time before which a failed load is not tried again
 
     @property
     def nbytes(self) -> int:

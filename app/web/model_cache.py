@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0
 SWEEP_S = 60.0  # how often the host's unused serving copies are looked for
+LOAD_RETRY_S = 60.0  # after a failed load of a version's lists into memory
 # Titles rarely change; reloading them this often bounds how stale one can be.
 TITLE_TTL_S = 60.0
 
@@ -129,6 +130,7 @@ class ModelCache:
         self.redis_ok = True
         if time.monotonic() - self._titles_at > TITLE_TTL_S:
             await self._load_titles()
+        self._schedule_loads()  # a load that failed is tried again
         self._sweep()
         return True
 
@@ -143,8 +145,7 @@ class ModelCache:
 
     async def _snapshot_of(self, version: str) -> Snapshot:
         """A version's snapshot: one already loaded (served or in the experiment), else read from Redis."""
-        loaded = [self.snapshot, *((self.arms.control.snapshot, self.arms.challenger.snapshot) if self.arms else ())]
-        for snap in loaded:
+        for snap in self.snapshots():
             if snap.version == version:
                 return snap
         async with self._client.pipeline(transaction=False) as pipe:
@@ -155,21 +156,21 @@ class ModelCache:
         if meta is None:
             log.warning("version %s has no meta in Redis (expired or never published): its users get fallbacks", version)
         foldin = await asyncio.to_thread(load_ranker, factors)
-        snap = Snapshot(
+        return Snapshot(
             version=version,
             meta=json.loads(meta) if meta else {},
             popular=redis_keys.decode_ranked(popular),
             foldin=foldin,
             lists=VersionLists(self._memory_left()),
         )
-        return snap
 
     def _schedule_loads(self) -> None:
         """Start bringing into memory the lists of the versions in use that are not there yet."""
         if self._local is None:
             return
+        now = time.monotonic()
         for snap in self.snapshots():
-            if snap.lists.scheduled or not snap.meta:
+            if snap.lists.scheduled or not snap.meta or now < snap.lists.retry_at:
                 continue
             snap.lists.scheduled = True
             task = asyncio.create_task(self._load_lists(snap), name=f"cinerec-lists-{snap.version}")
@@ -197,8 +198,10 @@ class ModelCache:
                 stored = await asyncio.to_thread(self._local.open, snap.version, self._memory_left(besides=snap))
             except Stopped:
                 return
-            except Exception:  # Redis or disk trouble: keep reading this version from Redis
-                log.exception("cannot bring version %s into memory; its lists are read from Redis", snap.version)
+            except Exception:  # Redis or disk trouble: read this version from Redis, try again later
+                log.exception("cannot bring version %s into memory; its lists are read from Redis until a retry "
+                              "in %.0f s", snap.version, LOAD_RETRY_S)
+                snap.lists.scheduled, snap.lists.retry_at = False, time.monotonic() + LOAD_RETRY_S
                 return
             if stored is not None:
                 snap.lists.loaded(stored.folder, stored.arrays, self._memory_left(besides=snap) - stored.nbytes)

@@ -28,9 +28,10 @@ from app.experiments.model import Experiment, State
 from app.settings import Settings
 from app.storage import redis_keys as keys
 from app.web.keys import READER
+from app.web import model_cache
 from app.web.model_cache import ModelCache
 from app.web.server import create_web_app
-from tests.integration.web_support import FILMS, publish_version, set_trending, sync_redis, watched
+from tests.integration.web_support import FILMS, publish_version, set_trending, sync_redis, watched, whole_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(2)]
 
@@ -188,3 +189,20 @@ async def test_a_version_switch_and_an_experiment_under_traffic(
     conn.delete(keys.EXPERIMENT_ACTIVE)
     await until(lambda: all(cache(c).arms is None for c in apps.values()), "the experiment's end")
     await compare_all(apps, SAMPLE)
+
+
+async def test_a_failed_load_into_memory_is_tried_again(redis_settings: Settings, conn: redis.Redis, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load that fails (here: the host's directory cannot be made) leaves the version served from
+    Redis and is tried again at a later poll, until it succeeds."""
+    monkeypatch.setattr(model_cache, "LOAD_RETRY_S", 0.0)
+    blocker = tmp_path / "serving"
+    blocker.write_text("a file where the directory should be")
+    settings = redis_settings.with_overrides(serve_memory_mb=64, local_dir=tmp_path)
+    async with TestClient(TestServer(create_web_app(settings))) as client:
+        lists = cache(client).snapshot.lists
+        await until(lambda: lists.retry_at > 0, "a failed load")
+        assert lists.users is None
+        assert (await whole_json(client, "/v1/users/1/recommendations"))["source"] == "als"  # from Redis meanwhile
+        blocker.unlink()
+        await until(lambda: lists.users is not None, "the retried load")
