@@ -54,6 +54,8 @@ DEFAULTS: dict[str, str] = {
     "ROLLOUT": "switch",
     "ROLLOUT_SHARE": "0.10",
     "EXPERIMENT_EVAL_MINUTES": "60",
+    # Serving from memory (docs/serving.md).
+    "SERVE_MEMORY_MB": "1024",
 }
 
 
@@ -176,6 +178,9 @@ class Settings:
     rollout: str
     rollout_share: float
     experiment_eval_minutes: int
+    # Served versions' lists kept in memory (a file per version under LOCAL_DIR/serving, shared
+    # by the host's web processes) up to this size; past it, hot users are cached. 0: read Redis.
+    serve_memory_mb: int
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -235,6 +240,7 @@ class Settings:
             rollout=rollout,
             rollout_share=_share(env, "ROLLOUT_SHARE"),
             experiment_eval_minutes=_int(env, "EXPERIMENT_EVAL_MINUTES", minimum=1),
+            serve_memory_mb=_int(env, "SERVE_MEMORY_MB", minimum=0),
             external=external,
         )
 

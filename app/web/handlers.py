@@ -5,6 +5,7 @@ never a 500. Domain state lives in `request.app[...]` (opened in app/web/server.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
@@ -100,7 +101,7 @@ async def recommendations(request: web.Request) -> web.Response:
     except BadRequest as exc:
         return error(400, str(exc))
     answer = await request.app[READER].recommend(user_id, limit)
-    metrics.count_recommendation(answer.source, answer.degraded)
+    metrics.count_recommendation(answer.source, answer.degraded, answer.redis_reads)
     return json_response({"user_id": user_id, **answer_body(answer)})
 
 
@@ -157,8 +158,8 @@ async def retrain(request: web.Request) -> web.Response:
 
 
 async def alive(request: web.Request) -> web.Response:
-    """Liveness: the process answers HTTP."""
-    return json_response({"status": "ok"})
+    """Liveness: the process answers HTTP (which one, with `cinerec serve --processes N`)."""
+    return json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def ready(request: web.Request) -> web.Response:

@@ -32,17 +32,19 @@ REQUEST_SECONDS = Histogram(
 )
 RECOMMENDATIONS = Counter(
     "cinerec_recommendations_total",
-    "Recommendation lists served, by the path that answered and whether Redis was down.",
-    ["source", "degraded"],
+    "Recommendation lists served, by the path that answered, whether Redis was down, and what had to be "
+    "read from Redis for them: none (list in memory, recent watches from the worker's own table), list, "
+    "recent, or list+recent (one round trip either way).",
+    ["source", "degraded", "redis_reads"],
 )
-_RECOMMENDATION_COUNTERS: dict[tuple[str, bool], Counter] = {}
+_RECOMMENDATION_COUNTERS: dict[tuple[str, bool, str], Counter] = {}
 
 
-def count_recommendation(source: str, degraded: bool) -> None:
-    counter = _RECOMMENDATION_COUNTERS.get((source, degraded))
+def count_recommendation(source: str, degraded: bool, redis_reads: str) -> None:
+    counter = _RECOMMENDATION_COUNTERS.get((source, degraded, redis_reads))
     if counter is None:
-        counter = RECOMMENDATIONS.labels(source, "true" if degraded else "false")
-        _RECOMMENDATION_COUNTERS[(source, degraded)] = counter
+        counter = RECOMMENDATIONS.labels(source, "true" if degraded else "false", redis_reads)
+        _RECOMMENDATION_COUNTERS[(source, degraded, redis_reads)] = counter
     counter.inc()
 
 
@@ -58,6 +60,20 @@ def set_served_version(version: str | None) -> None:
     MODEL_VERSION.clear()
     if version is not None:
         MODEL_VERSION.labels(version).set(1)
+
+
+LISTS_IN_MEMORY = Gauge(
+    "cinerec_served_lists_in_memory_bytes",
+    "Bytes of a served version's lists held in memory (kind: users or similar; mapped from the host's file).",
+    ["version", "kind"],
+)
+
+
+def set_lists_in_memory(sizes: dict[tuple[str, str], int]) -> None:
+    """One series per (version, kind) in memory now; versions no longer served disappear."""
+    LISTS_IN_MEMORY.clear()
+    for (version, kind), nbytes in sizes.items():
+        LISTS_IN_MEMORY.labels(version, kind).set(nbytes)
 
 
 EXPERIMENT = Gauge(

@@ -11,6 +11,12 @@ Redis is down the last good copy keeps answering (degraded).
 Which version answers a user is `ModelCache.route(user_id)`: the served one,
 or while an experiment runs the version of the user's arm (a stable hash of
 experiment id and user id, app.experiments.assignment), on every path.
+
+Each loaded version's user and similar lists are then brought into memory in
+the background (`app.web.local_lists`: compacted arrays in a file per version
+shared by the host's processes), the served version first, within
+`memory_bytes` for all versions; until they are ready, and for what does not
+fit, lists are read from Redis as before (hot users cached).
 """
 from __future__ import annotations
 
@@ -29,24 +35,30 @@ from app.experiments.model import Experiment
 from app.storage import redis_keys
 from app.web import metrics
 from app.web.foldin_cache import FoldInRanker, Ranked, load_ranker
+from app.web.lists import Stopped, VersionLists
+from app.web.local_lists import LocalLists
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
+SWEEP_S = 60.0  # how often the host's unused serving copies are looked for
+LOAD_RETRY_S = 60.0  # after a failed load of a version's lists into memory
 # Titles rarely change; reloading them this often bounds how stale one can be.
 TITLE_TTL_S = 60.0
 
 EMPTY: Ranked = ([], [])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Snapshot:
-    """One published version as served: replaced as a whole, never mutated."""
+    """One published version as served: replaced as a whole, never mutated (but for its
+    lists, brought into memory in the background)."""
 
     version: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     popular: Ranked = EMPTY
     foldin: FoldInRanker | None = None  # None when the version has no (readable) factors
+    lists: VersionLists = field(default_factory=VersionLists)  # filled in the background (module docstring)
 
 
 class Route(NamedTuple):
@@ -57,29 +69,30 @@ class Route(NamedTuple):
     arm: str | None = None
 
 
-@dataclass(frozen=True)
 class Arms:
     """The running experiment as served: both versions loaded, one route per arm."""
 
-    experiment: Experiment
-    control: Route
-    challenger: Route
+    def __init__(self, experiment: Experiment, control: Snapshot, challenger: Snapshot) -> None:
+        self.experiment = experiment
+        self.control = Route(control, experiment.id, CONTROL)
+        self.challenger = Route(challenger, experiment.id, CHALLENGER)
+        self._seed, self._threshold = experiment.hash_seed, experiment.threshold
 
     def route(self, user_id: int) -> Route:
         """The user's arm (~0.6 us: bench/assignment.py); the same in every process and in SQL."""
-        e = self.experiment
-        return self.challenger if arm_of(e.hash_seed, e.threshold, user_id) == CHALLENGER else self.control
-
-    @property
-    def versions(self) -> set[str]:
-        return {self.experiment.control, self.experiment.challenger}
+        return self.challenger if arm_of(self._seed, self._threshold, user_id) == CHALLENGER else self.control
 
 
 class ModelCache:
     """Served state shared by all requests, refreshed by `run()` in the background."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, local: LocalLists | None = None, memory_bytes: int = 0) -> None:
         self._client = client
+        self._local = local if memory_bytes > 0 else None
+        self._memory_bytes = memory_bytes
+        self._loading = asyncio.Lock()  # one version's lists at a time, the served one first
+        self._tasks: set[asyncio.Task] = set()
+        self._swept_at = -SWEEP_S
         self.snapshot = Snapshot()
         self.served = Route(self.snapshot)  # `snapshot` as a route, for requests outside an experiment
         self.arms: Arms | None = None
@@ -117,19 +130,22 @@ class ModelCache:
         self.redis_ok = True
         if time.monotonic() - self._titles_at > TITLE_TTL_S:
             await self._load_titles()
+        self._schedule_loads()  # a load that failed is tried again
+        self._sweep()
         return True
 
     async def _switch(self, version: str | None) -> None:
         old = self.snapshot.version
         self.snapshot = Snapshot() if version is None else await self._snapshot_of(version)
         self.served = Route(self.snapshot)
+        self._schedule_loads()
+        self._report_memory()
         metrics.set_served_version(version)
         log.info("serving model version %s (was %s)", version, old)
 
     async def _snapshot_of(self, version: str) -> Snapshot:
         """A version's snapshot: one already loaded (served or in the experiment), else read from Redis."""
-        loaded = [self.snapshot, *((self.arms.control.snapshot, self.arms.challenger.snapshot) if self.arms else ())]
-        for snap in loaded:
+        for snap in self.snapshots():
             if snap.version == version:
                 return snap
         async with self._client.pipeline(transaction=False) as pipe:
@@ -145,7 +161,75 @@ class ModelCache:
             meta=json.loads(meta) if meta else {},
             popular=redis_keys.decode_ranked(popular),
             foldin=foldin,
+            lists=VersionLists(self._memory_left()),
         )
+
+    def _schedule_loads(self) -> None:
+        """Start bringing into memory the lists of the versions in use that are not there yet."""
+        if self._local is None:
+            return
+        now = time.monotonic()
+        for snap in self.snapshots():
+            if snap.lists.scheduled or not snap.meta or now < snap.lists.retry_at:
+                continue
+            snap.lists.scheduled = True
+            task = asyncio.create_task(self._load_lists(snap), name=f"cinerec-lists-{snap.version}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def snapshots(self) -> list[Snapshot]:
+        """The versions in use: the served one first, then the experiment's."""
+        arms = self.arms
+        found = [self.snapshot, *((arms.control.snapshot, arms.challenger.snapshot) if arms else ())]
+        return [snap for i, snap in enumerate(found)
+                if snap.version is not None and not any(snap is other for other in found[:i])]
+
+    def _memory_left(self, besides: Snapshot | None = None) -> int:
+        used = sum(snap.lists.nbytes for snap in self.snapshots() if snap is not besides)
+        return max(0, self._memory_bytes - used)
+
+    async def _load_lists(self, snap: Snapshot) -> None:
+        """Bring a version's lists into memory (after the versions ahead of it); errors only log."""
+        assert self._local is not None
+        async with self._loading:
+            if not any(snap is other for other in self.snapshots()):
+                return  # replaced before its turn came
+            try:
+                stored = await asyncio.to_thread(self._local.open, snap.version, self._memory_left(besides=snap))
+            except Stopped:
+                return
+            except Exception:  # Redis or disk trouble: read this version from Redis, try again later
+                log.exception("cannot bring version %s into memory; its lists are read from Redis until a retry "
+                              "in %.0f s", snap.version, LOAD_RETRY_S)
+                snap.lists.scheduled, snap.lists.retry_at = False, time.monotonic() + LOAD_RETRY_S
+                return
+            if stored is not None:
+                snap.lists.loaded(stored.folder, stored.arrays, self._memory_left(besides=snap) - stored.nbytes)
+            self._report_memory()
+
+    def _report_memory(self) -> None:
+        metrics.set_lists_in_memory({(snap.version, kind): lists.arrays.nbytes for snap in self.snapshots()
+                                     for kind, lists in (("users", snap.lists.users), ("similar", snap.lists.similar))
+                                     if lists is not None})
+
+    async def close(self) -> None:
+        """Stop background loads (a build running in its thread stops at its next batch)."""
+        if self._local is not None:
+            self._local.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _sweep(self) -> None:
+        """Keep the host's copies in use fresh and drop stale ones, at most every SWEEP_S."""
+        if self._local is None or time.monotonic() - self._swept_at < SWEEP_S:
+            return
+        self._swept_at = time.monotonic()
+        in_use = {snap.lists.folder for snap in self.snapshots() if snap.lists.folder is not None}
+        try:
+            self._local.sweep(in_use)
+        except OSError as exc:
+            log.warning("cannot sweep %s: %s", self._local.root, exc)
 
     async def _set_experiment(self, raw: bytes | None) -> None:
         """Follow `exp:active`: load both versions before routing anybody to them.
@@ -158,6 +242,7 @@ class ModelCache:
                 log.info("experiment %s no longer running: everyone gets %s", self.arms.experiment.id,
                          self.snapshot.version)
             self.arms, self._experiment_raw = None, None
+            self._report_memory()
             metrics.set_experiment(None)
             return
         try:
@@ -168,11 +253,9 @@ class ModelCache:
             return
         control = await self._snapshot_of(experiment.control)  # a Redis error here: retried at the next poll
         challenger = await self._snapshot_of(experiment.challenger)
-        self.arms = Arms(
-            experiment,
-            control=Route(control, experiment.id, CONTROL),
-            challenger=Route(challenger, experiment.id, CHALLENGER),
-        )
+        self.arms = Arms(experiment, control, challenger)
+        self._schedule_loads()
+        self._report_memory()
         self._experiment_raw = raw
         metrics.set_experiment(experiment)
         log.info("experiment %s running: %s (control) vs %s (challenger, %.0f%% of users)", experiment.id,

@@ -290,7 +290,10 @@ SPEC: dict[str, Any] = {
         "/health": {
             "get": {
                 "summary": "Liveness",
-                "responses": {"200": _json({"type": "object", "properties": {"status": {"type": "string"}}}, "alive")},
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "status": {"type": "string"},
+                    "pid": {"type": "integer", "description": "the serving process that answered"},
+                }}, "alive")},
             }
         },
         "/ready": {

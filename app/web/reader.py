@@ -1,56 +1,69 @@
-"""Request-time reads: one Redis round trip per request plus in-process state (ModelCache).
+"""Request-time reads: in-process state first, at most one Redis round trip per request.
 
 Which path answers a user (the `source` of the response):
-  als      the precomputed list of the served version, minus recent watches
+  als      the precomputed list of the version, minus recent watches
   foldin   a user the model never saw but with recent events: fold-in on item factors
   trending / popular   everyone else (and padding when filtering leaves too few)
 Every path answers from `ModelCache.route(user_id)`: the served version, or
 during an experiment the version of the user's arm (named in the answer).
-Redis errors never reach the client: the answer comes from the in-process
-popular list with `degraded=True`, and Redis is skipped for `BREAKER_S` so a
-dead server costs each request nothing.
+
+Where the inputs come from:
+- the user's list: the version's compacted lists in memory (app/web/lists.py)
+  once loaded, else Redis (`GET recs:{v}:user:{id}`, hot users cached);
+- recent watches: the `RecentSource` when it knows the user (the Faust
+  worker's own table, for users on partitions it owns), else the Redis
+  mirror (`LRANGE live:recent:{id}`).
+What is not in memory is read in ONE round trip (`send_and_read`). Redis
+errors never reach the client: the answer comes from the in-process popular
+list with `degraded=True`, and Redis is skipped for `BREAKER_S` so a dead
+server costs each request nothing; an answer that needs no Redis is whole.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.storage import redis_keys
+from app.web.lists import decode_raw
 from app.web.model_cache import ModelCache, Ranked, Route
 
 BREAKER_S = 1.0
+_UNKNOWN = object()  # a film whose title was never looked up
+# (list read from Redis, recent watches read from Redis) -> the answer's `redis_reads`
+REDIS_READS = {(False, False): "none", (True, False): "list", (False, True): "recent", (True, True): "list+recent"}
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
-async def get_and_lrange(
-    client: aioredis.Redis, key: str, list_key: str, count: int
-) -> tuple[bytes | None, list[bytes]]:
-    """GET `key` and the first `count` items of `list_key` in one round trip.
+async def send_and_read(client: aioredis.Redis, *commands: tuple[Any, ...]) -> list[Any]:
+    """Run `commands` in one round trip: one write on one pooled connection, then their replies.
 
-    Both commands go out in one write on one pooled connection and their two
-    replies are read back: a redis-py pipeline costs ~27 us more Python per
-    request, and a Lua script doing both (EVAL) ~7 us more Python plus ~9 us
-    more Redis CPU (bench/serve.py, docs/serving.md). A failure mid-way
-    disconnects the connection, so no reply is ever read by the wrong request.
+    A redis-py pipeline costs ~27 us more Python per request, and a Lua script
+    doing a GET and an LRANGE (EVAL) ~7 us more Python plus ~9 us more Redis
+    CPU (bench/serve.py, docs/serving.md). A failure mid-way disconnects the
+    connection, so no reply is ever read by the wrong request.
     """
     pool = client.connection_pool
     conn = await pool.get_connection()
     try:
-        await conn.send_packed_command(
-            conn.pack_commands((("GET", key), ("LRANGE", list_key, 0, count - 1))), check_health=False
-        )
-        value = await conn.read_response()
-        items = await conn.read_response()
+        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        replies = [await conn.read_response() for _ in commands]
     except BaseException:
         await conn.disconnect(nowait=True)
         raise
     finally:
         await pool.release(conn)
-    return value, items
+    return replies
+
+
+class RecentSource(Protocol):
+    """Recent watches held in this process (the Faust worker's table)."""
+
+    def recent(self, user_id: int) -> list[int] | None:
+        """The user's recent films, newest first; None when this process does not hold them."""
 
 
 class UnknownFilm(LookupError):
@@ -74,6 +87,7 @@ class Answer(NamedTuple):
     degraded: bool = False
     experiment: str | None = None  # the running experiment and the user's arm in it, when one chose the version
     arm: str | None = None
+    redis_reads: str = "none"  # what was read from Redis for it (a metrics label): REDIS_READS
 
 
 def merge_ranked(limit: int, exclude: set[int], *lists: Ranked) -> Ranked:
@@ -95,9 +109,10 @@ def merge_ranked(limit: int, exclude: set[int], *lists: Ranked) -> Ranked:
 class Reader:
     """Domain logic of the read endpoints; raises UnknownFilm / NoModel, never Redis errors."""
 
-    def __init__(self, client: aioredis.Redis, cache: ModelCache) -> None:
+    def __init__(self, client: aioredis.Redis, cache: ModelCache, recent: RecentSource | None = None) -> None:
         self._client = client
         self.cache = cache
+        self._recent = recent
         self._skip_until = 0.0
 
     def _redis_usable(self) -> bool:
@@ -109,23 +124,35 @@ class Reader:
     async def recommend(self, user_id: int, limit: int) -> Answer:
         route = self.cache.route(user_id)
         snap = route.snapshot
-        if not self._redis_usable():
-            return await self._degraded(limit, route)
-        recent_key = redis_keys.recent(user_id)
-        try:
-            if snap.version is None:
-                raw, recent_raw = None, await self._client.lrange(recent_key, 0, redis_keys.RECENT_MAX - 1)
-            else:
-                raw, recent_raw = await get_and_lrange(
-                    self._client, redis_keys.user_recs(snap.version, user_id), recent_key, redis_keys.RECENT_MAX
-                )
-        except REDIS_ERRORS:
-            self._trip()
-            return await self._degraded(limit, route)
-        recent = [int(f) for f in recent_raw]
+        lists = snap.lists
+        recent = self._recent.recent(user_id) if self._recent is not None else None
+        raw: bytes | None = b""  # b"": known not to have a list; None: to be read from Redis
+        if snap.version is not None and lists.users is None:
+            raw = lists.hot.raw(user_id)
+        reads = REDIS_READS[raw is None, recent is None]
+        if raw is None or recent is None:
+            if not self._redis_usable():
+                return await self._degraded(limit, route, reads)
+            commands = [("GET", redis_keys.user_recs(snap.version, user_id))] if raw is None else []
+            if recent is None:
+                commands.append(("LRANGE", redis_keys.recent(user_id), 0, redis_keys.RECENT_MAX - 1))
+            try:
+                replies = await send_and_read(self._client, *commands)
+            except REDIS_ERRORS:
+                self._trip()
+                return await self._degraded(limit, route, reads)
+            if raw is None:
+                raw = replies[0] or b""
+                lists.hot.remember(user_id, raw)
+            if recent is None:
+                recent = [int(f) for f in replies[-1]]
         exclude = set(recent)
-        if raw:
-            source, ranked = "als", redis_keys.decode_ranked(raw)
+        if lists.users is not None:
+            ranked = lists.users.get(user_id, limit + len(exclude))  # enough after dropping recent watches
+        else:
+            ranked = decode_raw(raw)
+        if ranked:
+            source = "als"
         else:
             source, ranked = "", ([], [])
             if recent and snap.foldin is not None:
@@ -133,25 +160,33 @@ class Reader:
                 source = "foldin" if ranked[0] else ""
             if not source:
                 source = "trending" if self.cache.trending[0] else "popular"
-        film_ids, scores = merge_ranked(limit, exclude, ranked, self.cache.trending, self.cache.popular(snap))
-        return await self._answer(film_ids, scores, source, route)
+        if not exclude and len(ranked[0]) >= limit:  # no recent watches to drop: the list's head as it is
+            film_ids, scores = ranked[0][:limit], ranked[1][:limit]
+        else:
+            film_ids, scores = merge_ranked(limit, exclude, ranked, self.cache.trending, self.cache.popular(snap))
+        return await self._answer(film_ids, scores, source, route, redis_reads=reads)
 
     async def similar(self, film_id: int, limit: int, user_id: int | None = None) -> Answer:
         """Films like `film_id` from the served version, or from `user_id`'s arm during an experiment."""
         route = self.cache.route(user_id)
         snap = route.snapshot
-        if not self._redis_usable():
-            return await self._degraded(limit, route)
         if snap.version is None:
             raise NoModel("no model version has been published yet")
-        try:
-            raw = await self._client.get(redis_keys.similar(snap.version, film_id))
-        except REDIS_ERRORS:
-            self._trip()
-            return await self._degraded(limit, route)
-        if raw is None:
+        similar = snap.lists.similar
+        if similar is not None:
+            ranked = similar.get(film_id, limit + 1)
+        else:
+            if not self._redis_usable():
+                return await self._degraded(limit, route)
+            try:
+                raw = await self._client.get(redis_keys.similar(snap.version, film_id))
+            except REDIS_ERRORS:
+                self._trip()
+                return await self._degraded(limit, route)
+            ranked = decode_raw(raw) if raw else None
+        if ranked is None:
             raise UnknownFilm(f"film {film_id} is not known to model {snap.version}")
-        film_ids, scores = merge_ranked(limit, {film_id}, redis_keys.decode_ranked(raw))
+        film_ids, scores = merge_ranked(limit, {film_id}, ranked)
         return await self._answer(film_ids, scores, "similar", route)
 
     async def films(self, source: str, limit: int) -> Answer:
@@ -161,21 +196,27 @@ class Reader:
         film_ids, scores = merge_ranked(limit, set(), ranked)
         return await self._answer(film_ids, scores, source, route, degraded=not self.cache.redis_ok)
 
-    async def _degraded(self, limit: int, route: Route) -> Answer:
+    async def _degraded(self, limit: int, route: Route, redis_reads: str = "none") -> Answer:
+        """The in-process popular list; `redis_reads` names the reads that could not be made."""
         film_ids, scores = merge_ranked(limit, set(), self.cache.popular(route.snapshot), self.cache.trending)
-        return await self._answer(film_ids, scores, "popular", route, degraded=True)
+        return await self._answer(film_ids, scores, "popular", route, degraded=True, redis_reads=redis_reads)
 
     async def _answer(
-        self, film_ids: list[int], scores: list[float], source: str, route: Route, degraded: bool = False
+        self, film_ids: list[int], scores: list[float], source: str, route: Route, degraded: bool = False,
+        redis_reads: str = "none",
     ) -> Answer:
-        missing = [f for f in film_ids if f not in self.cache.titles]
-        if missing and not degraded and self._redis_usable():
-            try:
-                found = await self._client.hmget(redis_keys.FILM_TITLES, missing)
-            except REDIS_ERRORS:
-                self._trip()
-            else:
-                self.cache.remember_titles(missing, found)
         titles = self.cache.titles
-        return Answer(film_ids, scores, [titles.get(f) for f in film_ids], source, route.snapshot.version, degraded,
-                      route.experiment, route.arm)
+        names = [titles.get(f, _UNKNOWN) for f in film_ids]  # None: a film known to have no title
+        if _UNKNOWN in names:
+            missing = [f for f, name in zip(film_ids, names) if name is _UNKNOWN]
+            if not degraded and self._redis_usable():
+                try:
+                    found = await self._client.hmget(redis_keys.FILM_TITLES, missing)
+                except REDIS_ERRORS:
+                    self._trip()
+                else:
+                    self.cache.remember_titles(missing, found)
+            titles = self.cache.titles
+            names = [titles.get(f) for f in film_ids]
+        return Answer(film_ids, scores, names, source, route.snapshot.version, degraded, route.experiment, route.arm,
+                      redis_reads)

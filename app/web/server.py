@@ -12,9 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from typing import AsyncIterator
 
 import redis.asyncio as aioredis
+import threadpoolctl
 from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -22,15 +28,18 @@ from redis.backoff import NoBackoff
 from app.settings import Settings
 from app.analytics.service import Analytics
 from app.web import admin, analytics_views, auth, dashboard, experiments_api, handlers, metrics
-from app.web.keys import ANALYTICS, CELERY, READER, REDIS_PROBE, SETTINGS
+from app.web.keys import ANALYTICS, CELERY, READER, RECENT, REDIS_PROBE, SETTINGS
+from app.web.local_lists import LocalLists
 from app.web.model_cache import ModelCache
 from app.web.protocol import AppRunner
-from app.web.reader import Reader
+from app.web.reader import Reader, RecentSource
 
 log = logging.getLogger(__name__)
 
 # Redis budget of a request: a slow or dead Redis turns into a degraded answer, not a hang.
 REQUEST_REDIS_TIMEOUT_S = 0.25
+RESTART_S = 1.0  # `serve_processes`: least time between two starts of one process slot
+STOP_S = 30.0  # ... and how long a stopping process may take before it is killed
 
 ROUTES: tuple[tuple[str, str, metrics.Handler], ...] = (
     ("GET", "/v1/users/{user_id}/recommendations", handlers.recommendations),
@@ -61,12 +70,15 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     """Open Redis clients, load the served model, start the pointer poller, open the
     analytics pool; close all on shutdown."""
     settings = app[SETTINGS]
+    # Request-time BLAS calls are tiny (a 64-d solve, one matvec): threads only add hand-offs.
+    threadpoolctl.threadpool_limits(1, user_api="blas")
     request_client = redis_client(settings, REQUEST_REDIS_TIMEOUT_S)
     background = redis_client(settings, settings.network_timeout_s)
-    cache = ModelCache(background)
+    local = LocalLists(settings.local_dir / "serving", settings.redis_url, settings.network_timeout_s)
+    cache = ModelCache(background, local, settings.serve_memory_mb * 2**20)
     if not await cache.refresh():
         log.warning("redis %s unreachable at startup; answering degraded until it is back", settings.redis_url)
-    app[READER] = Reader(request_client, cache)
+    app[READER] = Reader(request_client, cache, app.get(RECENT))
     app[REDIS_PROBE] = background
     app[CELERY] = admin.producer(settings)
     app[ANALYTICS] = Analytics(settings)
@@ -77,15 +89,19 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         poller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await poller
+        await cache.close()
         app[CELERY].close()
         app[ANALYTICS].close()
         await request_client.aclose()
         await background.aclose()
 
 
-def install(app: web.Application, settings: Settings) -> None:
-    """Add the service's routes and resources to an existing (not yet started) Application."""
+def install(app: web.Application, settings: Settings, recent: RecentSource | None = None) -> None:
+    """Add the service's routes and resources to an existing (not yet started) Application;
+    `recent` gives recent watches held in this process (the Faust worker's table)."""
     app[SETTINGS] = settings
+    if recent is not None:
+        app[RECENT] = recent
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, metrics.instrumented(path, handler))
     # business metrics, /dashboard, /v1/admin/experiments
@@ -101,18 +117,62 @@ def create_web_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _serve(settings: Settings, host: str, port: int) -> None:
+async def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     runner = AppRunner(create_web_app(settings), handle_signals=True, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
-        log.info("serving recommendations on http://%s:%d from %s", host, port, settings.redis_url)
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        log.info("serving recommendations on http://%s:%d from %s (pid %d)", host, port, settings.redis_url,
+                 os.getpid())
         await asyncio.Event().wait()  # until SIGINT/SIGTERM raise GracefulExit
     finally:
         await runner.cleanup()
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the standalone server until interrupted (horizontal scaling, benchmarks)."""
+def serve(settings: Settings, host: str, port: int, reuse_port: bool = False) -> None:
+    """Run the standalone server until interrupted (horizontal scaling, benchmarks); with
+    `reuse_port`, one of several processes sharing the port (`serve_processes`)."""
     with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        asyncio.run(_serve(settings, host, port))
+        asyncio.run(_serve(settings, host, port, reuse_port))
+
+
+def serve_processes(host: str, port: int, processes: int) -> None:
+    """`processes` servers on one port (SO_REUSEPORT: the kernel spreads connections over them).
+
+    Each is a `cinerec serve --reuse-port` child with this process's
+    environment; they share the host's in-memory lists (app/web/local_lists.py).
+    A child that dies is started again (at most one start per RESTART_S per
+    slot); SIGTERM or SIGINT stops them all (killed after STOP_S).
+    """
+    argv = [sys.executable, "-m", "app.cli", "serve", "--host", host, "--port", str(port), "--reuse-port"]
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    children: list[tuple[subprocess.Popen, float]] = [(subprocess.Popen(argv), time.monotonic())
+                                                      for _ in range(processes)]
+    log.info("serving on http://%s:%d with %d processes (pids %s)", host, port, processes,
+             ", ".join(str(c.pid) for c, _ in children))
+    while not stopping:
+        time.sleep(0.2)
+        for slot, (child, started) in enumerate(children):
+            if child.poll() is None or stopping:
+                continue
+            log.error("serving process %d exited with %s; starting another", child.pid, child.returncode)
+            time.sleep(max(0.0, RESTART_S - (time.monotonic() - started)))
+            children[slot] = (subprocess.Popen(argv), time.monotonic())
+    for child, _ in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_S
+    for child, _ in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("serving process %d did not stop in %.0f s; killed", child.pid, STOP_S)
+            child.kill()
+            child.wait()

@@ -24,7 +24,7 @@ from app.recsys.training.publish import rollback
 from app.settings import Settings
 from app.storage import redis_keys as keys
 from app.web.keys import READER
-from tests.integration.web_support import Published, publish_version, running_client, sync_redis, watched
+from tests.integration.web_support import Published, publish_version, running_client, sync_redis, watched, whole_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(4)]
 
@@ -65,10 +65,7 @@ def arm(experiment: Experiment, user_id: int) -> str:
 
 
 async def get_json(client: TestClient, path: str) -> dict:
-    response = await client.get(path)
-    body = await response.json()
-    assert response.status == 200, body
-    return body
+    return await whole_json(client, path)
 
 
 def ids(body: dict) -> list[int]:

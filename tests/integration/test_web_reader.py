@@ -1,4 +1,4 @@
-"""`get_and_lrange`: the one Redis round trip of a recommendation, against the real Redis (db 5)."""
+"""`send_and_read`: the one Redis round trip of a recommendation, against the real Redis (db 5)."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,7 @@ import redis
 from redis.exceptions import ResponseError
 
 from app.settings import Settings
-from app.web.reader import get_and_lrange
+from app.web.reader import send_and_read
 from app.web.server import redis_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(5)]
@@ -18,8 +18,9 @@ async def test_reads_value_and_list_head_and_missing_keys(redis_settings: Settin
     sync.rpush("l", *range(1, 8))
     client = redis_client(redis_settings, 5.0)
     try:
-        assert await get_and_lrange(client, "k", "l", 3) == (b"value", [b"1", b"2", b"3"])
-        assert await get_and_lrange(client, "missing", "missing-list", 3) == (None, [])
+        assert await send_and_read(client, ("GET", "k"), ("LRANGE", "l", 0, 2)) == [b"value", [b"1", b"2", b"3"]]
+        assert await send_and_read(client, ("GET", "missing"), ("LRANGE", "missing-list", 0, 2)) == [None, []]
+        assert await send_and_read(client, ("LRANGE", "l", 0, 0)) == [[b"1"]]
     finally:
         await client.aclose()
         sync.close()
@@ -35,8 +36,8 @@ async def test_an_error_reply_does_not_leave_a_reply_for_the_next_request(redis_
     client.connection_pool.max_connections = 1  # the next call must reuse (or replace) that connection
     try:
         with pytest.raises(ResponseError, match="WRONGTYPE"):
-            await get_and_lrange(client, "l", "l", 2)
-        assert await get_and_lrange(client, "k", "l", 1) == (b"value", [b"4"])
+            await send_and_read(client, ("GET", "l"), ("LRANGE", "l", 0, 1))
+        assert await send_and_read(client, ("GET", "k"), ("LRANGE", "l", 0, 0)) == [b"value", [b"4"]]
     finally:
         await client.aclose()
         sync.close()
