@@ -153,12 +153,13 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
         popular = PopularRecommender().fit(everything)
         publish.publish_lists(conn, everything.items, popular, TrendingRecommender().fit(everything),
                               config.n_popular, films.as_mapping())
-    if not split.train(EventWeights()).matrix.nnz:
+    train_pairs = int(np.count_nonzero(everything.first_ts < split.until))  # pairs begun before the holdout
+    if not train_pairs:
         report.reject("no events before the holdout: nothing to train a model on for the gate")
         return
 
     with report.stage("tune"):
-        spec, item_item, tuned = _tune(settings, config, split, everything, progress)
+        spec, item_item, tuned = _tune(settings, config, split, train_pairs, progress)
     report.params = {**spec.record(), "tuning": tuned.record() if tuned else None, **report.params}
     with report.stage("evaluate"):
         scores = _evaluate(fit, spec, split, served_meta, config)
@@ -212,7 +213,7 @@ def _split(settings: Settings, config: RetrainConfig, interactions: Interactions
                  test=sample_users(test, limit), _built={_dataset_key("full", EventWeights()): full})
 
 
-def _tune(settings: Settings, config: RetrainConfig, split: Split, everything: Dataset,
+def _tune(settings: Settings, config: RetrainConfig, split: Split, train_pairs: int,
           progress: Progress) -> tuple[ModelSpec, ModelSpec, TuneResult | None]:
     """(ALS spec, EASE spec, the search) tuned on the training part, starting from the last finished
     run's winner; with `config.tune` off, `config.als` on the default weighting and EASE's default."""
@@ -223,7 +224,6 @@ def _tune(settings: Settings, config: RetrainConfig, split: Split, everything: D
                              time_share=config.tune_time_share or settings.tune_time_share,
                              ease_trial_items=min(TuneConfig.ease_trial_items, _EASE_ITEMS))
     rest = last["seconds"] - last["timings"].get("tune", 0.0) if last else None
-    train_pairs = int(everything.matrix.nnz * len(split.train_events) / max(len(split.events), 1))
     result = tune(split.train_events, tune_config, Budget(tune_config.time_share, rest, train_pairs),
                   previous_point(last["params"]) if last else None, progress)
     return result.als.spec(result.span_days), ease_spec(result.ease_regularization, _EASE_ITEMS), result
