@@ -48,6 +48,9 @@ DEFAULTS: dict[str, str] = {
     "ANALYTICS_CACHE_S": "60",
     "GATE_MIN_USERS": "500",
     "GATE_MAX_HOLDOUT_SHARE": "0.2",
+    # Self-tuning in every retrain (app/recsys/tuning, docs/models.md "Self-tuning").
+    "TUNE_TRIALS": "20",
+    "TUNE_TIME_SHARE": "0.5",
     "STATS_TTL_DAYS": "30",
     "LOADER_STALL_S": "120",
     # Rollout policy (app/experiments/rollout.py).
@@ -167,6 +170,9 @@ class Settings:
     # evaluable users, or this share of the window's events, whichever comes first (docs/retrain.md).
     gate_min_users: int
     gate_max_holdout_share: float
+    # The retrain's ALS search: at most this many trials, and at most this share of the retrain's time.
+    tune_trials: int
+    tune_time_share: float
     # Per-user stats and per-(film, user) viewer entries expire after this long without a write.
     stats_ttl_days: float
     # /ready turns false when the loader made no progress for this long while it has work.
@@ -235,6 +241,8 @@ class Settings:
             analytics_cache_s=_float(env, "ANALYTICS_CACHE_S"),
             gate_min_users=_int(env, "GATE_MIN_USERS", minimum=1),
             gate_max_holdout_share=_share(env, "GATE_MAX_HOLDOUT_SHARE"),
+            tune_trials=_int(env, "TUNE_TRIALS", minimum=1),
+            tune_time_share=_share(env, "TUNE_TIME_SHARE"),
             stats_ttl_days=_float(env, "STATS_TTL_DAYS"),
             loader_stall_s=_float(env, "LOADER_STALL_S"),
             rollout=rollout,
