@@ -1,10 +1,10 @@
 """Stream state of the stats agents (declarations only; agents/stats.py fills them).
 
-- `user_stats`: user id -> dict (agents.stats.apply_user, plus the source
-  offsets applied and the write time, agents.stats.fold_users); keyed like
+- `user_stats`: user id -> dict (agents.folds.apply_user, plus the source
+  offsets applied and the write time, agents.folds.fold_users); keyed like
   the source topic (key = user id), so no re-partitioning is needed; written
   per batch, its changelog partition is chosen by key (see below).
-- `film_stats`: film id -> dict (agents.stats.apply_film, plus the source
+- `film_stats`: film id -> dict (agents.folds.apply_film, plus the source
   offsets applied), fed from the film-keyed `film_batches_topic`.
 - `film_viewers`: "film_id:user_id" -> [source partition, source offset,
   written at] of the play that made the user a viewer: an exact
