@@ -16,8 +16,13 @@ Table writes happen inside the iteration, so changelogs go to p / q, the
 partition that owns the keys; they are sent as whole Kafka batches and
 acknowledged before the iteration ends (agents/changelog.py: Faust's
 per-key changelog path was the largest cost of the stats path and made its
-offset commits wait). The loader sends only valid events, each event_id
-once per loaded batch.
+offset commits wait). Each message is acked by the agent itself after the
+broker acknowledged its changelog records: with Faust's automatic acks, a
+stop that cancels an agent while it awaits that flush still acked the
+message (the stream's `finally`) and the last offset commit covered a batch
+whose changelog was never sent, so the next owner skipped it (found by
+tests/integration/test_multiworker.py); unacked, it is read again. The
+loader sends only valid events, each event_id once per loaded batch.
 
 Exactly once per source position: a stats batch is re-sent whenever the
 loader re-reads `interactions` (a crash, a rebalance), and Faust re-delivers
@@ -107,8 +112,9 @@ async def fold_user_batches(stream) -> None:
     await producer.start()
     users = Changelog(user_stats, producer)
     expiry = _expiry()
+    manual = stream.noack()  # each message acked after its changelog flush (module doc)
     try:
-        async for message in stream.events():
+        async for message in manual.events():
             now, partition = time.time(), message.message.partition
             batch = _decoded(message.value, "user batch")
             for user_id, stats in fold_users(user_stats.data.get, batch, now, mirror.set_recent).items():
@@ -116,6 +122,7 @@ async def fold_user_batches(stream) -> None:
             if expiry.due(partition, now):
                 _sweep(users, expired_users(user_stats.items(), partition, now - expiry.ttl_s), "users", partition)
             await users.flush()
+            await manual.ack(message)
     finally:
         flusher.cancel()
         await producer.stop()
@@ -142,8 +149,9 @@ async def fold_film_batches(stream) -> None:
     await producer.start()
     films, viewers = Changelog(film_stats, producer), Changelog(film_viewers, producer)
     expiry = _expiry()
+    manual = stream.noack()  # each message acked after its changelog flush (module doc)
     try:
-        async for message in stream.events():
+        async for message in manual.events():
             now, partition = time.time(), message.message.partition
             batch = _decoded(message.value, "film batch")
             folded, entries, applied = fold_films(
@@ -162,6 +170,7 @@ async def fold_film_batches(stream) -> None:
                                         now - expiry.ttl_s)
                 _sweep(viewers, stale, "viewer entries", partition)
             await asyncio.gather(viewers.flush(), films.flush())
+            await manual.ack(message)
     finally:
         flusher.cancel()
         await producer.stop()
