@@ -8,10 +8,10 @@ iteration (Faust's per-message cost is paid per batch, not per event):
   `tables.stats.user_stats` (one write per user per batch) and mirrors the
   users' recent watches to Redis;
 - `film_stats_agent` reads `{APP_ID}-film-batches` (partition q = the films
-  hashing to q) and folds into `film_stats`, `film_viewers` and the windowed
-  `film_plays_window` (per film and hour bucket: one windowed write per
-  bucket, not per play), from which the mirror computes this worker's
-  trending part at each flush after new plays.
+  hashing to q) and folds into `film_stats`, `film_viewers` and
+  `film_plays_hourly` (plays per film and hour of event time, one entry per
+  partition and hour), from which the mirror computes this worker's trending
+  part at each flush after new plays.
 Table writes happen inside the iteration, so changelogs go to p / q, the
 partition that owns the keys; they are sent as whole Kafka batches and
 acknowledged before the iteration ends (agents/changelog.py: Faust's
@@ -40,19 +40,18 @@ import asyncio
 import functools
 import logging
 import math
-import operator
 import time
+from typing import Iterable
 
 from app.main import app, settings
 from app.topics import film_batches_topic, user_batches_topic
 from agents import batches
 from agents.changelog import Changelog, changelog_producer
-from agents.folds import expired_users, expired_viewers, fold_films, fold_users, latest_play, play_buckets
-from agents.live import LiveMirror, top_k
-from tables.stats import (
-    TRENDING_EXPIRES, TRENDING_WINDOW, EventTime, film_plays_trailing, film_plays_window, film_stats, film_viewers,
-    user_stats,
+from agents.folds import (
+    add_plays, expired_users, expired_viewers, fold_films, fold_users, hours_of, latest_play, play_buckets, trending,
 )
+from agents.live import LiveMirror, top_k
+from tables.stats import TRENDING_EXPIRES, TRENDING_WINDOW, film_plays_hourly, film_stats, film_viewers, user_stats
 
 log = logging.getLogger(__name__)
 
@@ -128,26 +127,29 @@ async def fold_user_batches(stream) -> None:
         await producer.stop()
 
 
-def trending_at(ts: float) -> tuple[list[int], list[float]]:
-    """Top films by plays in the last TRENDING_WINDOW (event time) up to `ts`."""
-    return top_k(film_plays_trailing.items(EventTime(ts)))
+def trending_at(ts: float, partitions: Iterable[int] | None = None) -> tuple[list[int], list[float]]:
+    """Top films by plays in the last TRENDING_WINDOW (event time) up to `ts`, over the film
+    partitions this worker actively owns (or those given)."""
+    if partitions is None:
+        topic = film_batches_topic.get_topic_name()
+        partitions = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+    return top_k(trending(film_plays_hourly.data.get, partitions, ts).items())
 
 
 async def fold_film_batches(stream) -> None:
     """Fold each film batch into per-film stats, viewers and windowed plays; publish trending ~1/s.
 
-    Only the plays applied now (not re-deliveries) are windowed. Plays whose
-    every window has already expired (older than TRENDING_EXPIRES +
-    TRENDING_WINDOW, wall clock) are not windowed: the windows would be
-    dropped at the next cleanup, and replays of old history would write
-    changelog entries for nothing. The windowed counts go through Faust's own
-    table writes (a few per film and hour, not per play).
+    Only the plays applied now (not re-deliveries) are counted per hour. Plays
+    older than TRENDING_EXPIRES + TRENDING_WINDOW (wall clock) are not: their
+    hours are past any trending window and swept, and replays of old history
+    would write changelog entries for nothing.
     """
     mirror = LiveMirror(settings)
     flusher = asyncio.ensure_future(mirror.run())
     producer = changelog_producer(settings)
     await producer.start()
     films, viewers = Changelog(film_stats, producer), Changelog(film_viewers, producer)
+    hourly = Changelog(film_plays_hourly, producer)
     expiry = _expiry()
     manual = stream.noack()  # each message acked after its changelog flush (module doc)
     try:
@@ -160,16 +162,20 @@ async def fold_film_batches(stream) -> None:
                 viewers.set(pair, entry, partition)
             for film_id, stats in folded.items():
                 films.set(film_id, stats, partition)
-            buckets = play_buckets(applied, since=now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds())
-            for (film_id, bucket), plays in buckets.items():
-                film_plays_window[film_id].apply(operator.add, plays, EventTime(bucket))
+            oldest = now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds()
+            buckets = play_buckets(applied, since=oldest)
+            for key, counts in add_plays(film_plays_hourly.data.get, buckets, partition).items():
+                hourly.set(key, counts, partition)
             if buckets:
                 mirror.set_trending(functools.partial(trending_at, latest_play(applied)))
             if expiry.due(partition, now):
                 stale = expired_viewers(film_viewers.items(), partition, settings.topic_partitions,
                                         now - expiry.ttl_s)
                 _sweep(viewers, stale, "viewer entries", partition)
-            await asyncio.gather(viewers.flush(), films.flush())
+                _sweep(hourly, [key for key in list(film_plays_hourly.data.keys())
+                                if hours_of(key)[0] == partition and hours_of(key)[1] < oldest], "trending hours",
+                       partition)
+            await asyncio.gather(viewers.flush(), films.flush(), hourly.flush())
             await manual.ack(message)
     finally:
         flusher.cancel()

@@ -1,6 +1,8 @@
 """Stats folds: hand-computed values, exactness under re-delivery, and the batch fold equal to the per-event one."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -349,3 +351,15 @@ def test_the_batch_fold_caps_recent_films_like_the_per_event_fold(cut: int) -> N
     stored = stats.fold_users({}.get, at(0, events[:cut]), NOW) if cut else {}
     folded = stats.fold_users(stored.get, at(0, events[cut:], first_offset=cut), NOW)
     assert folded[1]["recent"] == _fold(events)["recent"] and len(folded[1]["recent"]) == redis_keys.RECENT_MAX
+
+
+def test_plays_are_kept_per_partition_and_hour_and_trending_sums_the_last_six_hours() -> None:
+    step = TRENDING_STEP.total_seconds()
+    h0 = T0 - T0 % step
+    table: dict = {}
+    table.update(stats.add_plays(table.get, Counter({(5, h0): 2, (6, h0): 1, (5, h0 - 7 * step): 9}), 1))
+    table.update(stats.add_plays(table.get, Counter({(5, h0): 1, (5, h0 - 5 * step): 4}), 1))
+    assert table[stats.hour_key(1, h0)] == {"5": 3, "6": 1}
+    assert stats.trending(table.get, [1], h0 + 10) == {5: 7, 6: 1}  # the hour 7 h back is out of the window
+    assert stats.trending(table.get, [0, 2], h0) == {}
+    assert stats.hours_of(stats.hour_key(3, h0)) == (3, int(h0))

@@ -66,3 +66,16 @@ async def test_the_buffer_keeps_the_newest_updates_when_redis_stays_away(redis_s
     await mirror.redis.aclose()
     recent, _, _ = _read(redis_settings, [1, 2, 3, 4, 5])
     assert recent == {1: [], 2: [22], 3: [], 4: [4], 5: [5]}
+
+
+async def test_a_large_buffer_is_written_in_several_pipelines(redis_settings, monkeypatch) -> None:
+    from agents import live
+
+    monkeypatch.setattr(live, "RECENT_CHUNK", 7)
+    mirror = LiveMirror(redis_settings)
+    for user in range(100, 130):
+        mirror.set_recent(user, [user, 1])
+    await mirror.flush()
+    await mirror.redis.aclose()
+    recent, _, _ = _read(redis_settings, range(100, 130))
+    assert recent == {user: [user, 1] for user in range(100, 130)}

@@ -10,7 +10,8 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 from app.storage import redis_keys  # noqa: F401  (redis_db marker fixtures)
 from agents import batches, changelog, live, stats
 from agents.folds import apply_user
-from tables.stats import TRENDING_EXPIRES, TRENDING_WINDOW, film_plays_window, film_stats, film_viewers, user_stats
+from agents.folds import hour_key
+from tables.stats import TRENDING_EXPIRES, TRENDING_STEP, TRENDING_WINDOW, film_plays_hourly, film_stats, film_viewers, user_stats
 from tests.agents.test_folds import NOW, T0, USER_EVENTS, _fold, at, ev, public
 
 
@@ -162,30 +163,34 @@ def test_user_changelog_lands_on_the_source_partition() -> None:
 
 
 @pytest.mark.redis_db(11)
-async def test_film_agent_counts_unique_viewers_and_windows_expire(faust_app, producer, redis_settings,
+async def test_film_agent_counts_unique_viewers_and_plays_per_hour(faust_app, producer, redis_settings,
                                                                   monkeypatch) -> None:
     monkeypatch.setattr(stats, "settings", redis_settings)
     import time
 
     now = time.time()
     hour = 3600.0
-    expiring = now - TRENDING_EXPIRES.total_seconds() - 3 * hour  # windowed; its early windows are stale
-    old = now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds() - hour  # every window stale: not windowed
+    expiring = now - TRENDING_EXPIRES.total_seconds() - 3 * hour  # counted in its hour, out of every trending window
+    old = now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds() - hour  # too old to be counted at all
+    recent = now - now % hour - hour / 2  # the middle of the last hour: the three recent plays share it
     plays = [ev(i, user, 42, "play", ts) for i, (user, ts) in enumerate(
-        ((1, now - 10), (1, now - 5), (2, now - 1), (3, old), (4, expiring)))]
+        ((1, recent + 1), (1, recent + 2), (2, recent + 3), (3, old), (4, expiring)))]
     async with stats.film_stats_agent.test_context() as agent:
         await agent.put(batches.encode(at(0, plays[:2])), partition=0)
         await agent.put(batches.encode(at(0, plays[2:], first_offset=2)), partition=0)
         await agent.put(batches.encode(at(0, plays, first_offset=0)), partition=0)  # re-delivered: no change
         assert film_stats[42]["views"] == 5 and film_stats[42]["viewers"] == 4
         assert film_viewers["42:1"][:2] == [0, 0]  # made a viewer by the play at source offset 0
-        # three plays within the trending window of the newest event time
-        windows = {rng: value for (film, rng), value in film_plays_window.table.data.items() if film == 42}
-        assert max(windows.values()) == 3
-        assert sum(windows.values()) == 6 * 3 + 6  # each windowed play counts in 6 hopping windows
-        assert stats.trending_at(now) == ([42], [3.0])
-        await film_plays_window.table._del_old_keys()
-        remaining = {rng for (film, rng) in film_plays_window.table.data if film == 42}
-        assert len(remaining) < len(windows)
-        assert all(end > now - TRENDING_EXPIRES.total_seconds() for _, end in remaining)
+        # plays per hour: the three recent ones and the one 15 h old; the 19 h old one is not counted
+        step = TRENDING_STEP.total_seconds()
+        hours = {key: counts for key, counts in film_plays_hourly.data.items() if key.startswith("0:")}
+        assert sum(counts["42"] for counts in hours.values()) == 4
+        assert hour_key(0, old - old % step) not in hours
+        assert stats.trending_at(now, partitions=[0]) == ([42], [3.0])  # the last 6 hours only
+        assert stats.trending_at(expiring + 1, partitions=[0]) == ([42], [1.0])
+        assert stats.trending_at(now, partitions=[1]) == ([], [])  # another partition's hours
+        # the changelog's last record of each hour is the table's value (a few records per batch, not per play)
+        last = dict(producer.sent[(film_plays_hourly.changelog_topic_name, 0)])
+        assert {key: last[changelog.dumps(key)] for key in hours} == {k: changelog.dumps(v) for k, v in hours.items()}
+        assert len(producer.sent[(film_plays_hourly.changelog_topic_name, 0)]) == 3  # one per hour and batch
 
