@@ -16,13 +16,12 @@ Table writes happen inside the iteration, so changelogs go to p / q, the
 partition that owns the keys; they are sent as whole Kafka batches and
 acknowledged before the iteration ends (agents/changelog.py: Faust's
 per-key changelog path was the largest cost of the stats path and made its
-offset commits wait). Each message is acked by the agent itself after the
-broker acknowledged its changelog records: with Faust's automatic acks, a
-stop that cancels an agent while it awaits that flush still acked the
-message (the stream's `finally`) and the last offset commit covered a batch
-whose changelog was never sent, so the next owner skipped it (found by
-tests/integration/test_multiworker.py); unacked, it is read again. The
-loader sends only valid events, each event_id once per loaded batch.
+offset commits wait). A stop that cancels an agent while it awaits that
+flush lets the flush finish first (`_flushed`): the stream acks the message
+on the way out (its `finally`), and the consumer's last commit would
+otherwise cover a batch whose changelog was never sent, so the next owner
+skipped it (found by tests/integration/test_multiworker.py). The loader
+sends only valid events, each event_id once per loaded batch.
 
 Exactly once per source position: a stats batch is re-sent whenever the
 loader re-reads `interactions` (a crash, a rebalance), and Faust re-delivers
@@ -41,7 +40,7 @@ import functools
 import logging
 import math
 import time
-from typing import Iterable
+from typing import Awaitable, Iterable
 
 from app.main import app, settings
 from app.topics import film_batches_topic, user_batches_topic
@@ -91,6 +90,17 @@ def _expiry() -> Expiry:
     return Expiry(settings.stats_ttl_days * 86_400)
 
 
+async def _flushed(flush: Awaitable) -> None:
+    """Await a changelog flush; if the agent is cancelled meanwhile (a stop, a rebalance), the
+    flush still completes before the cancellation goes on (module doc)."""
+    sending = asyncio.ensure_future(flush)
+    try:
+        await asyncio.shield(sending)
+    except asyncio.CancelledError:
+        await sending
+        raise
+
+
 def _sweep(changelog: Changelog, keys: list, what: str, partition: int) -> None:
     for key in keys:
         changelog.delete(key, partition)
@@ -111,17 +121,15 @@ async def fold_user_batches(stream) -> None:
     await producer.start()
     users = Changelog(user_stats, producer)
     expiry = _expiry()
-    manual = stream.noack()  # each message acked after its changelog flush (module doc)
     try:
-        async for message in manual.events():
+        async for message in stream.events():
             now, partition = time.time(), message.message.partition
             batch = _decoded(message.value, "user batch")
             for user_id, stats in fold_users(user_stats.data.get, batch, now, mirror.set_recent).items():
                 users.set(user_id, stats, partition)
             if expiry.due(partition, now):
                 _sweep(users, expired_users(user_stats.items(), partition, now - expiry.ttl_s), "users", partition)
-            await users.flush()
-            await manual.ack(message)
+            await _flushed(users.flush())
     finally:
         flusher.cancel()
         await producer.stop()
@@ -151,9 +159,8 @@ async def fold_film_batches(stream) -> None:
     films, viewers = Changelog(film_stats, producer), Changelog(film_viewers, producer)
     hourly = Changelog(film_plays_hourly, producer)
     expiry = _expiry()
-    manual = stream.noack()  # each message acked after its changelog flush (module doc)
     try:
-        async for message in manual.events():
+        async for message in stream.events():
             now, partition = time.time(), message.message.partition
             batch = _decoded(message.value, "film batch")
             folded, entries, applied = fold_films(
@@ -175,8 +182,7 @@ async def fold_film_batches(stream) -> None:
                 _sweep(hourly, [key for key in list(film_plays_hourly.data.keys())
                                 if hours_of(key)[0] == partition and hours_of(key)[1] < oldest], "trending hours",
                        partition)
-            await asyncio.gather(viewers.flush(), films.flush(), hourly.flush())
-            await manual.ack(message)
+            await _flushed(asyncio.gather(viewers.flush(), films.flush(), hourly.flush()))
     finally:
         flusher.cancel()
         await producer.stop()

@@ -69,6 +69,7 @@ app = CinerecApp(
     autodiscover=["agents", "tables", "app.web"],
     origin="app",
     topic_partitions=settings.topic_partitions,
+    table_standby_replicas=settings.table_standby_replicas,
     topic_allow_declare=True,
     datadir=str(settings.local_dir / "faust" / f"{settings.app_id}-{settings.web_port}"),
     web_host=settings.web_host,

@@ -1,7 +1,7 @@
 """Ingestion benchmark: end-to-end events/s of the Faust pipeline vs a bare consumer.
 
     .venv/bin/python bench/ingest.py [--events 1000000] [--with-stats|--loader-only] [--workers N]
-        [--partitions 4] [--store memory://|rocksdb://] [--profile DIR] [--logdir DIR]
+        [--partitions 4] [--store memory://|rocksdb://] [--standby N] [--profile DIR] [--logdir DIR]
 
 1. N simulated events (app.simulator) are produced to a fresh topic.
 2. Baseline: a bare aiokafka consumer reads the same topic doing nothing.
@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 import re
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from aiokafka import AIOKafkaConsumer
 from tqdm import tqdm
@@ -109,8 +111,10 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
     conn = client(settings)
     recorders: list[Recorder] = []
     try:
-        for worker in procs:
-            worker.start(timeout=120)
+        # all at once: started one after the other, the first worker loaded much of the topic
+        # alone (and the next one then recovered its tables) before the clock started
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda w: w.start(timeout=180), procs))
         if profile is not None:
             recorders = [Recorder(w.process.pid, profile / f"worker{i}.raw") for i, w in enumerate(procs)]
         # Workers that got ready first may have started already: count only what is left.
@@ -148,6 +152,25 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
         conn.disconnect()
 
 
+@contextlib.contextmanager
+def fresh_pipeline(partitions: int, store: str | None = None) -> Iterator[Settings]:
+    """Settings of a fresh app id, topic pair and ClickHouse database (migrated), all dropped after."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings.from_env().with_clickhouse_database(
+        f"bench_{suffix}", topic_interactions=f"bench-interactions-{suffix}", topic_dlq=f"bench-dlq-{suffix}",
+        app_id=f"bench-{suffix}", topic_partitions=partitions, **({"faust_store": store} if store else {}),
+    )
+    asyncio.run(ensure_topics(settings))
+    migrate(settings)
+    try:
+        yield settings
+    finally:
+        conn = client(settings, database="default")
+        conn.execute(f"DROP DATABASE IF EXISTS bench_{suffix}")
+        conn.disconnect()
+        asyncio.run(drop_topics(settings))  # the source pair and the app's batch and changelog topics
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -157,6 +180,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--store", default=None, help="FAUST_STORE of the workers (default: the setting's)")
+    parser.add_argument("--standby", type=int, default=None, metavar="N",
+                        help="TABLE_STANDBY_REPLICAS of the workers (default: the setting's)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="record each worker with py-spy over the measured span into DIR and summarise")
     parser.add_argument("--logdir", type=Path, default=None, metavar="DIR",
@@ -165,34 +190,23 @@ def main() -> None:
     if args.events < 1 or args.workers < 1:
         parser.error("--events and --workers must be >= 1")
 
-    suffix = uuid.uuid4().hex[:8]
-    base = Settings.from_env()
-    settings = base.with_clickhouse_database(
-        f"bench_{suffix}", topic_interactions=f"bench-interactions-{suffix}", topic_dlq=f"bench-dlq-{suffix}",
-        app_id=f"bench-{suffix}", topic_partitions=args.partitions,
-        **({"faust_store": args.store} if args.store else {}),
-    )
     print(f"generating {args.events:,} events ...", flush=True)
     messages = simulated_messages(args.events)
-    asyncio.run(ensure_topics(settings))
-    asyncio.run(produce_messages(settings, messages, total=len(messages)))
-    del messages
-    migrate(settings)
-    try:
+    with fresh_pipeline(args.partitions, args.store) as settings:
+        if args.standby is not None:
+            settings = settings.with_overrides(table_standby_replicas=args.standby)
+        asyncio.run(produce_messages(settings, messages, total=len(messages)))
+        del messages
         baseline = asyncio.run(bare_consumer_rate(settings, args.events))
         with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
             run = run_pipeline(settings, args.events, args.workers, args.with_stats, args.logdir or Path(tmp),
                                args.profile)
-    finally:
-        conn = client(settings, database="default")
-        conn.execute(f"DROP DATABASE IF EXISTS bench_{suffix}")
-        conn.disconnect()
-        asyncio.run(drop_topics(settings))  # the source pair and the app's batch and changelog topics
     rate = run.rate
     label = "loader+stats" if args.with_stats else "loader only"
     print(f"\nmachine: {os.cpu_count()} cores; load average now {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
           "(1, 5, 15 min): other work slows both figures, compare the ratios")
-    print(f"pipeline ({label}, {args.workers} worker(s), {args.partitions} partitions, {settings.faust_store}): "
+    print(f"pipeline ({label}, {args.workers} worker(s), {args.partitions} partitions, {settings.faust_store}, "
+          f"standby replicas {settings.table_standby_replicas}): "
           f"{rate.wall:,.0f} events/s wall, {rate.cpu:,.0f} events per worker CPU-second ({rate.load})")
     print(f"baseline (bare aiokafka consumer, same topic): "
           f"{baseline.wall:,.0f} events/s wall, {baseline.cpu:,.0f} events per CPU-second ({baseline.load})")
