@@ -5,8 +5,10 @@
 `Recorder` attaches `py-spy record --format raw` to a pid (bench/ingest.py
 `--profile DIR` does this for every worker over the measured span); the raw
 file holds one line per distinct stack, `frame;frame;...;frame count`, and
-py-spy leaves idle threads out, so samples are CPU time (of the thread holding
-or waiting for the GIL). `summary` prints, per thread, the share of samples
+py-spy leaves idle threads out (blocked in a system call), so a sample is a
+moment the thread was busy: on a CPU, or runnable and waiting for one (on a
+loaded machine "busy seconds" exceed CPU seconds; the shares still say where
+the work is). `summary` prints, per thread, the share of samples
 whose stack passes through each function (inclusive) and the share spent in it
 (self): enough to say where the time goes without a flame-graph viewer.
 """
@@ -76,7 +78,7 @@ def _in_task(frames: list[str]) -> list[str] | None:
 
 
 def summary(raw: Path, top: int = 25, rate: int = 100) -> str:
-    """Per thread: samples (and CPU seconds at `rate` samples/s); for an event-loop thread the
+    """Per thread: samples (and busy seconds at `rate` samples/s); for an event-loop thread the
     share of each task (what kept the loop busy); then the `top` functions by inclusive share
     (within tasks, for an event-loop thread) and by self share."""
     threads: dict[str, tuple[Counter, Counter, Counter, list[int]]] = {}
@@ -106,7 +108,7 @@ def summary(raw: Path, top: int = 25, rate: int = 100) -> str:
     out = []
     for name, (inclusive, self_time, tasks, total) in sorted(threads.items(), key=lambda t: -t[1][3][0]):
         n = total[0]
-        out.append(f"thread {name}: {n} samples, ~{n / rate:.1f} CPU-s ({100 * n / every:.1f}% of all)")
+        out.append(f"thread {name}: {n} samples, ~{n / rate:.1f} busy-s ({100 * n / every:.1f}% of all)")
         if tasks:
             out.append("  event-loop share  task > first call")
             for task, count in tasks.most_common(top):

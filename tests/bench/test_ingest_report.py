@@ -23,12 +23,12 @@ def test_summary_gives_each_threads_tasks_and_inclusive_and_self_shares(tmp_path
         "garbage line\n")
     main, writer = summary(raw, top=6, rate=100).split("thread writer")
     lines = _lines(main)
-    assert lines[0] == "thread MainThread (11): 100 samples, ~1.0 CPU-s (50.0% of all)"
+    assert lines[0] == "thread MainThread (11): 100 samples, ~1.0 busy-s (50.0% of all)"
     assert "60.0 Loader._consume > parse" in lines and "30.0 fold_users > get" in lines
     assert "60.0 60.0 parse (events.py:10)" in lines and "30.0 0.0 fold_users (stats.py:5)" in lines
     assert "10.0 (the event loop itself)" in lines and "10.0 EpollSelector.select (selectors.py:451)" in lines
     assert not any(line.endswith("main (cli.py:1)") for line in lines[1:]), "frames around the loop say nothing"
-    assert "100 samples, ~1.0 CPU-s (50.0% of all)" in writer and "100.0 100.0 insert (w.py:3)" in _lines(writer)
+    assert "100 samples, ~1.0 busy-s (50.0% of all)" in writer and "100.0 100.0 insert (w.py:3)" in _lines(writer)
 
 
 def test_overlap_warnings_are_read_from_the_worker_logs(tmp_path: Path) -> None:
