@@ -130,12 +130,10 @@ def _sums(values: np.ndarray, starts: np.ndarray) -> list[int]:
 class _Keyed:
     """The distinct keys of a batch column (users or films), each row's index among them, their records."""
 
-    def __init__(self, batch: StatsBatch, keys: np.ndarray,
-                 current: Callable[[int], dict[str, Any] | None], upgrade=current_format) -> None:
-        self.batch = batch
+    def __init__(self, keys: np.ndarray, current: Callable[[int], dict[str, Any] | None]) -> None:
         self.ids, self.inverse = np.unique(keys, return_inverse=True)
         self.id_list = self.ids.tolist()
-        self.records = [upgrade(current(key)) for key in self.id_list]
+        self.records = [current_format(current(key)) for key in self.id_list]
 
 
 def _by_partition(batch: StatsBatch) -> list[tuple[int, StatsBatch]]:
@@ -169,7 +167,7 @@ def fold_users(
 
 
 def _fold_users(current, batch: StatsBatch, key: str, now: float, on_recent) -> dict[int, dict[str, Any]]:
-    users = _Keyed(batch, batch.user_id, current)
+    users = _Keyed(batch.user_id, current)
     records, count = users.records, len(users.id_list)
     marks = np.array([r["src"].get(key, -1) if r else -1 for r in records], dtype=np.int64)
     keep = batch.offset > marks[users.inverse]
@@ -282,7 +280,7 @@ def fold_films(
     """
     if not len(batch):
         return {}, {}, batch
-    films = _Keyed(batch, batch.film_id, current)
+    films = _Keyed(batch.film_id, current)
     records, count = films.records, len(films.id_list)
     partitions, where = np.unique(batch.partition, return_inverse=True)
     keys = [str(p) for p in partitions.tolist()]

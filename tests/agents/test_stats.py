@@ -7,7 +7,6 @@ import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata, TopicPartition
 
-from app.storage import redis_keys  # noqa: F401  (redis_db marker fixtures)
 from agents import batches, changelog, live, stats
 from agents.folds import apply_user
 from agents.folds import hour_key
