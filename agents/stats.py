@@ -46,9 +46,8 @@ from app.main import app, settings
 from app.topics import film_batches_topic, user_batches_topic
 from agents import batches
 from agents.changelog import Changelog, changelog_producer
-from agents.folds import (
-    add_plays, expired_users, expired_viewers, fold_films, fold_users, hours_of, latest_play, play_buckets, trending,
-)
+from agents.folds import expired_users, expired_viewers, fold_films, fold_users
+from agents.trending import add_plays, hours_of, latest_play, play_buckets, trending
 from agents.live import LiveMirror, top_k
 from tables.stats import TRENDING_EXPIRES, TRENDING_WINDOW, film_plays_hourly, film_stats, film_viewers, user_stats
 

@@ -15,7 +15,7 @@
 - `film_plays_hourly`: plays per film and hour of EVENT time, one entry per
   (film partition, hour): key "q:hour start" -> {"film id": plays} for the
   films of partition q. Trending is the sum of the last TRENDING_WINDOW /
-  TRENDING_STEP hours (agents.folds.trending). One entry per partition and
+  TRENDING_STEP hours (agents.trending). One entry per partition and
   hour (not per film and window) keeps the writes to a few per stats batch,
   and a read to a handful of lookups; hours older than TRENDING_EXPIRES +
   TRENDING_WINDOW are deleted by the film agent's sweep. (It replaced a

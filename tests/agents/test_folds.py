@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from app.events import Event
 from app.storage import redis_keys
-from agents import batches, folds as stats
+from agents import batches, folds as stats, trending
 from agents.batches import StatsBatch
 from tables.stats import TRENDING_STEP
 
@@ -102,7 +102,7 @@ def test_play_buckets_count_plays_per_film_and_step_and_drop_old_ones() -> None:
     start = T0 - T0 % step
     plays = [ev(1, 1, 5, "play", start + 1), ev(2, 2, 5, "play", start + step - 1), ev(3, 1, 5, "play", start + step),
              ev(4, 1, 6, "play", start + 5), ev(5, 1, 6, "complete", start + 6), ev(6, 1, 7, "play", start - 1)]
-    assert stats.play_buckets(at(0, plays), since=start) == {(5, start): 2, (5, start + step): 1, (6, start): 1}
+    assert trending.play_buckets(at(0, plays), since=start) == {(5, start): 2, (5, start + step): 1, (6, start): 1}
 
 
 def test_fold_users_folds_each_user_in_order_from_the_stored_value() -> None:
@@ -357,9 +357,9 @@ def test_plays_are_kept_per_partition_and_hour_and_trending_sums_the_last_six_ho
     step = TRENDING_STEP.total_seconds()
     h0 = T0 - T0 % step
     table: dict = {}
-    table.update(stats.add_plays(table.get, Counter({(5, h0): 2, (6, h0): 1, (5, h0 - 7 * step): 9}), 1))
-    table.update(stats.add_plays(table.get, Counter({(5, h0): 1, (5, h0 - 5 * step): 4}), 1))
-    assert table[stats.hour_key(1, h0)] == {"5": 3, "6": 1}
-    assert stats.trending(table.get, [1], h0 + 10) == {5: 7, 6: 1}  # the hour 7 h back is out of the window
-    assert stats.trending(table.get, [0, 2], h0) == {}
-    assert stats.hours_of(stats.hour_key(3, h0)) == (3, int(h0))
+    table.update(trending.add_plays(table.get, Counter({(5, h0): 2, (6, h0): 1, (5, h0 - 7 * step): 9}), 1))
+    table.update(trending.add_plays(table.get, Counter({(5, h0): 1, (5, h0 - 5 * step): 4}), 1))
+    assert table[trending.hour_key(1, h0)] == {"5": 3, "6": 1}
+    assert trending.trending(table.get, [1], h0 + 10) == {5: 7, 6: 1}  # the hour 7 h back is out of the window
+    assert trending.trending(table.get, [0, 2], h0) == {}
+    assert trending.hours_of(trending.hour_key(3, h0)) == (3, int(h0))

@@ -9,7 +9,7 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 
 from agents import batches, changelog, live, stats
 from agents.folds import apply_user
-from agents.folds import hour_key
+from agents.trending import hour_key
 from tables.stats import TRENDING_EXPIRES, TRENDING_STEP, TRENDING_WINDOW, film_plays_hourly, film_stats, film_viewers, user_stats
 from tests.agents.test_folds import NOW, T0, USER_EVENTS, _fold, at, ev, public
 
