@@ -37,6 +37,7 @@ DEFAULTS: dict[str, str] = {
     "SPARK_MASTER": "local[*]",
     "FAUST_STORE": "memory://",
     "STATS_ENABLED": "1",
+    "TABLE_STANDBY_REPLICAS": "1",
     # Serving port (README "Security").
     "ANALYTICS_TOKEN": "",
     "ANALYTICS_OPEN": "0",
@@ -155,6 +156,9 @@ class Settings:
     faust_store: str
     # Off: the worker runs only the loader (bench/ingest.py --loader-only).
     stats_enabled: bool
+    # Standby copies of each table partition kept by other workers (Faust's table_standby_replicas):
+    # fast failover, but every worker also replays the others' changelogs (docs/scaling.md).
+    table_standby_replicas: int
     # Bearer token of /v1/analytics/* (ADMIN_TOKEN works too); ANALYTICS_OPEN serves them without one.
     analytics_token: str
     analytics_open: bool
@@ -232,6 +236,7 @@ class Settings:
             spark_master=env.get("SPARK_MASTER", DEFAULTS["SPARK_MASTER"]),
             faust_store=env.get("FAUST_STORE", DEFAULTS["FAUST_STORE"]),
             stats_enabled=_bool(env, "STATS_ENABLED"),
+            table_standby_replicas=_int(env, "TABLE_STANDBY_REPLICAS"),
             analytics_token=env.get("ANALYTICS_TOKEN", DEFAULTS["ANALYTICS_TOKEN"]),
             analytics_open=_bool(env, "ANALYTICS_OPEN"),
             debug_views=_bool(env, "DEBUG_VIEWS"),
