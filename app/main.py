@@ -8,14 +8,22 @@ from __future__ import annotations
 import gc
 
 import faust
+from mode.utils.objects import cached_property
 
+from app.flow_control import KeepingFlowControl
 from app.settings import get_settings
 
 settings = get_settings()
 
 
 class CinerecApp(faust.App):
-    """The Faust app, plus creating the source topics before anything subscribes."""
+    """The Faust app, plus creating the source topics before anything subscribes, and a flow
+    control that does not drop the agents' buffered messages when the flow resumes."""
+
+    @cached_property
+    def flow_control(self) -> KeepingFlowControl:
+        """Faust's, except that resuming empties only the recovery's changelog buffer (app/flow_control.py)."""
+        return KeepingFlowControl(lambda: {id(self.tables.changelog_queue)}, loop=self.loop)
 
     async def on_first_start(self) -> None:
         """Create `interactions`, the DLQ and the stats batch topics with TOPIC_PARTITIONS partitions.

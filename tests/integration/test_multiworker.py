@@ -28,6 +28,7 @@ from agents.folds import apply_user
 from agents.views import user_partition
 from app.events import Event
 from app.localstack import proc
+from app.storage.kafka_admin import group_caught_up
 from app.worker_process import WorkerProcess
 from tests.integration.ingest_support import make_events, messages_of, produce, stored_event_ids, wait_for_count
 
@@ -85,6 +86,13 @@ def _held_stats(workers: list[WorkerProcess], users: list[int]) -> dict[int, dic
     return out
 
 
+def _stats_gap(held: dict[int, dict], expected: dict[int, dict]) -> dict[int, str]:
+    """The users whose held stats differ from the expected ones, with their source partition
+    and event counts: which partition's batches never reached (or reached twice) the fold."""
+    return {user: f"p{user_partition(user, PARTITIONS)}: {held.get(user, {}).get('events')}/{want['events']}"
+            for user, want in sorted(expected.items()) if held.get(user) != want}
+
+
 def test_two_workers_share_partitions_and_one_takes_over(group_settings, tmp_path: Path) -> None:
     first = make_events(300, seed=11)  # users 1..40
     second = [e._replace(user_id=e.user_id + 1000) for e in make_events(300, seed=12)]  # other users
@@ -116,6 +124,9 @@ def test_two_workers_share_partitions_and_one_takes_over(group_settings, tmp_pat
         assert proc.wait_for(lambda: _actives(b) == set(range(PARTITIONS)), SETTLE_S, alive=b.alive), \
             f"b did not take over a's partitions: b={_actives(b)}"
         loaded = wait_for_count(group_settings, len(first) + len(second), timeout=SETTLE_S, alive=b.alive)
+        assert loaded == len(first) + len(second), f"ClickHouse holds {loaded} of {len(first) + len(second)} events"
+        assert proc.wait_for(lambda: asyncio.run(group_caught_up(group_settings)), SETTLE_S, alive=b.alive), \
+            "b never committed the end of interactions (loader group) or of the stats batch topics (Faust group)"
         everyone = sorted(expected_all)
         proc.wait_for(lambda: _held_stats([b], everyone) == expected_all, SETTLE_S, alive=b.alive)
         recovered = _held_stats([b], everyone)
@@ -123,7 +134,8 @@ def test_two_workers_share_partitions_and_one_takes_over(group_settings, tmp_pat
         b.stop()
         a.stop()
 
-    assert loaded == len(first) + len(second)
     assert sorted(stored_event_ids(group_settings)) == sorted(e.event_id for e in first + second)
     assert {u: recovered.get(u) for u in moved_users} == {u: expected[u] for u in moved_users}  # from changelogs
-    assert recovered == expected_all  # every event once, also those in flight at the stop
+    assert recovered == expected_all, (  # every event once, also those in flight at the stop
+        "every stats batch was committed, but these users' stats in b miss or double events "
+        f"(user: partition, events held/expected): {_stats_gap(recovered, expected_all)}")
