@@ -14,8 +14,9 @@ event's source offset, and only THEN commit the batch's offsets (manual
 commits, auto-commit off). Every side effect is retried until it succeeds
 (capped backoff), so a committed offset always means stored; an error that
 retrying cannot fix stops the worker with one clear log line (`Fatal`).
-A stop or a rebalance in the middle of a batch abandons its commit: the next
-owner reads it again (at-least-once); re-inserted rows have the same event_id
+A stop in the middle of a batch abandons its commit, and a rebalance abandons
+the commit of the partitions that moved: the next owner reads them again
+(at-least-once); re-inserted rows have the same event_id
 and collapse in the ReplacingMergeTree (FINAL readers, app/storage/clickhouse.py).
 """
 from __future__ import annotations
@@ -171,9 +172,17 @@ class LoaderProgress:
         return None
 
 
+def still_assigned(offsets: Mapping[TopicPartition, int], assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
+    """The offsets of a batch fetched under an older assignment that may be committed: those of
+    the partitions assigned now. A moved partition is re-read by its new owner; a kept one is
+    not re-read (the consumer's position stays past the batch), so without its commit the group
+    lagged behind until the partition's next event (found by test_multiworker)."""
+    return {tp: offset for tp, offset in offsets.items() if tp in assigned}
+
+
 class _Assignments(ConsumerRebalanceListener):
-    """Counts assignments: a batch fetched under an older one is not committed (its
-    partitions may have moved; the new owner reads it again)."""
+    """Counts assignments: a batch fetched under an older one commits only the partitions
+    still assigned (`still_assigned`)."""
 
     def __init__(self) -> None:
         self.generation = 0
@@ -281,11 +290,15 @@ class Loader(Service):
         if self.settings.stats_enabled:
             await send_stats(stored, user_batches_topic, film_batches_topic, self.settings.topic_partitions)
         self.progress.finished(parsed.size)
+        offsets = parsed.offsets
         if parsed.generation != self.listener.generation:
-            log.info("loader: assignment changed during the batch; not committing it (it will be re-read)")
-            return
+            offsets = still_assigned(parsed.offsets, self.consumer.assignment())
+            log.info("loader: assignment changed during the batch; committing its %d partition(s) still assigned, "
+                     "not the %d moved (their new owner re-reads them)", len(offsets), len(parsed.offsets) - len(offsets))
+            if not offsets:
+                return
         try:
-            await asyncio.wait_for(self.consumer.commit(parsed.offsets), self.settings.network_timeout_s * 6)
+            await asyncio.wait_for(self.consumer.commit(offsets), self.settings.network_timeout_s * 6)
         except (KafkaError, TimeoutError) as exc:
             # stored already: the next owner re-reads it (duplicates collapse in ClickHouse)
             log.warning("loader: commit of %d partitions failed (%r); the batch will be re-delivered",

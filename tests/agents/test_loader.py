@@ -7,7 +7,7 @@ from typing import NamedTuple
 from aiokafka import TopicPartition
 
 from app.events import Event
-from agents.loader import LoaderProgress, parse_batch, stats_batches
+from agents.loader import LoaderProgress, parse_batch, stats_batches, still_assigned
 
 
 class Msg(NamedTuple):
@@ -66,3 +66,11 @@ def test_progress_is_stalled_only_with_work_waiting_and_no_move_for_the_limit() 
     assert "20 messages" in progress.stall()
     progress.idle(waiting=0)
     assert progress.stall() is None
+
+
+def test_a_batch_of_an_older_assignment_commits_only_the_partitions_still_assigned() -> None:
+    kept, moved = TopicPartition("t", 2), TopicPartition("t", 5)
+    offsets = {kept: 51, moved: 77}
+    assert still_assigned(offsets, {kept, TopicPartition("t", 0)}) == {kept: 51}
+    assert still_assigned(offsets, set()) == {}
+    assert still_assigned(offsets, {kept, moved}) == offsets
