@@ -90,7 +90,11 @@ app = CinerecApp(
     # must exceed broker_session_timeout (60 s) or the consumer refuses to start
     broker_request_timeout=max(settings.network_timeout_s * 6, 90.0),
     producer_request_timeout=max(settings.network_timeout_s * 6, 30.0),
-    stream_wait_empty=False,
+    # On a revocation, wait until the agents finished (changelog flushed, acked) the batch they
+    # are folding before the rebalance goes on (Faust's default; docs/ingestion.md "Rebalances").
+    # Without it the table recovery that follows read the changelog's end before that flush
+    # landed and replaced the batch's records with older ones, and the batch was committed.
+    stream_wait_empty=True,
     # Tables write a changelog message per update: without linger every one
     # becomes its own produce request (profiled: half the worker time in send()).
     producer_linger=0.01,

@@ -65,3 +65,9 @@ def test_faust_drops_what_ours_keeps(flow_control) -> None:
         return queue.qsize()
 
     assert asyncio.run(run()) == (0 if flow_control is FlowControlEvent else 1)
+
+
+def test_a_revocation_waits_for_the_batch_being_folded() -> None:
+    """Faust waits for the agents' in-progress message on a revocation, so the table recovery
+    that follows reads a changelog end that includes that batch's flush (docs/ingestion.md)."""
+    assert app.conf.stream_wait_empty is True
