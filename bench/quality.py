@@ -20,7 +20,7 @@ Per dataset x protocol, in one run:
 * rows: Popular, plain implicit ALS (implicit's defaults on the binary matrix:
   the baseline), the self-tuned ALS, EASE (tuned lambda, top 5,000 films),
   item-kNN (cosine, 200 neighbours), the FM (the retrain's configuration:
-  at most 5,000 users trained, the rest folded in). The item-item model the
+  at most 2,000 users trained, the rest folded in). The item-item model the
   product prefers is the one with the better validation NDCG@10 (printed);
 * `--grid` (default on): the ALS grid tuned on the TEST part (bench only, it
   never feeds the product): the self-tuned ALS's NDCG@10 as a share of the
