@@ -51,6 +51,7 @@ EXPERIMENT_ACTIVE = "exp:active"
 EXPERIMENTS_LOCK = "lock:experiments"
 ROLLOUT_LOCK = "lock:rollout"
 RECENT_MAX = 50
+LIVE_USER_FIELDS = ("events", "ratings", "rating_sum", "last_seen")  # `live:user:{id}`, in order
 
 
 def meta(version: str) -> str:
@@ -110,5 +111,4 @@ def decode_live_user(raw: bytes | None) -> dict[str, float] | None:
     """The counts `encode_live_user` wrote, by name; None when absent."""
     if not raw:
         return None
-    events, ratings, rating_sum, last_seen = msgpack.unpackb(raw)
-    return {"events": events, "ratings": ratings, "rating_sum": rating_sum, "last_seen": last_seen}
+    return dict(zip(LIVE_USER_FIELDS, msgpack.unpackb(raw), strict=True))
