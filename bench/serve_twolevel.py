@@ -10,6 +10,8 @@ costs in production for a catalog of this size.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -58,3 +60,26 @@ def synthetic_bundle(model: object, recent: int, now: float, rng: np.random.Gene
     ranker = Ranker.train(np.vstack(blocks), np.concatenate(labels), np.array(groups), feature_names(SOURCES))
     bundle = RequestRanker(ranker, snapshot, foldin, neighbours, SOURCES, DEPTH)
     return bundle.pack(), ranker.stats.trees if ranker.stats else 0
+
+
+def publish_bundle(conn: object, version: str, model: object, recent: int, rng: np.random.Generator) -> dict:
+    """Write `recs:{v}:ranking` for a bench version; the meta fields naming it a two-level version."""
+    from app.storage import redis_keys as keys
+
+    started = time.perf_counter()
+    raw, trees = synthetic_bundle(model, recent, time.time(), rng)
+    conn.set(keys.ranking(version), raw)  # type: ignore[attr-defined]
+    print(f"{version}: two-level bundle, {trees} trees, {len(raw) / 1e6:.1f} MB, "
+          f"built in {time.perf_counter() - started:.1f} s", flush=True)
+    return {"shipped": "two-level", "params": {"model": "two-level"}}
+
+
+def write_counts(conn: object, users: list[int]) -> None:
+    """The live counts the stats agent mirrors (`live:user:{id}`) of the users with recent plays."""
+    from app.storage import redis_keys as keys
+
+    pipe = conn.pipeline(transaction=False)  # type: ignore[attr-defined]
+    now = time.time()
+    for i, user in enumerate(users):
+        pipe.set(keys.live_user(user), keys.encode_live_user(5 + i % 7, i % 3, 3.5 * (i % 3), now - 60 * (i % 500)))
+    pipe.execute()
