@@ -148,8 +148,9 @@ class Reader:
         # A two-level version ranks a user without a list at request time, with their live counts:
         # from this process's table with the recent watches, else read with the other reads.
         ranks = snap.ranking is not None and (lists.users.row(user_id) < 0 if lists.users is not None else raw == b"")
-        if ranks and recent is not None:
-            counts = self._recent.counts(user_id)  # type: ignore[union-attr]  # recent came from it
+        local = recent is not None  # recent watches (and so the counts) from this process's table
+        if ranks and local:
+            counts = self._recent.counts(user_id)  # type: ignore[union-attr]
         read_list = raw is None
         reads = REDIS_READS[read_list, recent is None]
         if read_list or recent is None:
@@ -183,8 +184,8 @@ class Reader:
         else:
             source, ranked = "", ([], [])
             if recent and snap.ranking is not None:
-                if not ranks:  # the list was read from Redis just now: the counts take a second trip
-                    counts = await self._counts(user_id)
+                if not ranks:  # listless found only now (list read from Redis): counts not read yet
+                    counts = self._recent.counts(user_id) if local else await self._counts(user_id)  # type: ignore[union-attr]
                 got = snap.ranking.rank(recent, counts, self.clock(), limit, explain=explain)
                 ranked, reasons = (got.film_ids, got.scores), got.reasons
                 source, stage = "ranked", "request-time"
