@@ -85,7 +85,7 @@ class _ItemScoreRecommender:
             if (stop - start) * width > _BLOCK_CELLS:  # a heavy user in the block: fewer rows
                 stop = start + max(1, _BLOCK_CELLS // width)
                 width = min(len(order), n + int(lengths[start:stop].max(initial=0)))
-            block = excluded[start:stop]
+            block = excluded if (start, stop) == (0, excluded.shape[0]) else excluded[start:stop]
             entry_rank = rank[block.indices]
             in_window = entry_rank < width
             mask = np.zeros((stop - start, width), dtype=bool)
