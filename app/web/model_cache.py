@@ -1,5 +1,6 @@
 """In-process copy of what every request needs: the served version, its popular
-list, fold-in factors, the trending list, the latest run's popular and trending
+list, fold-in factors, a two-level version's request-time ranker
+(app/web/request_ranking.py), the trending list, the latest run's popular and trending
 lists (the fallbacks while nothing else has any), film titles, and the running
 experiment with both of its versions loaded.
 
