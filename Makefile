@@ -12,7 +12,7 @@ TOOLS := .local/tools
 UV := $(TOOLS)/bin/uv
 LOCK_FOR := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes --quiet
 
-.PHONY: venv lock services services-down status migrate browser test run demo demo-down bench-ingest bench-train bench-quality bench-serve clean
+.PHONY: venv lock services services-down status migrate browser test run demo demo-down bench-ingest bench-train bench-quality bench-product bench-serve clean
 
 venv: $(VENV)/.installed
 
@@ -73,7 +73,8 @@ bench-serve: services
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python bench/serve.py $(BENCH_ARGS)
 
-# offline model quality on MovieLens; BENCH_ARGS=--tune reruns the ALS grid
+# offline quality of every first-level model (MovieLens + simulator, two protocols, self-tuned);
+# BENCH_ARGS="--no-grid --no-sim" for a quick MovieLens-only run
 bench-quality: venv
 	$(BIN)/python bench/quality.py $(BENCH_ARGS)
 
@@ -81,6 +82,10 @@ bench-quality: venv
 # make bench-train BENCH_ARGS="--users 20000 --films 5000 --events 1000000 --reuse"
 bench-train: services
 	$(BIN)/python bench/train.py $(BENCH_ARGS)
+
+# MovieLens through the whole product (Kafka import, worker, cinerec train, the API) vs offline baselines
+bench-product: services
+	$(BIN)/python bench/product_path.py $(BENCH_ARGS)
 
 clean: services-down
 	rm -rf .local

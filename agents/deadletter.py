@@ -20,7 +20,8 @@ import logging
 from typing import Iterable, NamedTuple, Protocol, Sequence
 
 from app import telemetry
-from app.events import MAX_EVENT_BYTES, Event, InvalidEvent, parse_event
+from app.event_columns import EventColumns, parse_columns
+from app.events import MAX_EVENT_BYTES, InvalidEvent
 from agents.retry import KAFKA_PERMANENT, Fatal, kafka_permanent, retry_forever
 
 log = logging.getLogger(__name__)
@@ -97,34 +98,34 @@ def _describe(exc: BaseException) -> str:
 
 
 class Split(NamedTuple):
-    """A batch after parsing: the valid events, the messages they came from (same order), the rejects."""
+    """A batch after parsing: the valid events as columns, the message of each (same order), the rejects."""
 
-    events: list[Event]
+    columns: EventColumns
     messages: list[RawMessage]
     rejects: list[DeadLetter]
 
 
 def split_batch(messages: Iterable[RawMessage], now: float | None = None) -> Split:
-    """Parse every message; valid ones become `Event`s, the others `DeadLetter`s.
+    """Parse every message (app.event_columns: per column, `parse_event` for anything unusual);
+    valid ones become rows of `columns`, the others `DeadLetter`s.
 
     A bad message never stops the batch: each is judged on its own, and any
-    exception from one (a bug of ours, `parse_event` is meant to be total)
-    costs that one message, dead-lettered as `internal` with the exception class.
+    exception from one (a bug of ours, parsing is meant to be total) costs
+    that one message, dead-lettered as `internal` with the exception class.
     """
-    events: list[Event] = []
-    kept: list[RawMessage] = []
+    messages = list(messages)
+    parsed = parse_columns([message.value for message in messages], now)
     bad: list[DeadLetter] = []
-    for message in messages:
-        try:
-            events.append(parse_event(message.value, now))
-            kept.append(message)
-        except InvalidEvent as exc:
+    for i, exc in parsed.rejects:
+        message = messages[i]
+        if isinstance(exc, InvalidEvent):
             bad.append(dead_letter(message, exc.reason, exc.detail))
-        except Exception as exc:  # noqa: BLE001 - one record must never stop ingestion
+        else:
             log.error("internal error parsing %s[%d]@%d: dead-lettered", message.topic, message.partition,
-                      message.offset, exc_info=True)
+                      message.offset, exc_info=exc)
             bad.append(dead_letter(message, INTERNAL, _describe(exc), exception=type(exc).__name__))
-    return Split(events, kept, bad)
+    kept = messages if not bad else [messages[i] for i in parsed.positions.tolist()]
+    return Split(parsed.columns, kept, bad)
 
 
 def reason_of(headers: Sequence[tuple[str, bytes]] | dict) -> str:

@@ -1,9 +1,12 @@
 """Mirrors of live stats into Redis for serving: recent watches per user (with the user's counts,
 the live features of request-time two-level ranking), trending.
 
-Writes are buffered and flushed in one pipeline (MULTI) per tick, not one
-round trip per event; a failed flush keeps its buffer (newer values win) and
-is retried on the next tick. The buffer is bounded (RECENT_BUFFER_MAX users):
+Writes are buffered and flushed every tick in MULTI pipelines of at most
+RECENT_CHUNK users, not one round trip per event: a user's list is replaced
+atomically, and one flush of a large buffer does not hold the event loop
+(and Faust's offset commits) for the time it takes to build every command;
+a failed flush keeps its buffer (newer values win) and is retried on the
+next tick. The buffer is bounded (RECENT_BUFFER_MAX users):
 during a long Redis outage the users updated longest ago are dropped first
 (their lists are rewritten the next time they watch something). Values are whole lists taken from the tables,
 so re-delivered events and repeated flushes write the same thing (idempotent).
@@ -33,6 +36,8 @@ PART_STALE_S = 30.0
 TRENDING_SIZE = 100
 # Users whose recent list waits for Redis; ~100 bytes each, so ~10 MB at most.
 RECENT_BUFFER_MAX = 100_000
+# Users per pipeline: ~3,000 commands, a few ms to build, then the loop runs other work while Redis answers.
+RECENT_CHUNK = 1000
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -69,8 +74,9 @@ def merge_parts(
 
 
 def user_counts(stats: Mapping[str, Any]) -> bytes:
-    """`live:user:{id}` of a user record (agents.stats.apply_user): what request-time ranking reads."""
-    return redis_keys.encode_live_user(stats["events"], stats["ratings"], stats["rating_sum"], stats["last_seen"])
+    """`live:user:{id}` of a user record (agents.folds.apply_user): what request-time ranking reads."""
+    return redis_keys.encode_live_user(stats["events"], stats["ratings"], stats["rating_milli"] / 1000,
+                                       stats["last_seen"])
 
 
 class LiveMirror:
@@ -91,6 +97,10 @@ class LiveMirror:
         self._recent.pop(user_id, None)  # re-inserted at the end: the newest update
         self._recent[user_id] = (list(film_ids), user_counts(stats) if stats is not None else None)
         self._bound()
+
+    def set_user(self, user_id: int, stats: Mapping[str, Any]) -> None:
+        """A user record whose recent list changed: the list and the counts (`fold_users`' callback)."""
+        self.set_recent(user_id, stats["recent"], stats)
 
     def _bound(self) -> None:
         """Drop the oldest updates beyond `buffer_max` (keeping the newest)."""
@@ -125,17 +135,19 @@ class LiveMirror:
             self._trending = self._trending or trending
 
     async def _write_recent(self, recent: dict[int, tuple[list[int], bytes | None]]) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        for user_id, (film_ids, counts) in recent.items():
-            key = redis_keys.recent(user_id)
-            pipe.delete(key)
-            if film_ids:
-                pipe.rpush(key, *film_ids)
-                pipe.expire(key, RECENT_TTL_S)
-            if counts is not None:
-                pipe.set(redis_keys.live_user(user_id), counts, ex=RECENT_TTL_S)
-        await pipe.execute()
-        telemetry.REDIS_MIRROR_WRITES.inc(len(recent))
+        users = list(recent.items())
+        for start in range(0, len(users), RECENT_CHUNK):
+            pipe = self.redis.pipeline(transaction=True)
+            for user_id, (film_ids, counts) in users[start:start + RECENT_CHUNK]:
+                key = redis_keys.recent(user_id)
+                pipe.delete(key)
+                if film_ids:
+                    pipe.rpush(key, *film_ids)
+                    pipe.expire(key, RECENT_TTL_S)
+                if counts is not None:
+                    pipe.set(redis_keys.live_user(user_id), counts, ex=RECENT_TTL_S)
+            await pipe.execute()
+            telemetry.REDIS_MIRROR_WRITES.inc(min(RECENT_CHUNK, len(users) - start))
 
     async def _write_trending(self, film_ids: list[int], scores: list[float]) -> None:
         part = msgpack.packb([time.time(), film_ids, scores])

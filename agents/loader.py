@@ -25,12 +25,13 @@ import logging
 import time
 from typing import Callable, Mapping, NamedTuple, Sequence
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from mode import Service
 
 from app import telemetry
-from app.events import Event
+from app.event_columns import EventColumns
 from app.main import app, settings
 from app.storage.interactions import first_copies
 from app.topics import dlq_topic, film_batches_topic, user_batches_topic
@@ -46,8 +47,10 @@ REJECTED_BY_CLICKHOUSE = "rejected_by_clickhouse"
 class ParsedBatch(NamedTuple):
     """A fetched batch after parsing: what to store, what to dead-letter, what to commit after."""
 
-    events: list[Event]  # valid events, each event_id once, by partition then offset
+    columns: EventColumns  # valid events, each event_id once, by partition then offset
     messages: list[deadletter.RawMessage]  # the message of each event (same order)
+    partitions: np.ndarray  # the source partition of each event
+    source_offsets: np.ndarray  # the source offset of each event
     rejects: list[deadletter.DeadLetter]
     offsets: dict[TopicPartition, int]  # next offset to read, per partition of the batch
     generation: int  # the consumer's assignment generation when the batch was fetched
@@ -58,48 +61,49 @@ def parse_batch(batch: Mapping[TopicPartition, Sequence[deadletter.RawMessage]],
     """Split every partition's messages into valid events and dead letters, and drop repeated
     event_ids (a producer that sent an event twice): the first copy is stored and counted
     in the stats, the others are not (CPU only, no I/O)."""
-    events: list[Event] = []
+    parts: list[EventColumns] = []
     kept: list[deadletter.RawMessage] = []
     rejects: list[deadletter.DeadLetter] = []
     for messages in batch.values():
         split = deadletter.split_batch(messages)
-        events += split.events
+        parts.append(split.columns)
         kept += split.messages
         rejects += split.rejects
-    first = first_copies(events)
-    if len(first) < len(events):
-        telemetry.DUPLICATES_DROPPED.inc(len(events) - len(first))
-        events, kept = [events[i] for i in first], [kept[i] for i in first]
+    columns = EventColumns.concat(parts)
+    partitions = np.fromiter((m.partition for m in kept), dtype=np.int32, count=len(kept))
+    source_offsets = np.fromiter((m.offset for m in kept), dtype=np.int64, count=len(kept))
+    first = first_copies(columns.event_id.tolist())
+    if first is not None:
+        telemetry.DUPLICATES_DROPPED.inc(len(columns) - len(first))
+        columns, partitions, source_offsets = columns[first], partitions[first], source_offsets[first]
+        kept = [kept[i] for i in first]
     offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages}
-    return ParsedBatch(events, kept, rejects, offsets, generation, sum(map(len, batch.values())))
+    return ParsedBatch(columns, kept, partitions, source_offsets, rejects, offsets, generation,
+                       sum(map(len, batch.values())))
 
 
-def stats_batches(events: Sequence[Event], messages: Sequence[deadletter.RawMessage]) -> dict[int, batches.StatsBatch]:
+def stats_batches(columns: EventColumns, partitions: np.ndarray, offsets: np.ndarray) -> dict[int, batches.StatsBatch]:
     """The events by source partition, each with its source offset (what the stats batches carry)."""
-    out: dict[int, batches.StatsBatch] = {}
-    for event, message in zip(events, messages):
-        if message.partition not in out:
-            out[message.partition] = batches.StatsBatch()
-        out[message.partition].append(event, message.partition, message.offset)
-    return out
+    every = batches.StatsBatch.from_columns(columns, partitions, offsets)
+    return {p: every[partitions == p] for p in np.unique(partitions).tolist()}
 
 
 async def store_batch(parsed: ParsedBatch, writer: ClickHouseWriter, dlq) -> dict[int, batches.StatsBatch]:
     """Insert the valid events and dead-letter the rejects (the parser's and ClickHouse's),
     each retried until done; returns the stored events for the stats batches."""
     telemetry.BATCH_SIZE.observe(parsed.size)
-    events, messages, rejects = parsed.events, parsed.messages, list(parsed.rejects)
-    refused = await writer.store(events) if events else []
+    columns, partitions, offsets, rejects = parsed.columns, parsed.partitions, parsed.source_offsets, list(parsed.rejects)
+    refused = await writer.store(columns) if len(columns) else []
     if refused:
-        gone = {i for i, _ in refused}
-        rejects += [deadletter.dead_letter(messages[i], REJECTED_BY_CLICKHOUSE, why) for i, why in refused]
-        events = [e for i, e in enumerate(events) if i not in gone]
-        messages = [m for i, m in enumerate(messages) if i not in gone]
+        rejects += [deadletter.dead_letter(parsed.messages[i], REJECTED_BY_CLICKHOUSE, why) for i, why in refused]
+        keep = np.ones(len(columns), dtype=bool)
+        keep[[i for i, _ in refused]] = False
+        columns, partitions, offsets = columns[keep], partitions[keep], offsets[keep]
     await deadletter.publish(dlq, rejects)
-    if events:
-        telemetry.EVENTS_LOADED.inc(len(events))
-        telemetry.INGEST_LAG.set(time.time() - max(event.ts for event in events))
-    return stats_batches(events, messages)
+    if len(columns):
+        telemetry.EVENTS_LOADED.inc(len(columns))
+        telemetry.INGEST_LAG.set(time.time() - float(columns.ts.max()))
+    return stats_batches(columns, partitions, offsets)
 
 
 async def send_stats(good_by_partition: Mapping[int, batches.StatsBatch], user_topic, film_topic,

@@ -25,10 +25,10 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
 from app import telemetry
-from app.events import Event
+from app.event_columns import EventColumns
 from app.settings import Settings
 from app.storage.clickhouse import client as clickhouse_client
-from app.storage.interactions import insert_events
+from app.storage.interactions import insert_columns
 from agents.retry import Fatal, retry_forever
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 
 
 async def store_or_reject(
-    insert: Callable[[Sequence[Event]], Awaitable[object]], events: Sequence[Event], what: str = "ClickHouse insert",
+    insert: Callable[[Sequence], Awaitable[object]], events: Sequence, what: str = "ClickHouse insert",
     on_retry: Callable[[], None] = lambda: None,
 ) -> list[tuple[int, str]]:
     """Insert `events` with `insert`, transient errors retried until they pass; returns the
@@ -113,22 +113,22 @@ class ClickHouseWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-writer")
         self._conn: Client | None = None
 
-    def _insert_blocking(self, events: Sequence[Event]) -> int:
+    def _insert_blocking(self, events: EventColumns) -> int:
         if self._conn is None:
             self._conn = clickhouse_client(self.settings)
         try:
-            return insert_events(self._conn, events)
+            return insert_columns(self._conn, events)
         except Exception:
             self._conn.disconnect()
             self._conn = None
             raise
 
-    async def insert(self, events: Sequence[Event]) -> int:
+    async def insert(self, events: EventColumns) -> int:
         """Insert once (may raise); see `store` for the retrying form."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._insert_blocking, events)
 
-    async def store(self, events: Sequence[Event]) -> list[tuple[int, str]]:
+    async def store(self, events: EventColumns) -> list[tuple[int, str]]:
         """Insert, retrying transient errors until ClickHouse accepts; returns the refused records
         as (index, why) (`store_or_reject`)."""
         started = time.perf_counter()

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, str] = {
     "SPARK_MASTER": "local[*]",
     "FAUST_STORE": "memory://",
     "STATS_ENABLED": "1",
+    "TABLE_STANDBY_REPLICAS": "1",
     # Serving port (README "Security").
     "ANALYTICS_TOKEN": "",
     "ANALYTICS_OPEN": "0",
@@ -48,6 +49,9 @@ DEFAULTS: dict[str, str] = {
     "ANALYTICS_CACHE_S": "60",
     "GATE_MIN_USERS": "500",
     "GATE_MAX_HOLDOUT_SHARE": "0.2",
+    # Self-tuning in every retrain (app/recsys/tuning, docs/models.md "Self-tuning").
+    "TUNE_TRIALS": "20",
+    "TUNE_TIME_SHARE": "0.5",
     "STATS_TTL_DAYS": "30",
     "LOADER_STALL_S": "120",
     # Rollout policy (app/experiments/rollout.py).
@@ -152,6 +156,9 @@ class Settings:
     faust_store: str
     # Off: the worker runs only the loader (bench/ingest.py --loader-only).
     stats_enabled: bool
+    # Standby copies of each table partition kept by other workers (Faust's table_standby_replicas):
+    # fast failover, but every worker also replays the others' changelogs (docs/scaling.md).
+    table_standby_replicas: int
     # Bearer token of /v1/analytics/* (ADMIN_TOKEN works too); ANALYTICS_OPEN serves them without one.
     analytics_token: str
     analytics_open: bool
@@ -167,6 +174,9 @@ class Settings:
     # evaluable users, or this share of the window's events, whichever comes first (docs/retrain.md).
     gate_min_users: int
     gate_max_holdout_share: float
+    # The retrain's ALS search: at most this many trials, and at most this share of the retrain's time.
+    tune_trials: int
+    tune_time_share: float
     # Per-user stats and per-(film, user) viewer entries expire after this long without a write.
     stats_ttl_days: float
     # /ready turns false when the loader made no progress for this long while it has work.
@@ -226,6 +236,7 @@ class Settings:
             spark_master=env.get("SPARK_MASTER", DEFAULTS["SPARK_MASTER"]),
             faust_store=env.get("FAUST_STORE", DEFAULTS["FAUST_STORE"]),
             stats_enabled=_bool(env, "STATS_ENABLED"),
+            table_standby_replicas=_int(env, "TABLE_STANDBY_REPLICAS"),
             analytics_token=env.get("ANALYTICS_TOKEN", DEFAULTS["ANALYTICS_TOKEN"]),
             analytics_open=_bool(env, "ANALYTICS_OPEN"),
             debug_views=_bool(env, "DEBUG_VIEWS"),
@@ -235,6 +246,8 @@ class Settings:
             analytics_cache_s=_float(env, "ANALYTICS_CACHE_S"),
             gate_min_users=_int(env, "GATE_MIN_USERS", minimum=1),
             gate_max_holdout_share=_share(env, "GATE_MAX_HOLDOUT_SHARE"),
+            tune_trials=_int(env, "TUNE_TRIALS", minimum=1),
+            tune_time_share=_share(env, "TUNE_TIME_SHARE"),
             stats_ttl_days=_float(env, "STATS_TTL_DAYS"),
             loader_stall_s=_float(env, "LOADER_STALL_S"),
             rollout=rollout,

@@ -1,6 +1,7 @@
 """Ingestion benchmark: end-to-end events/s of the Faust pipeline vs a bare consumer.
 
     .venv/bin/python bench/ingest.py [--events 1000000] [--with-stats|--loader-only] [--workers N]
+        [--partitions 4] [--store memory://|rocksdb://] [--standby N] [--profile DIR] [--logdir DIR]
 
 1. N simulated events (app.simulator) are produced to a fresh topic.
 2. Baseline: a bare aiokafka consumer reads the same topic doing nothing.
@@ -9,18 +10,28 @@
    from "all workers ready" until every row is in ClickHouse (loader only) or,
    with stats, until the loader group has committed the end of the topic and
    the Faust group the end of the stats batch topics (every event counted).
-Prints both rates and their ratio (pipeline / baseline).
+Prints both rates and their ratio (pipeline / baseline), the machine's load
+average beside each figure (a shared machine slows both; compare ratios and
+per-CPU-second figures), when the loader finished versus the stats, and the
+`Timer ... is overlapping` warnings the workers logged (a commit or another
+timer waited behind a long synchronous step: the event loop was blocked).
+`--profile DIR` records every worker with py-spy over the measured span and
+prints where the CPU time went (bench/profile.py).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+import re
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from aiokafka import AIOKafkaConsumer
 from tqdm import tqdm
@@ -35,6 +46,11 @@ from app.storage.clickhouse import client, migrate  # noqa: E402
 from app.storage.interactions import visible_count  # noqa: E402
 from app.storage.kafka_admin import drop_topics, ensure_topics, group_caught_up  # noqa: E402
 from app.worker_process import WorkerProcess  # noqa: E402
+from bench.profile import Recorder, summary  # noqa: E402
+
+# mode's timers warn when one run of their body took longer than their interval
+# (Faust's offset commit is the timer "commit": it waited behind something).
+_OVERLAP = re.compile(r"Timer (?P<name>\S+) is overlapping \(interval=(?P<interval>[^ ]+) runtime=(?P<runtime>[0-9.]+)\)")
 
 
 def simulated_messages(n: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
@@ -43,9 +59,31 @@ def simulated_messages(n: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
     return list(wire.messages(iter(history), n))
 
 
+def load() -> str:
+    """The machine's 1-minute load average, to print beside a figure."""
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
 class Rate(NamedTuple):
     wall: float  # events per second of wall time
     cpu: float  # events per CPU second of the measured process (robust to other load on the machine)
+    load: str  # the machine's load average at the end of the measurement
+
+
+class PipelineRun(NamedTuple):
+    rate: Rate
+    loader_s: float  # seconds until every row was in ClickHouse
+    total_s: float  # seconds until everything was also counted in the stats (= loader_s without stats)
+    overlaps: list[tuple[str, str, float]]  # (timer, interval, runtime) of each overlap warning
+
+
+def overlap_warnings(logs: list[Path]) -> list[tuple[str, str, float]]:
+    """The `Timer ... is overlapping` warnings in the workers' logs."""
+    found = []
+    for log in logs:
+        for match in _OVERLAP.finditer(log.read_text(errors="replace")):
+            found.append((match["name"], match["interval"], float(match["runtime"])))
+    return found
 
 
 async def bare_consumer_rate(settings: Settings, n: int) -> Rate:
@@ -60,19 +98,25 @@ async def bare_consumer_rate(settings: Settings, n: int) -> Rate:
         while seen < n:
             for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                 seen += len(records)
-        return Rate(n / (time.perf_counter() - started), n / (time.process_time() - cpu_started))
+        return Rate(n / (time.perf_counter() - started), n / (time.process_time() - cpu_started), load())
     finally:
         await consumer.stop()
 
 
-def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, logdir: Path) -> Rate:
+def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, logdir: Path,
+                 profile: Path | None = None) -> PipelineRun:
     """Start the workers, wait until everything is loaded; returns events/s (wall, per worker CPU s)."""
     procs = [WorkerProcess(settings.with_overrides(stats_enabled=with_stats), logdir / f"worker{i}.log")
              for i in range(workers)]
     conn = client(settings)
+    recorders: list[Recorder] = []
     try:
-        for worker in procs:
-            worker.start(timeout=120)
+        # all at once: started one after the other, the first worker loaded much of the topic
+        # alone (and the next one then recovered its tables) before the clock started
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda w: w.start(timeout=180), procs))
+        if profile is not None:
+            recorders = [Recorder(w.process.pid, profile / f"worker{i}.raw") for i, w in enumerate(procs)]
         # Workers that got ready first may have started already: count only what is left.
         started, cpu_started = time.perf_counter(), sum(w.cpu_seconds() for w in procs)
         loaded = head_start = visible_count(conn)
@@ -87,17 +131,44 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
                 current = visible_count(conn)  # FINAL: copies re-delivered after a rebalance do not count
                 bar.update(current - loaded)
                 loaded = current
+        loader_s = time.perf_counter() - started
         while with_stats and not asyncio.run(group_caught_up(settings)):
+            if not all(w.alive() for w in procs):
+                raise RuntimeError(f"a worker died; logs in {logdir}")
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
         cpu = sum(w.cpu_seconds() for w in procs) - cpu_started
+        rate = Rate((n - head_start) / elapsed, (n - head_start) / cpu, load())
         if loaded != n:
             raise RuntimeError(f"expected {n} distinct rows, found {loaded}")
-        return Rate((n - head_start) / elapsed, (n - head_start) / cpu)
+        for recorder in recorders:
+            print(f"\n--- py-spy profile {recorder.output} (measured span) ---\n{summary(recorder.stop())}")
+        return PipelineRun(rate, loader_s, elapsed, overlap_warnings([w.logfile for w in procs]))
     finally:
+        for recorder in recorders:
+            recorder.stop()
         for worker in procs:
             worker.stop()
         conn.disconnect()
+
+
+@contextlib.contextmanager
+def fresh_pipeline(partitions: int, store: str | None = None) -> Iterator[Settings]:
+    """Settings of a fresh app id, topic pair and ClickHouse database (migrated), all dropped after."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings.from_env().with_clickhouse_database(
+        f"bench_{suffix}", topic_interactions=f"bench-interactions-{suffix}", topic_dlq=f"bench-dlq-{suffix}",
+        app_id=f"bench-{suffix}", topic_partitions=partitions, **({"faust_store": store} if store else {}),
+    )
+    asyncio.run(ensure_topics(settings))
+    migrate(settings)
+    try:
+        yield settings
+    finally:
+        conn = client(settings, database="default")
+        conn.execute(f"DROP DATABASE IF EXISTS bench_{suffix}")
+        conn.disconnect()
+        asyncio.run(drop_topics(settings))  # the source pair and the app's batch and changelog topics
 
 
 def main() -> None:
@@ -108,37 +179,45 @@ def main() -> None:
     mode.add_argument("--loader-only", dest="with_stats", action="store_false", help="loader agent only (default)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--store", default=None, help="FAUST_STORE of the workers (default: the setting's)")
+    parser.add_argument("--standby", type=int, default=None, metavar="N",
+                        help="TABLE_STANDBY_REPLICAS of the workers (default: the setting's)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="record each worker with py-spy over the measured span into DIR and summarise")
+    parser.add_argument("--logdir", type=Path, default=None, metavar="DIR",
+                        help="keep the workers' logs in DIR (default: a temporary directory)")
     args = parser.parse_args()
     if args.events < 1 or args.workers < 1:
         parser.error("--events and --workers must be >= 1")
 
-    suffix = uuid.uuid4().hex[:8]
-    base = Settings.from_env()
-    settings = base.with_clickhouse_database(
-        f"bench_{suffix}", topic_interactions=f"bench-interactions-{suffix}", topic_dlq=f"bench-dlq-{suffix}",
-        app_id=f"bench-{suffix}", topic_partitions=args.partitions,
-    )
     print(f"generating {args.events:,} events ...", flush=True)
     messages = simulated_messages(args.events)
-    asyncio.run(ensure_topics(settings))
-    asyncio.run(produce_messages(settings, messages, total=len(messages)))
-    del messages
-    migrate(settings)
-    try:
+    with fresh_pipeline(args.partitions, args.store) as settings:
+        if args.standby is not None:
+            settings = settings.with_overrides(table_standby_replicas=args.standby)
+        asyncio.run(produce_messages(settings, messages, total=len(messages)))
+        del messages
         baseline = asyncio.run(bare_consumer_rate(settings, args.events))
-        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as logdir:
-            rate = run_pipeline(settings, args.events, args.workers, args.with_stats, Path(logdir))
-    finally:
-        conn = client(settings, database="default")
-        conn.execute(f"DROP DATABASE IF EXISTS bench_{suffix}")
-        conn.disconnect()
-        asyncio.run(drop_topics(settings))  # the source pair and the app's batch and changelog topics
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+            run = run_pipeline(settings, args.events, args.workers, args.with_stats, args.logdir or Path(tmp),
+                               args.profile)
+    rate = run.rate
     label = "loader+stats" if args.with_stats else "loader only"
-    print(f"pipeline ({label}, {args.workers} worker(s), {args.partitions} partitions): "
-          f"{rate.wall:,.0f} events/s wall, {rate.cpu:,.0f} events per worker CPU-second")
+    print(f"\nmachine: {os.cpu_count()} cores; load average now {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          "(1, 5, 15 min): other work slows both figures, compare the ratios")
+    print(f"pipeline ({label}, {args.workers} worker(s), {args.partitions} partitions, {settings.faust_store}, "
+          f"standby replicas {settings.table_standby_replicas}): "
+          f"{rate.wall:,.0f} events/s wall, {rate.cpu:,.0f} events per worker CPU-second ({rate.load})")
     print(f"baseline (bare aiokafka consumer, same topic): "
-          f"{baseline.wall:,.0f} events/s wall, {baseline.cpu:,.0f} events per CPU-second")
+          f"{baseline.wall:,.0f} events/s wall, {baseline.cpu:,.0f} events per CPU-second ({baseline.load})")
     print(f"ratio pipeline/baseline: {rate.wall / baseline.wall:.3f} wall, {rate.cpu / baseline.cpu:.3f} CPU")
+    if args.with_stats:
+        print(f"loader done after {run.loader_s:.1f}s, stats done after {run.total_s:.1f}s")
+    commits = [o for o in run.overlaps if o[0] == "commit"]
+    print(f"timer overlap warnings: {len(run.overlaps)} ({len(commits)} commit)"
+          + (f"; longest {max(r for _, _, r in run.overlaps):.1f}s: "
+             + ", ".join(sorted({f"{name} (interval {interval})" for name, interval, _ in run.overlaps}))
+             if run.overlaps else ""))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ def retrain_in_foreground(settings: Settings, config: RetrainConfig) -> RunRepor
 @click.option("--holdout-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="A fixed holdout of the last N days  [default: grown back from the newest event until "
                    "GATE_MIN_USERS users or GATE_MAX_HOLDOUT_SHARE of the events]")
+@click.option("--tune/--no-tune", default=True, show_default=True,
+              help="Search the weighting and the models' params on a validation split of the training part "
+                   "(TUNE_TRIALS trials, at most TUNE_TIME_SHARE of the run); --no-tune fits the defaults.")
 @click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="History used, counted back from the newest event  [default: every stored event]")
 @click.option("--model", "model_name", type=click.Choice(["als", "popular"]), default="als", show_default=True,
@@ -67,15 +70,16 @@ def retrain_in_foreground(settings: Settings, config: RetrainConfig) -> RunRepor
 @click.option("--two-level/--no-two-level", default=True, show_default=True,
               help="Build the two-level challenger over ALS (ships only when it beats the best single model).")
 def train(backend: str | None, spark_master: str | None, force: bool, holdout_days: float | None,
-          window_days: float | None, model_name: str, no_switch: bool, two_level: bool) -> None:
-    """Retrain in the foreground: load, evaluate vs Popular, gate, publish (or start an experiment, per ROLLOUT), record."""
+          tune: bool, window_days: float | None, model_name: str, no_switch: bool, two_level: bool) -> None:
+    """Retrain in the foreground: load, tune, evaluate vs Popular, gate, publish (or start an experiment, per
+    ROLLOUT), record."""
     from app.recsys.training import pipeline
 
     settings = get_settings()
     settings = settings.with_overrides(train_backend=backend or settings.train_backend,
                                        spark_master=spark_master or settings.spark_master)
     try:
-        config = pipeline.RetrainConfig(holdout_days=holdout_days, window_days=window_days, force=force,
+        config = pipeline.RetrainConfig(holdout_days=holdout_days, window_days=window_days, force=force, tune=tune,
                                         model=model_name, switch=not no_switch,
                                         **({} if two_level else {"two_level": None}))
     except ValueError as exc:
@@ -85,6 +89,16 @@ def train(backend: str | None, spark_master: str | None, force: bool, holdout_da
     keys = sorted(set(report.metrics) | set(report.baseline_metrics))
     _table([[k, *(_metric_cell(k, m.get(k)) for m in candidates.values()),
              _metric_cell(k, report.baseline_metrics.get(k))] for k in keys], ["metric", *candidates, "popular"])
+    tuning = report.params.get("tuning")
+    if tuning:
+        als = tuning["als"]
+        click.echo(f"tuned in {tuning['seconds']:.1f}s on {tuning['trial_users']} of {tuning['users']} users "
+                   f"({len(als['trials'])} trials, stopped by {als['stopped_by']}, started from {als['start']}): "
+                   f"ALS validation NDCG@10 {als['validation_ndcg@10']:.4f} with {json.dumps(als['best'])}; "
+                   f"EASE lambda {tuning['ease']['regularization']:g}")
+    if report.first_level:
+        _table([[name, _metric_cell("", figures.get("recall@100")), _metric_cell("", figures.get("ndcg@10"))]
+                for name, figures in report.first_level.items()], ["first level", "recall@100", "ndcg@10"])
     if report.holdout:
         click.echo(f"holdout: {report.holdout.users} users, {report.holdout.share:.1%} of the events "
                    f"(decided by {report.holdout.rule})")
@@ -114,15 +128,18 @@ def models(limit: int) -> None:
     rows = []
     for run in runs:
         ndcg = json.loads(run["metrics"] or "{}").get("ndcg@10")
+        tuned = (json.loads(run["params"] or "{}").get("tuning") or {}).get("als", {}).get("validation_ndcg@10")
         base = json.loads(run["baseline_metrics"] or "{}").get("ndcg@10")
         marker = "*" if run["version"] == current else ("r" if run["version"] in available else "")
         holdout = f"{run['holdout_users']} ({run['holdout_rule']})" if run["holdout_rule"] else "-"
         rows.append([marker, run["version"], str(run["started_at"]), run["status"], run["shipped"] or "-",
                      _interval(run, "vs_single"), run["verdict"] or "-",
                      "-" if ndcg is None else f"{ndcg:.4f}", "-" if base is None else f"{base:.4f}",
+                     "-" if tuned is None else f"{tuned:.4f}",
                      _interval(run, "vs_popular"), _interval(run, "vs_served"), holdout, run["reason"][:60]])
     _table(rows, ["", "version", "started (UTC)", "status", "shipped", "two-level vs single [95%]", "gate",
-                  "ndcg@10", "popular", "vs popular [95%]", "vs served [95%]", "holdout users", "reason"])
+                  "ndcg@10", "popular", "tuned (val)", "vs popular [95%]", "vs served [95%]", "holdout users",
+                  "reason"])
     click.echo(f"served: {current or '(nothing published)'}   (* served, r = can roll back to)")
 
 

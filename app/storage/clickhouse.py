@@ -217,6 +217,8 @@ ADDED_COLUMNS: list[tuple[str, str, str]] = [
     ("model_runs", "vs_single_low", "Nullable(Float64)"),
     ("model_runs", "vs_single_high", "Nullable(Float64)"),
     ("model_runs", "models", "String"),
+    # each first-level model's recall@100 and NDCG@10 on the gate's holdout (JSON; docs/retrain.md)
+    ("model_runs", "first_level", "String"),
 ]
 
 

@@ -1,8 +1,11 @@
 """Bulk insert of validated events into ClickHouse `interactions`.
 
-Columnar on purpose: transposing the `Event` tuples (already in column order,
-app.schema) is one `zip`, and the driver then writes each column in one go,
-which is several times faster than row-wise inserts on the loader's hot path.
+Columnar on purpose: the loader holds a batch as columns (app.event_columns),
+and the driver then writes each column in one go (one `struct.pack` or one
+C-level string write per column), several times faster than row-wise inserts.
+Plain lists, not the driver's numpy mode: numpy would cast a value the column
+cannot hold (e.g. a narrowed column) silently instead of raising, and the
+loader relies on the error to dead-letter that record (agents/writer.py).
 Idempotency: duplicates inside one batch are dropped here (by event_id);
 duplicates across batches (Kafka re-delivery) collapse in the
 ReplacingMergeTree and are invisible to readers using FINAL / `interactions_dedup`.
@@ -13,43 +16,49 @@ from typing import Sequence
 
 from clickhouse_driver import Client
 
+import numpy as np
+
+from app.event_columns import EventColumns
 from app.events import Event
 from app.schema import INTERACTION_COLUMNS
 from app.settings import Settings
 from app.storage.clickhouse import client
 
 _INSERT = f"INSERT INTO interactions ({', '.join(INTERACTION_COLUMNS)}) VALUES"
-_TS = INTERACTION_COLUMNS.index("ts")
 
 
-def first_copies(events: Sequence[Event]) -> list[int]:
-    """Indices of the first event of each event_id, in order (the loader filters its side lists with them)."""
-    first: dict[str, int] = {}
-    for i, event in enumerate(events):
-        first.setdefault(event.event_id, i)
-    return list(first.values())
+def first_copies(event_ids: Sequence[str]) -> list[int] | None:
+    """Indices of the first of each event_id, in order (the loader filters its columns and side
+    lists with them); None when every id is unique (the common case, found in one C-level pass)."""
+    first = dict(zip(reversed(event_ids), range(len(event_ids) - 1, -1, -1)))
+    return None if len(first) == len(event_ids) else sorted(first.values())
 
 
 def dedup(events: Sequence[Event]) -> list[Event]:
     """Events with a repeated event_id removed (first copy kept, order kept)."""
-    keep = first_copies(events)
-    return list(events) if len(keep) == len(events) else [events[i] for i in keep]
+    keep = first_copies([event.event_id for event in events])
+    return list(events) if keep is None else [events[i] for i in keep]
 
 
-def to_columns(events: Sequence[Event]) -> list[list]:
-    """Column lists in INTERACTION_COLUMNS order; ts as integer epoch seconds."""
-    columns = [list(column) for column in zip(*events)]
-    columns[_TS] = [int(ts) for ts in columns[_TS]]
-    return columns
+def to_columns(columns: EventColumns) -> list[list]:
+    """Column lists in INTERACTION_COLUMNS order; event types by name, ts as integer epoch seconds."""
+    out = [getattr(columns, name).tolist() for name in INTERACTION_COLUMNS]
+    out[INTERACTION_COLUMNS.index("event_type")] = columns.type_names().tolist()
+    out[INTERACTION_COLUMNS.index("ts")] = np.floor(columns.ts).astype(np.int64).tolist()
+    return out
+
+
+def insert_columns(conn: Client, columns: EventColumns) -> int:
+    """Insert the rows of `columns` (each event_id once: the caller deduplicates); returns rows sent."""
+    if not len(columns):
+        return 0
+    conn.execute(_INSERT, to_columns(columns), columnar=True, types_check=False)
+    return len(columns)
 
 
 def insert_events(conn: Client, events: Sequence[Event]) -> int:
     """Insert `events` (deduplicated by event_id) into `interactions`; returns rows sent."""
-    unique_events = dedup(events)
-    if not unique_events:
-        return 0
-    conn.execute(_INSERT, to_columns(unique_events), columnar=True, types_check=False)
-    return len(unique_events)
+    return insert_columns(conn, EventColumns.from_events(dedup(events)))
 
 
 def visible_count(conn: Client) -> int:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
+from app import event_columns
 from app.events import MAX_EVENT_BYTES, Event
 from agents import deadletter
 from agents.deadletter import DLQ_KEY_MAX, DLQ_VALUE_MAX, DeadLetter, dead_letter, reason_of, split_batch
@@ -44,8 +45,8 @@ def test_bad_events_do_not_block_good_ones_and_keep_their_bytes() -> None:
 
     split = split_batch(messages, now=NOW)
 
-    assert [e.event_id for e in split.events] == ["a1", "a2"]
-    assert split.events[0] == GOOD
+    assert [e.event_id for e in split.columns.events()] == ["a1", "a2"]
+    assert split.columns.events()[0] == GOOD
     assert [m.offset for m in split.messages] == [0, len(values) - 1]
     assert [(d.value, d.reason) for d in split.rejects] == list(BAD.items())
     assert [d.offset for d in split.rejects] == list(range(1, len(BAD) + 1))
@@ -54,16 +55,16 @@ def test_bad_events_do_not_block_good_ones_and_keep_their_bytes() -> None:
 
 
 def test_any_exception_from_one_record_dead_letters_it_as_internal(monkeypatch) -> None:
-    real = deadletter.parse_event
+    real = event_columns.parse_event
 
     def buggy(raw, now=None):
         if raw == b"boom":
             raise ZeroDivisionError("a bug of ours")
         return real(raw, now)
 
-    monkeypatch.setattr(deadletter, "parse_event", buggy)
+    monkeypatch.setattr(event_columns, "parse_event", buggy)
     split = split_batch([Msg(b"5", GOOD.to_bytes()), Msg(b"5", b"boom", offset=1)], now=NOW)
-    assert split.events == [GOOD]
+    assert split.columns.events() == [GOOD]
     [letter] = split.rejects
     headers = dict(letter.headers())
     assert (letter.reason, letter.offset, letter.value) == ("internal", 1, b"boom")

@@ -70,7 +70,7 @@ async def test_the_buffer_keeps_the_newest_updates_when_redis_stays_away(redis_s
 
 async def test_a_users_counts_go_with_their_recent_list(redis_settings) -> None:
     mirror = LiveMirror(redis_settings)
-    stats = {"events": 7, "ratings": 2, "rating_sum": 15.0, "last_seen": 1_700_000_000.5, "recent": [4, 3]}
+    stats = {"events": 7, "ratings": 2, "rating_milli": 15_000, "last_seen": 1_700_000_000.5, "recent": [4, 3]}
     mirror.set_recent(1, stats["recent"], stats)
     mirror.set_recent(2, [9])  # no record given: the list only
     await mirror.flush()
@@ -84,3 +84,16 @@ async def test_a_users_counts_go_with_their_recent_list(redis_settings) -> None:
     finally:
         conn.close()
     assert _read(redis_settings, [1, 2])[0] == {1: [4, 3], 2: [9]}
+
+
+async def test_a_large_buffer_is_written_in_several_pipelines(redis_settings, monkeypatch) -> None:
+    from agents import live
+
+    monkeypatch.setattr(live, "RECENT_CHUNK", 7)
+    mirror = LiveMirror(redis_settings)
+    for user in range(100, 130):
+        mirror.set_recent(user, [user, 1])
+    await mirror.flush()
+    await mirror.redis.aclose()
+    recent, _, _ = _read(redis_settings, range(100, 130))
+    assert recent == {user: [user, 1] for user in range(100, 130)}

@@ -28,13 +28,17 @@ def test_a_batch_is_split_deduplicated_and_offset_per_partition() -> None:
           Msg(b"5", _event(2).to_bytes(), "t", 0, 13)]
     p3 = [Msg(b"6", _event(3, user=6).to_bytes(), "t", 3, 7), Msg(b"6", _event(2).to_bytes(), "t", 3, 8)]
     parsed = parse_batch({TopicPartition("t", 0): p0, TopicPartition("t", 3): p3}, generation=4)
-    assert [e.event_id for e in parsed.events] == ["e1", "e2", "e3"]  # first copies only
+    assert [e.event_id for e in parsed.columns.events()] == ["e1", "e2", "e3"]  # first copies only
+    assert parsed.columns.events()[0] == _event(1)
     assert [(m.partition, m.offset) for m in parsed.messages] == [(0, 10), (0, 13), (3, 7)]
+    assert (parsed.partitions.tolist(), parsed.source_offsets.tolist()) == ([0, 0, 3], [10, 13, 7])
     assert [(d.reason, d.offset) for d in parsed.rejects] == [("malformed_json", 11)]
     assert parsed.offsets == {TopicPartition("t", 0): 14, TopicPartition("t", 3): 9}
     assert (parsed.generation, parsed.size) == (4, 6)
-    by_partition = stats_batches(parsed.events, parsed.messages)
-    assert {p: (b.partitions, b.offsets) for p, b in by_partition.items()} == {0: ([0, 0], [10, 13]), 3: ([3], [7])}
+    by_partition = stats_batches(parsed.columns, parsed.partitions, parsed.source_offsets)
+    assert {p: (b.partition.tolist(), b.offset.tolist()) for p, b in by_partition.items()} == {
+        0: ([0, 0], [10, 13]), 3: ([3], [7])}
+    assert by_partition[3].user_id.tolist() == [6]
 
 
 class Clock:

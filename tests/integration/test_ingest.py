@@ -18,7 +18,7 @@ import redis
 
 from agents.deadletter import reason_of
 from agents.live import top_k
-from agents.stats import apply_user
+from agents.folds import apply_user
 from app.localstack import proc
 from app.storage import redis_keys
 from app.storage.kafka_admin import ensure_topics

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.stats import apply_user
+from agents.folds import apply_user
 from agents.views import user_partition
 from app.events import Event
 from app.localstack import proc

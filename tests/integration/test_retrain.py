@@ -31,9 +31,11 @@ SPEC = PlantedTaste(users=300, films=200, events=15_000)
 
 @pytest.fixture
 def settings(clickhouse_settings: Settings, redis_settings: Settings, tmp_path: Path) -> Settings:
-    """Test ClickHouse database with planted-taste events + flushed Redis db + temp model dir."""
+    """Test ClickHouse database with planted-taste events + flushed Redis db + temp model dir; a few
+    tuning trials keep these pipeline tests quick (the tuning's own: tests/integration/test_retrain_tuning.py)."""
     seed(clickhouse_settings, SPEC)
-    return clickhouse_settings.with_overrides(redis_url=redis_settings.redis_url, model_dir=tmp_path / "models")
+    return clickhouse_settings.with_overrides(redis_url=redis_settings.redis_url, model_dir=tmp_path / "models",
+                                              tune_trials=4)
 
 
 @pytest.fixture
@@ -93,7 +95,7 @@ def test_the_gate_records_its_interval_and_the_lists_are_published(settings: Set
     assert len(keys.decode_ranked(conn.get(keys.TRENDING_LATEST))[0]) == 100
 
     # the next run meets a served model: its recorded spec is refitted on the same holdout
-    weaker = pipeline.retrain(settings, pipeline.RetrainConfig(als={"factors": 2, "iterations": 1}))
+    weaker = pipeline.retrain(settings, pipeline.RetrainConfig(als={"factors": 2, "iterations": 1}, tune=False))
     vs_served = weaker.vs_served
     assert vs_served is not None and vs_served.users == weaker.vs_popular.users
     assert vs_served.low <= vs_served.mean <= vs_served.high and vs_served.mean < 0  # 2 factors fit worse
@@ -202,7 +204,7 @@ def test_a_rejected_model_keeps_the_served_version(settings: Settings, conn: red
 
 def test_a_failing_run_is_recorded_and_keeps_the_served_version(settings: Settings, conn: redis.Redis) -> None:
     served = pipeline.retrain(settings).version
-    broken = pipeline.RetrainConfig(als={"factors": 8, "no_such_param": 1})
+    broken = pipeline.RetrainConfig(als={"factors": 8, "no_such_param": 1}, tune=False)
     with pytest.raises(TypeError):
         pipeline.retrain(settings, broken, version="20260101T000000Z-badbad")
     assert publish.current_version(conn) == served

@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents import batches
-from agents.stats import apply_film, apply_user
+from agents.folds import apply_film, apply_user
 from app.events import Event
 from app.localstack import proc
 from app.producer import produce_messages

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from app.cli import main
 from app.recsys.training import pipeline, publish
-from app.settings import Settings
+from app.settings import Settings, get_settings
 from app.storage.locks import retrain_lock
 from app.storage.redis_client import connect
 
@@ -16,8 +16,10 @@ pytestmark = pytest.mark.redis_db(10)
 
 
 @pytest.fixture
-def settings(seeded_process_settings: Settings) -> Settings:
-    return seeded_process_settings
+def settings(seeded_process_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("TUNE_TRIALS", "4")  # quick; the tuning itself: tests/integration/test_retrain_tuning.py
+    get_settings.cache_clear()
+    return get_settings()
 
 
 def _current(settings: Settings) -> str | None:
@@ -30,7 +32,7 @@ def _current(settings: Settings) -> str | None:
 
 def test_train_prints_metrics_and_the_decision_then_models_lists_the_run(settings: Settings) -> None:
     runner = CliRunner()
-    trained = runner.invoke(main, ["train"])
+    trained = runner.invoke(main, ["train", "--no-tune"])
     assert trained.exit_code == 0, trained.output
     version = _current(settings)
     # which candidate shipped and why (the two-level model only when it beat ALS), then the gate's verdict
@@ -47,7 +49,8 @@ def test_train_prints_metrics_and_the_decision_then_models_lists_the_run(setting
                      rf"NDCG@10 difference \[95% interval\] vs popular {interval}, vs served -$",
                      trained.output, re.MULTILINE), trained.output
 
-    again = runner.invoke(main, ["train"])  # the served model's spec is the challenger's: a zero difference
+    # untuned again: the served model's spec is the challenger's, a zero difference
+    again = runner.invoke(main, ["train", "--no-tune"])
     assert again.exit_code == 0 and "vs served +0.0000 [+0.0000, +0.0000]" in again.output, again.output
     latest = _current(settings)
 
@@ -59,6 +62,19 @@ def test_train_prints_metrics_and_the_decision_then_models_lists_the_run(setting
     assert re.search(rf"^r  {version} .* {shipped} .* {interval} +- +\d+ \(max_share\)", listed.output,
                      re.MULTILINE), listed.output
     assert f"served: {latest}" in listed.output
+
+
+def test_train_tunes_by_default_and_prints_the_search_and_the_first_level(settings: Settings) -> None:
+    trained = CliRunner().invoke(main, ["train"])
+    assert trained.exit_code == 0, trained.output
+    assert re.search(r"^tuned in \d+\.\ds on 200 of 200 users \(4 trials, stopped by trials, started from defaults\): "
+                     r"ALS validation NDCG@10 0\.\d{4} with \{.*\}; EASE lambda \d+$", trained.output, re.MULTILINE), \
+        trained.output
+    for model in ("als", "popular", "trending", "ease", "item_knn", "fm"):
+        assert re.search(rf"^{model} +[01]\.\d{{4}} +0\.\d{{4}} *$", trained.output, re.MULTILINE), trained.output
+    listed = CliRunner().invoke(main, ["models"])
+    assert re.search(r"published +\S+ +\S+ \[\S+, \S+\] +pass +0\.\d{4} +0\.\d{4} +0\.\d{4} ", listed.output), \
+        listed.output  # shipped, two-level vs single, gate, ndcg, popular, tuned (val)
 
 
 def test_rollback_command(settings: Settings) -> None:

@@ -1,5 +1,5 @@
-"""The retrain run, stage by stage: load -> split -> lists -> label-split -> evaluate -> two-level -> gate -> fit
--> save -> publish (-> rollout) -> record.
+"""The retrain run, stage by stage: load -> split -> lists -> tune -> label-split -> evaluate -> first-level
+-> two-level -> gate -> fit -> save -> publish (-> rollout) -> record.
 
 Plain Python (no Celery): the Celery task, `cinerec train` and the benchmarks
 all call `retrain`. Storage is reached only through its adapters (the run
@@ -7,12 +7,15 @@ record: app.storage.model_runs; Redis: `publish`); the retrain lock is the
 caller's (app.storage.locks), taken around the whole run. The run writes its
 model into its own folder, claimed for its whole life (`artifacts`).
 
-The challenger is a `ModelSpec` (ALS unless `config.model` names another); evaluation and the gate only
-need a fitted model of it, so any registered model can take its place. A
-two-level model (ALS and other first-level sources, ranked by LightGBM) is
-built on top of the same holdout models and competes with the best single
-model on the same holdout users; it ships only when it is shown better
-(`gate.choose`, docs/ranking.md), and whichever ships then faces the gate. The
+The tuning searches the weighting and the models' parameters on a validation
+split of the training part only (app/recsys/tuning), never on the gate's
+holdout. The challenger is a `ModelSpec` (the tuned ALS unless `config.model`
+names another); evaluation and the gate only need a fitted model of it, so any
+registered model can take its place. A two-level model (ALS and other
+first-level sources, ranked by LightGBM) is built on top of the same holdout
+models and competes with the best single model on the same holdout users; it
+ships only when it is shown better (`gate.choose`, docs/ranking.md), and
+whichever ships then faces the gate. The
 served model is judged by refitting its recorded spec on the same split:
 scoring the served artifact itself would be unfair, as it has trained on
 part of this holdout. The popular and trending lists are published whatever
@@ -25,8 +28,9 @@ experiment, and the run's reason says what happened.
 """
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
@@ -34,13 +38,16 @@ import redis
 from threadpoolctl import threadpool_limits
 
 from app.experiments import rollout
-from app.recsys.data.dataset import DAY_S, Dataset, Interactions, build_dataset
+from app.recsys.data.dataset import DAY_S, Dataset, EventWeights, Interactions, build_dataset
 from app.recsys.data.load import Films, load_films, load_interactions, newest_event_ts
 from app.recsys.evaluation.evaluate import Evaluation, Holdout, evaluate_on
 from app.recsys.evaluation.gate import Choice, Verdict, choose, decide
 from app.recsys.evaluation.splits import HoldoutCut, fixed_holdout, grow_holdout, sample_users
 from app.recsys.models.als import ALSRecommender
 from app.recsys.models.base import Recommender
+from app.recsys.models.ease import DEFAULT_REGULARIZATION as EASE_REGULARIZATION
+from app.recsys.models.fm import FMRecommender
+from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.models.popularity import PopularRecommender, TrendingRecommender
 from app.recsys.models.registry import ModelSpec
 from app.recsys.progress import Progress, no_progress
@@ -48,8 +55,11 @@ from app.recsys.ranking import stage as two_level_stage
 from app.recsys.ranking.online import RequestRanker
 from app.recsys.ranking.twolevel import NAME as TWO_LEVEL, LevelOne, TwoLevelRecommender
 from app.recsys.training import artifacts, publish
+from app.recsys.training.first_level import FirstLevel, fit_first_level
 from app.recsys.training.fitters import Fit, fitter
 from app.recsys.training.run import RetrainConfig, RunReport
+from app.recsys.tuning.search import Budget, TuneConfig, TuneResult, previous_point, tune
+from app.recsys.tuning.space import ease_spec
 from app.settings import Settings
 from app.storage import model_runs
 from app.storage import redis_keys as keys
@@ -59,25 +69,44 @@ from app.storage.redis_client import connect
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Split:
-    """The whole window as a matrix, and its holdout split."""
+    """The window's events, the holdout cut, and their matrices under any weighting (built once each)."""
 
     since: float | None  # window start
     until: float  # holdout start
-    full: Dataset
     cut: HoldoutCut | None  # how the holdout was chosen; None: no data
+    events: Interactions  # the whole window
     train_events: Interactions  # [since, until)
-    train: Dataset
     test: Interactions  # [until, newest], at most `eval_users` users
+    _built: dict[tuple[str, str], Dataset] = field(default_factory=dict, repr=False)
+
+    def full(self, weights: EventWeights) -> Dataset:
+        """The whole window's matrix."""
+        return self._dataset("full", self.events, weights)
+
+    def train(self, weights: EventWeights) -> Dataset:
+        """The matrix of the part before the holdout."""
+        return self._dataset("train", self.train_events, weights)
+
+    def _dataset(self, part: str, events: Interactions, weights: EventWeights) -> Dataset:
+        key = _dataset_key(part, weights)
+        if key not in self._built:
+            self._built[key] = build_dataset(events, weights)
+        return self._built[key]
+
+
+def _dataset_key(part: str, weights: EventWeights) -> tuple[str, str]:
+    return part, json.dumps(weights.params(), sort_keys=True)  # EventWeights holds a dict: not hashable
 
 
 @dataclass(frozen=True)
 class Scores:
-    """The challenger fitted on the train part, and per-user NDCG on one holdout."""
+    """The challenger and Popular fitted on the train part, per-user NDCG on the holdout."""
 
-    model: Recommender
     holdout: Holdout
+    model: Recommender
+    popular_model: PopularRecommender
     challenger: Evaluation
     popular: Evaluation
     served: np.ndarray | None  # None: nothing served, or its spec cannot be refitted
@@ -126,8 +155,7 @@ def retrain(
 def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: RunReport,
          conn: redis.Redis, fit: Fit) -> None:
     """The stages in order; returns early (report rejected) when one says stop."""
-    spec = ModelSpec.of(config.model, config.als if config.model == ALSRecommender.name else None)  # the challenger
-    report.params = {**spec.record(), "config": config.params(), "backend": settings.train_backend}
+    report.params = {"config": config.params(), "backend": settings.train_backend}
     report.served_before = publish.current_version(conn)
     served_meta = (publish.read_meta(conn, report.served_before) or {}) if report.served_before else None
 
@@ -136,21 +164,26 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
         interactions = load_interactions(settings, since=since, progress=progress)
         films = load_films(settings)
     with report.stage("split"):
-        split = _split(settings, config, interactions, since, spec)
+        split = _split(settings, config, interactions, since)
+        everything = split.full(EventWeights())  # which pairs exist does not depend on the weighting
     report.holdout = split.cut
-    report.n_users, report.n_items = len(split.full.users), len(split.full.items)
+    report.n_users, report.n_items = len(everything.users), len(everything.items)
     report.n_interactions = len(interactions)
-    if not split.full.matrix.nnz:
+    if not everything.matrix.nnz:
         report.reject("no interactions in the training window")
         return
     with report.stage("lists"):  # whatever the gate says: nobody gets an empty list while there is data
-        popular = PopularRecommender().fit(split.full)
-        publish.publish_lists(conn, split.full.items, popular, TrendingRecommender().fit(split.full),
+        popular = PopularRecommender().fit(everything)
+        publish.publish_lists(conn, everything.items, popular, TrendingRecommender().fit(everything),
                               config.n_popular, films.as_mapping())
-    if not split.train.matrix.nnz:
+    train_pairs = int(np.count_nonzero(everything.first_ts < split.until))  # pairs begun before the holdout
+    if not train_pairs:
         report.reject("no events before the holdout: nothing to train a model on for the gate")
         return
 
+    with report.stage("tune"):
+        spec, item_item, tuned = _tune(settings, config, split, train_pairs, progress)
+    report.params = {**spec.record(), "tuning": tuned.record() if tuned else None, **report.params}
     stage = None
     if config.two_level is not None and spec.name == ALSRecommender.name:  # first: the holdout ALS starts from it
         with report.stage("label-split"):
@@ -159,6 +192,9 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
         scores = _evaluate(fit, spec, split, served_meta, config, stage)
     report.baseline_metrics = scores.popular.metrics
     report.models = {**report.models, spec.name: scores.challenger.metrics}
+    if spec.name == ALSRecommender.name:
+        with report.stage("first-level"):
+            report.first_level = _first_level(config, item_item, scores, split.train(spec.weights), films).record()
     two = None
     if stage is not None:
         with report.stage("two-level"):
@@ -176,11 +212,12 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
     if report.status == "rejected":
         return
 
+    full = split.full(spec.weights)
     with report.stage("fit"):
         warm = scores.model if config.warm_start_iterations else None
-        model = fit(spec, split.full, split.since, None, warm)
+        model = fit(spec, full, split.since, None, warm)
         if choice.shipped == TWO_LEVEL:  # the same ranker over the first level refitted on everything
-            model = _final_two_level(two, model, split, interactions, films, config)
+            model = _final_two_level(two, model, full, interactions, films, config)
     with report.stage("save"):  # the artifact first: a served version always has one
         model.save(settings.model_dir / report.version)
     serve = config.switch and rollout.switches_at_once(settings, report.served_before)
@@ -189,7 +226,7 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
         extra = {keys.ranking(report.version): RequestRanker.of(model).pack()} if isinstance(
             model, TwoLevelRecommender) else {}
         report.timings.update(publish.publish_version(
-            conn, report.version, split.full, model, popular, _meta(report), sizes, progress, switch=serve,
+            conn, report.version, full, model, popular, _meta(report), sizes, progress, switch=serve,
             extra=extra))
     report.status, report.published = "published", True
     if not serve:
@@ -224,10 +261,9 @@ def _window_start(settings: Settings, config: RetrainConfig) -> float | None:
     return newest - config.window_days * DAY_S if newest is not None else None
 
 
-def _split(settings: Settings, config: RetrainConfig, interactions: Interactions, since: float | None,
-           spec: ModelSpec) -> Split:
-    """The whole window, and train before / test from the holdout start (grown, or fixed days)."""
-    full = build_dataset(interactions, spec.weights)
+def _split(settings: Settings, config: RetrainConfig, interactions: Interactions, since: float | None) -> Split:
+    """Train before / test from the holdout start (grown, or fixed days)."""
+    full = build_dataset(interactions, EventWeights())
     if config.holdout_days is None:
         cut = grow_holdout(full, interactions, settings.gate_min_users, settings.gate_max_holdout_share)
     else:
@@ -235,8 +271,29 @@ def _split(settings: Settings, config: RetrainConfig, interactions: Interactions
     until = cut.start if cut else interactions.max_ts
     train, test = interactions.split_by_time(until)
     limit = None if config.eval_users is None else max(config.eval_users, settings.gate_min_users)
-    return Split(since=since, until=until, full=full, cut=cut, train_events=train,
-                 train=build_dataset(train, spec.weights), test=sample_users(test, limit))
+    return Split(since=since, until=until, cut=cut, events=interactions, train_events=train,
+                 test=sample_users(test, limit), _built={_dataset_key("full", EventWeights()): full})
+
+
+def _tune(settings: Settings, config: RetrainConfig, split: Split, train_pairs: int,
+          progress: Progress) -> tuple[ModelSpec, ModelSpec, TuneResult | None]:
+    """(ALS spec, EASE spec, the search) tuned on the training part, starting from the last finished
+    run's winner; with `config.tune` off, `config.als` on the default weighting and EASE's default."""
+    if config.model != ALSRecommender.name:  # e.g. Popular as a version of its own: nothing to tune
+        return ModelSpec.of(config.model), ease_spec(EASE_REGULARIZATION, _EASE_ITEMS), None
+    if not config.tune:
+        return ModelSpec.of(ALSRecommender.name, config.als), ease_spec(EASE_REGULARIZATION, _EASE_ITEMS), None
+    last = model_runs.last_finished(settings)
+    tune_config = TuneConfig(trials=config.tune_trials or settings.tune_trials,
+                             time_share=config.tune_time_share or settings.tune_time_share,
+                             ease_trial_items=min(TuneConfig.ease_trial_items, _EASE_ITEMS))
+    rest = last["seconds"] - last["timings"].get("tune", 0.0) if last else None
+    result = tune(split.train_events, tune_config, Budget(tune_config.time_share, rest, train_pairs),
+                  previous_point(last["params"]) if last else None, progress)
+    return result.als.spec(result.span_days), ease_spec(result.ease_regularization, _EASE_ITEMS), result
+
+
+_EASE_ITEMS = 5_000  # EASE is fitted on this many of the most-viewed films (app/recsys/models/ease.py)
 
 
 def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None, config: RetrainConfig,
@@ -246,22 +303,37 @@ def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None,
     With a two-level stage the challenger starts from the stage's model (fitted on less, never on
     the holdout) and runs the warm-start iterations: one full fit serves both levels.
     """
-    holdout = Holdout.from_split(split.train, split.test, spec.weights)
+    train = split.train(spec.weights)
+    holdout = Holdout.from_split(train, split.test, spec.weights)
     warm = stage.models.get(spec.name) if stage is not None and config.warm_start_iterations else None
-    model = fit(spec, split.train, split.since, split.until, warm)
-    challenger = evaluate_on(model, split.train, holdout, config.k)
-    popular = evaluate_on(PopularRecommender().fit(split.train), split.train, holdout, config.k)
+    model = fit(spec, train, split.since, split.until, warm)
+    challenger = evaluate_on(model, train, holdout, config.k)
+    popular_model = PopularRecommender().fit(train)
+    popular = evaluate_on(popular_model, train, holdout, config.k)
     served_spec = ModelSpec.from_record(served_meta.get("params", {})) if served_meta is not None else None
     if served_spec is None:
         served = None
     elif served_spec == spec:  # the same spec on the same data: the same model
         served = challenger.ndcg
     else:
-        train = split.train if served_spec.weights == spec.weights else build_dataset(
-            split.train_events, served_spec.weights)
-        served_model = fit(served_spec, train, split.since, split.until, None)
-        served = evaluate_on(served_model, train, holdout, config.k).ndcg
-    return Scores(model, holdout, challenger, popular, served)
+        served_train = split.train(served_spec.weights)
+        served_model = fit(served_spec, served_train, split.since, split.until, None)
+        served = evaluate_on(served_model, served_train, holdout, config.k).ndcg
+    return Scores(holdout, model, popular_model, challenger, popular, served)
+
+
+def _first_level(config: RetrainConfig, item_item: ModelSpec, scores: Scores, train: Dataset,
+                 films: Films) -> FirstLevel:
+    """The first-level models on the train part and their holdout figures (ALS and Popular as evaluated)."""
+    specs = {}
+    if "ease" in config.first_level:
+        specs["ease"] = item_item
+    if "item_knn" in config.first_level:
+        specs["item_knn"] = ModelSpec.of(ItemKNNRecommender.name)
+    if "fm" in config.first_level:
+        specs["fm"] = ModelSpec.of(FMRecommender.name, {"max_users": config.fm_max_users})
+    fitted = {"als": scores.model, "popular": scores.popular_model, "trending": TrendingRecommender().fit(train)}
+    return fit_first_level(train, specs, fitted, films.genre_matrix(train.items)[0], scores.holdout)
 
 
 def _stage(settings: Settings, config: RetrainConfig, spec: ModelSpec, split: Split,
@@ -284,14 +356,15 @@ def _two_level(config: RetrainConfig, spec: ModelSpec, split: Split, stage: two_
     """The two-level challenger: a ranker taught on the stage's labels over the holdout model, scored
     on the same holdout; None (recorded) when the label slice gives nothing to learn from."""
     assert config.two_level is not None
+    train = split.train(spec.weights)
     try:
-        built = two_level_stage.build(stage, split.train_events, split.train, split.until, {spec.name: scores.model},
+        built = two_level_stage.build(stage, split.train_events, train, split.until, {spec.name: scores.model},
                                       films, config.two_level)
     except ValueError as exc:  # e.g. no label user with a positive candidate
         log.warning("[%s] no two-level challenger this run: %s", report.version, exc)
         report.models[TWO_LEVEL] = {"skipped": str(exc)}
         return None
-    evaluation = evaluate_on(built.model, split.train, scores.holdout, config.k)
+    evaluation = evaluate_on(built.model, train, scores.holdout, config.k)
     recall = two_level_stage.holdout_recall(built.model, scores.holdout)
     report.models[TWO_LEVEL] = {**evaluation.metrics, **built.record(), "recall@100": recall}
     return TwoLevel(built, evaluation, recall)
@@ -305,12 +378,12 @@ def _served(scores: Scores, two: TwoLevel | None, served_meta: dict | None) -> n
     return scores.served
 
 
-def _final_two_level(two: TwoLevel, als: Recommender, split: Split, interactions: Interactions, films: Films,
+def _final_two_level(two: TwoLevel, als: Recommender, full: Dataset, interactions: Interactions, films: Films,
                      config: RetrainConfig) -> TwoLevelRecommender:
     """The shipped two-level model: the gate's ranker over the final first level, features as of now."""
     assert config.two_level is not None
-    first = LevelOne.build(split.full, interactions, split.full.now + 1.0, {als.name: als},
-                             films.genre_matrix(split.full.items)[0], config.two_level)
+    first = LevelOne.build(full, interactions, full.now + 1.0, {als.name: als},
+                           films.genre_matrix(full.items)[0], config.two_level)
     return TwoLevelRecommender(first, two.built.model.ranker, config.two_level)
 
 

@@ -52,6 +52,15 @@ class RetrainConfig:
     switch: bool = True
     # The two-level challenger over the first level of ALS (docs/ranking.md); None: single models only.
     two_level: TwoLevelConfig | None = field(default_factory=TwoLevelConfig)
+    # Search the weighting and ALS/EASE params on a validation split of the training part (then
+    # `als` is ignored); the trial count and time share default to TUNE_TRIALS / TUNE_TIME_SHARE.
+    tune: bool = True
+    tune_trials: int | None = None
+    tune_time_share: float | None = None
+    # First-level models fitted besides ALS on the train part, their recall@100 on the holdout recorded,
+    # the FM on at most this many users (the others folded in): a full FM costs 10+ min at 4.6M pairs.
+    first_level: tuple[str, ...] = ("ease", "item_knn", "fm")
+    fm_max_users: int | None = 5_000
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -66,12 +75,20 @@ class RetrainConfig:
                1 if self.warm_start_iterations is None else self.warm_start_iterations) < 1:
             raise ValueError("k, n_recs, n_similar, n_popular, batch_users, eval_users and "
                              "warm_start_iterations must be >= 1")
+        if (self.tune_trials is not None and self.tune_trials < 1) or (
+                self.tune_time_share is not None and not 0 < self.tune_time_share < 1):
+            raise ValueError("need tune_trials >= 1 and 0 < tune_time_share < 1")
+        unknown = set(self.first_level) - {"ease", "item_knn", "fm"}
+        if unknown or (self.fm_max_users is not None and self.fm_max_users < 1):
+            raise ValueError(f"first_level models must be ease, item_knn or fm (got {sorted(unknown)}) "
+                             "and fm_max_users >= 1")
 
     def params(self) -> dict[str, Any]:
         """JSON-ready, for the run record."""
         params = asdict(self)
         params["als"] = dict(self.als)
         params["two_level"] = self.two_level.params() if self.two_level else None
+        params["first_level"] = list(self.first_level)
         return params
 
 
@@ -99,6 +116,7 @@ class RunReport:
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     baseline_metrics: dict[str, float] = field(default_factory=dict)
+    first_level: dict[str, dict[str, float]] = field(default_factory=dict)  # per model: recall@100, NDCG@10
     timings: dict[str, float] = field(default_factory=dict)
     finished_at: datetime | None = None
 
@@ -152,6 +170,7 @@ class RunReport:
             "params": json.dumps(self.params, sort_keys=True),
             "metrics": json.dumps(self.metrics, sort_keys=True),
             "baseline_metrics": json.dumps(self.baseline_metrics, sort_keys=True),
+            "first_level": json.dumps(self.first_level, sort_keys=True),
             "timings": json.dumps(self.timings, sort_keys=True),
         }
 

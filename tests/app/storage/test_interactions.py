@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.event_columns import EventColumns
 from app.events import Event
 from app.storage.clickhouse import client
 from app.storage.interactions import dedup, insert_events, to_columns
@@ -17,10 +18,13 @@ def test_dedup_keeps_first_copy_and_order() -> None:
 
 
 def test_columns_are_in_schema_order_with_integer_seconds() -> None:
-    columns = to_columns([E1, E2])
+    columns = to_columns(EventColumns.from_events([E1, E2]))
     assert len(columns) == len(INTERACTION_COLUMNS)
     assert columns[INTERACTION_COLUMNS.index("event_id")] == ["e1", "e2"]
+    assert columns[INTERACTION_COLUMNS.index("event_type")] == ["play", "rate"]
     assert columns[INTERACTION_COLUMNS.index("ts")] == [1_700_000_000, 1_700_000_100]
+    assert columns[INTERACTION_COLUMNS.index("rating")] == [0.0, 7.0]
+    assert all(type(v) is int for v in columns[INTERACTION_COLUMNS.index("user_id")])  # plain values
 
 
 @pytest.mark.integration

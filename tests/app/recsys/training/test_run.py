@@ -14,7 +14,8 @@ from app.recsys.training.run import RetrainConfig, RunReport
 @pytest.mark.parametrize(
     "kwargs",
     [{"holdout_days": 0}, {"window_days": 5, "holdout_days": 7}, {"window_days": 0}, {"k": 0}, {"eval_users": 0},
-     {"warm_start_iterations": 0}],
+     {"warm_start_iterations": 0}, {"tune_trials": 0}, {"tune_time_share": 1.0}, {"first_level": ("svd",)},
+     {"fm_max_users": 0}],
 )
 def test_config_rejects_unusable_values(kwargs: dict) -> None:
     with pytest.raises(ValueError):
@@ -24,6 +25,7 @@ def test_config_rejects_unusable_values(kwargs: dict) -> None:
 def test_config_params_are_json_ready() -> None:
     params = RetrainConfig(als={"factors": 8}).params()
     assert json.loads(json.dumps(params)) == params and params["als"] == {"factors": 8}
+    assert params["tune"] is True and params["first_level"] == ["ease", "item_knn", "fm"] and params["window_days"] is None
 
 
 def test_report_records_the_gate_evidence_and_null_for_missing_comparisons() -> None:
