@@ -35,7 +35,7 @@ with one call.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import msgpack
 
@@ -105,6 +105,13 @@ def decode_ranked(raw: bytes | None) -> tuple[list[int], list[float]]:
 def encode_live_user(events: int, ratings: int, rating_sum: float, last_seen: float) -> bytes:
     """`live:user:{id}`: a user's live counts (msgpack list, ~20 bytes)."""
     return msgpack.packb([int(events), int(ratings), float(rating_sum), float(last_seen)])
+
+
+def live_user_counts(record: Mapping[str, Any]) -> dict[str, float]:
+    """The counts of `live:user:{id}` from a `user_stats` record (agents.folds.apply_user): defined
+    once for the mirror (agents.live) and the worker's web, which reads its own table (app.web.recent)."""
+    return {"events": record["events"], "ratings": record["ratings"], "rating_sum": record["rating_milli"] / 1000,
+            "last_seen": record["last_seen"]}
 
 
 def decode_live_user(raw: bytes | None) -> dict[str, float] | None:

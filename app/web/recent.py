@@ -89,4 +89,4 @@ class TableRecent:
         record = self._table.data.get(user_id)
         if not record:
             return None
-        return {key: record[key] for key in redis_keys.LIVE_USER_FIELDS}
+        return redis_keys.live_user_counts(record)

@@ -92,7 +92,7 @@ def test_user_partition_is_kafkas_default_partitioner_of_the_key(user_id: int, p
 
 def test_counts_are_what_the_mirror_writes_of_the_same_record() -> None:
     from agents.live import user_counts
-    from agents.stats import apply_user
+    from agents.folds import apply_user
     from app.events import Event
     from app.storage import redis_keys
 
