@@ -113,7 +113,7 @@ async def test_request_time_ranking_from_the_published_bundle_and_the_live_mirro
     version = pipeline.retrain(settings).version
     newcomer, recent = 9_000_001, [12, 4, 20]  # films of group 3 (film f is of group (f - 1) % 8)
     mirror = LiveMirror(settings)
-    mirror.set_recent(newcomer, recent, {"events": 5, "ratings": 0, "rating_sum": 0.0, "last_seen": END_TS})
+    mirror.set_recent(newcomer, recent, {"events": 5, "ratings": 0, "rating_milli": 0, "last_seen": END_TS})
     await mirror.flush()
     await mirror.redis.aclose()
     conn = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
