@@ -232,6 +232,9 @@ def top_k(
     if k == 0 or not len(queries):
         return pad_ranked(np.zeros((len(queries), 0)), np.zeros((len(queries), 0)), n)
     rows = None if exclude is None else _RowIndices(exclude)
+    if len(queries) == 1:  # one user (request time): one thread anyway; the limit would cost ~0.1 ms
+        ids, scores = topk(items, queries, k, filter_query_items=rows, num_threads=1)
+        return pad_ranked(ids, scores, n)
     with _blas().limit(limits=1, user_api="blas"):
         ids, scores = topk(items, queries, k, filter_query_items=rows, num_threads=0)
     return pad_ranked(ids, scores, n)
