@@ -53,7 +53,7 @@ browser: venv
 	$(BIN)/python -m app.localstack.browser
 
 test: migrate browser
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 run: migrate
 	$(BIN)/honcho start

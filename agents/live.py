@@ -75,8 +75,7 @@ def merge_parts(
 
 def user_counts(stats: Mapping[str, Any]) -> bytes:
     """`live:user:{id}` of a user record (agents.folds.apply_user): what request-time ranking reads."""
-    return redis_keys.encode_live_user(stats["events"], stats["ratings"], stats["rating_milli"] / 1000,
-                                       stats["last_seen"])
+    return redis_keys.encode_live_user(**redis_keys.live_user_counts(stats))
 
 
 class LiveMirror:

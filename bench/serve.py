@@ -28,6 +28,8 @@ handler doing one Redis GET, both driven by `wrk` the same way, in the same run.
    round; every run prints the machine's load average beside it (the machine
    may be shared: compare ratios within one run, not absolute figures across runs).
    Mix: 80% warm / 10% fold-in / 10% users with no history (`--mix` sends one kind only).
+   `--two-level`: the versions carry a request-time ranking bundle (bench/serve_twolevel.py), so
+   the fold-in users (with their live counts) are ranked at request time instead.
 Prints requests/s, p50, p99, server CPU per request and the ratios to the baseline.
 Targets (issue 12/13): mixed >= 1.0x the baseline, warm-only >= 1.3x, p99 <= 5 ms at 8
 connections; with --experiment p99 <= 10 ms.
@@ -69,6 +71,7 @@ from app.storage.clickhouse import client, migrate  # noqa: E402
 from app.storage.kafka_admin import drop_topics, ensure_topics  # noqa: E402
 from app.web.server import REQUEST_REDIS_TIMEOUT_S, redis_client  # noqa: E402
 from app.worker_process import WorkerProcess, free_port, settings_env  # noqa: E402
+from serve_twolevel import publish_bundle, write_counts  # noqa: E402
 
 VERSIONS = ("bench-serve", "bench-serve-b")
 FILMS = 5_000
@@ -106,8 +109,8 @@ class SyntheticModel:
         self.weight_scale = 1.0
 
 
-def publish(conn: redis.Redis, version: str, users: int, seed: int) -> None:
-    """A complete version for `users` warm users, made current."""
+def publish(conn: redis.Redis, version: str, users: int, seed: int, two_level: bool = False) -> None:
+    """A complete version for `users` warm users, made current (`two_level`: with a request-time bundle)."""
     rng = np.random.default_rng(seed)
     scores = np.tile(np.linspace(1.0, 0.01, LIST_LEN, dtype=np.float32), (BLOCK, 1))
     with tqdm(total=users, desc=f"publish {version}", unit="user") as bar:
@@ -119,12 +122,14 @@ def publish(conn: redis.Redis, version: str, users: int, seed: int) -> None:
     popular = rng.permutation(FILMS)[:200] + 1
     conn.set(keys.popular(version), keys.encode_ranked(popular, np.linspace(1000, 1, len(popular))))
     conn.set(keys.TRENDING, keys.encode_ranked(popular[:50][::-1], np.linspace(50, 1, 50)))
-    conn.set(keys.factors(version), pack_factors(SyntheticModel(rng)))
+    model = SyntheticModel(rng)
+    conn.set(keys.factors(version), pack_factors(model))
+    meta = publish_bundle(conn, version, model, RECENT, rng) if two_level else {}
     sim = np.argsort(rng.random((FILMS, 20 + 1)), axis=1)[:, :20] + 1
     write_ranked(conn, lambda f: keys.similar(version, f), np.arange(1, FILMS + 1), sim,
                  np.tile(np.linspace(1.0, 0.1, 20), (FILMS, 1)))
     write_titles(conn, {f: f"Film number {f}" for f in range(1, FILMS + 1)})
-    activate(conn, version, {"version": version, "trained_at": "synthetic", "metrics": {}})
+    activate(conn, version, {"version": version, "trained_at": "synthetic", "metrics": {}, **meta})
 
 
 def start_experiment(conn: redis.Redis, share: float) -> Experiment:
@@ -289,7 +294,8 @@ def start_worker(settings: Settings, folder: Path, stack: contextlib.ExitStack) 
 def report(args: argparse.Namespace, results: dict[str, dict[str, float]], warm: float, foldin: float) -> list[str]:
     """Print the table and ratios; the names of servers that missed a target."""
     print(f"\nGET /v1/users/{{id}}/recommendations, wrk -t1 -c{args.connections} -d{args.duration}s, mix "
-          f"{warm:.0%} warm / {foldin:.0%} fold-in / {1 - warm - foldin:.0%} cold, {args.users:,} users, "
+          f"{warm:.0%} warm / {foldin:.0%} {'request-time' if args.two_level else 'fold-in'} / "
+          f"{1 - warm - foldin:.0%} cold, {args.users:,} users, "
           + (f"experiment: 2 versions loaded, {args.share:.0%} challenger" if args.experiment else "1 version"))
     print(f"{'':12} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'non-2xx':>7} {'sock err':>8} "
           f"{'load 1m':>7}")
@@ -325,6 +331,8 @@ def main() -> None:
     parser.add_argument("--mix", choices=sorted(MIXES), default="mixed")
     parser.add_argument("--experiment", action="store_true", help="two versions loaded, users split by experiment arm")
     parser.add_argument("--share", type=float, default=0.5, help="challenger share with --experiment")
+    parser.add_argument("--two-level", action="store_true",
+                        help="two-level versions: fold-in users are ranked at request time (bench/serve_twolevel.py)")
     parser.add_argument("--servers", default="serve,worker", help=f"comma-separated, of: {', '.join(SERVERS)}")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="a checkout of an earlier commit, served as `serve-before` (its code on PYTHONPATH)")
@@ -347,7 +355,7 @@ def main() -> None:
     conn.flushdb()
     versions = VERSIONS if args.experiment else VERSIONS[:1]
     for seed, version in enumerate(versions[::-1], start=1):  # the first version published last: served
-        publish(conn, version, args.users, seed)
+        publish(conn, version, args.users, seed, args.two_level)
     if args.experiment:
         start_experiment(conn, args.share)
     watches = foldin_watches(args.users, foldin_users)
@@ -362,6 +370,8 @@ def main() -> None:
             produce_watches(own, conn, watches, timeout=600)
         else:
             write_recent(conn, watches)
+            if args.two_level:  # (the worker's stats agent mirrors them itself)
+                write_counts(conn, list(watches))
         script = Path(tmp) / "mix.lua"
         warm, foldin = MIXES[args.mix]
         script.write_text(LUA.format(users=args.users, foldin=foldin_users, cold_from=args.users * 10,

@@ -14,7 +14,7 @@
      film's similar list, save);
    * "tuned": the default configuration: the tuning stage (TUNE_TRIALS trials,
      at most TUNE_TIME_SHARE of the run), the first-level stage (EASE,
-     item-kNN, the FM on 5,000 users) and the two-level challenger (--two-level)
+     item-kNN, the FM on 2,000 users) and the two-level challenger (--two-level)
      on top.
    Stage times come from the run reports.
 3. Baseline, same run: a bare `implicit.cpu.als.AlternatingLeastSquares` fit

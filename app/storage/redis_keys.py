@@ -35,7 +35,7 @@ with one call.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import msgpack
 
@@ -51,6 +51,7 @@ EXPERIMENT_ACTIVE = "exp:active"
 EXPERIMENTS_LOCK = "lock:experiments"
 ROLLOUT_LOCK = "lock:rollout"
 RECENT_MAX = 50
+LIVE_USER_FIELDS = ("events", "ratings", "rating_sum", "last_seen")  # `live:user:{id}`, in order
 
 
 def meta(version: str) -> str:
@@ -106,9 +107,15 @@ def encode_live_user(events: int, ratings: int, rating_sum: float, last_seen: fl
     return msgpack.packb([int(events), int(ratings), float(rating_sum), float(last_seen)])
 
 
+def live_user_counts(record: Mapping[str, Any]) -> dict[str, float]:
+    """The counts of `live:user:{id}` from a `user_stats` record (agents.folds.apply_user): defined
+    once for the mirror (agents.live) and the worker's web, which reads its own table (app.web.recent)."""
+    return {"events": record["events"], "ratings": record["ratings"], "rating_sum": record["rating_milli"] / 1000,
+            "last_seen": record["last_seen"]}
+
+
 def decode_live_user(raw: bytes | None) -> dict[str, float] | None:
     """The counts `encode_live_user` wrote, by name; None when absent."""
     if not raw:
         return None
-    events, ratings, rating_sum, last_seen = msgpack.unpackb(raw)
-    return {"events": events, "ratings": ratings, "rating_sum": rating_sum, "last_seen": last_seen}
+    return dict(zip(LIVE_USER_FIELDS, msgpack.unpackb(raw), strict=True))

@@ -79,14 +79,28 @@ def parse_optional_user(request: web.Request) -> int | None:
     return value
 
 
+EXPLAIN = {"0": False, "false": False, "1": True, "true": True}
+
+
+def parse_explain(request: web.Request) -> bool:
+    """The `explain` flag (absent = off)."""
+    raw = request.query.get("explain")
+    if raw is None:
+        return False
+    value = EXPLAIN.get(raw)
+    if value is None:
+        raise BadRequest(f"explain must be one of {', '.join(EXPLAIN)}, got {echo(raw)}")
+    return value
+
+
 def answer_body(answer: Answer) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "items": [
-            {"film_id": f, "score": s, "title": t} for f, s, t in zip(answer.film_ids, answer.scores, answer.titles)
-        ],
-        "source": answer.source,
-        "model_version": answer.version,
-    }
+    items = [{"film_id": f, "score": s, "title": t} for f, s, t in zip(answer.film_ids, answer.scores, answer.titles)]
+    if answer.reasons is not None:
+        for item, reasons in zip(items, answer.reasons):
+            item["reasons"] = reasons
+    body: dict[str, Any] = {"items": items, "source": answer.source, "model_version": answer.version}
+    if answer.stage is not None:  # recommendations: which model and which of its stages answered
+        body["model"], body["stage"] = answer.model, answer.stage
     if answer.experiment is not None:  # echoed by the site in its events, like model_version
         body["experiment"], body["arm"] = answer.experiment, answer.arm
     if answer.degraded:
@@ -95,12 +109,13 @@ def answer_body(answer: Answer) -> dict[str, Any]:
 
 
 async def recommendations(request: web.Request) -> web.Response:
-    """Top films for a user: precomputed, folded-in, or trending/popular for unknown users."""
+    """Top films for a user: precomputed, ranked at request time (two-level), folded-in, or
+    trending/popular for unknown users; `explain=1` says per film what put it there."""
     try:
-        user_id, limit = parse_id(request, "user_id"), parse_limit(request)
+        user_id, limit, explain = parse_id(request, "user_id"), parse_limit(request), parse_explain(request)
     except BadRequest as exc:
         return error(400, str(exc))
-    answer = await request.app[READER].recommend(user_id, limit)
+    answer = await request.app[READER].recommend(user_id, limit, explain)
     metrics.count_recommendation(answer.source, answer.degraded, answer.redis_reads)
     return json_response({"user_id": user_id, **answer_body(answer)})
 

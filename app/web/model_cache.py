@@ -1,5 +1,6 @@
 """In-process copy of what every request needs: the served version, its popular
-list, fold-in factors, the trending list, the latest run's popular and trending
+list, fold-in factors, a two-level version's request-time ranker
+(app/web/request_ranking.py), the trending list, the latest run's popular and trending
 lists (the fallbacks while nothing else has any), film titles, and the running
 experiment with both of its versions loaded.
 
@@ -25,7 +26,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -35,8 +36,12 @@ from app.experiments.model import Experiment
 from app.storage import redis_keys
 from app.web import metrics
 from app.web.foldin_cache import FoldInRanker, Ranked, load_ranker
+from app.web.request_ranking import load_request_ranker
 from app.web.lists import Stopped, VersionLists
 from app.web.local_lists import LocalLists
+
+if TYPE_CHECKING:  # imported in a thread when a two-level version is loaded (LightGBM)
+    from app.recsys.ranking.online import RequestRanker
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,13 @@ class Snapshot:
     meta: dict[str, Any] = field(default_factory=dict)
     popular: Ranked = EMPTY
     foldin: FoldInRanker | None = None  # None when the version has no (readable) factors
+    ranking: RequestRanker | None = None  # a two-level version's request-time ranker (None otherwise)
     lists: VersionLists = field(default_factory=VersionLists)  # filled in the background (module docstring)
+
+    @property
+    def model(self) -> str | None:
+        """The version's model as published ("two-level", "als", ...; None when its meta does not say)."""
+        return self.meta.get("shipped") or self.meta.get("params", {}).get("model")
 
 
 class Route(NamedTuple):
@@ -152,15 +163,18 @@ class ModelCache:
             pipe.get(redis_keys.meta(version))
             pipe.get(redis_keys.popular(version))
             pipe.get(redis_keys.factors(version))
-            meta, popular, factors = await pipe.execute()
+            pipe.get(redis_keys.ranking(version))
+            meta, popular, factors, ranking = await pipe.execute()
         if meta is None:
             log.warning("version %s has no meta in Redis (expired or never published): its users get fallbacks", version)
         foldin = await asyncio.to_thread(load_ranker, factors)
+        request_ranker = await asyncio.to_thread(load_request_ranker, ranking, version)
         return Snapshot(
             version=version,
             meta=json.loads(meta) if meta else {},
             popular=redis_keys.decode_ranked(popular),
             foldin=foldin,
+            ranking=request_ranker,
             lists=VersionLists(self._memory_left()),
         )
 

@@ -43,6 +43,15 @@ _USER_ARM = {
 }
 
 
+_EXPLAIN = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "description": "1 or true: each film carries `reasons`, what put it in the list (default 0)",
+    "schema": {"type": "string", "enum": ["0", "1", "false", "true"], "default": "0"},
+}
+
+
 def _id_param(name: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -69,11 +78,22 @@ _FILM = {
         "film_id": {"type": "integer"},
         "score": {"type": "number"},
         "title": {"type": "string", "nullable": True},
+        "reasons": {
+            "type": "array",
+            "description": "with explain=1: for a film ranked at request time, the features or first-level "
+                           "sources (`source:<name>`) that raised its score most, with their SHAP value; "
+                           "for any other film, the list it came from (`list:<stage>`, value null)",
+            "items": {
+                "type": "object",
+                "required": ["name", "value"],
+                "properties": {"name": {"type": "string"}, "value": {"type": "number", "nullable": True}},
+            },
+        },
     },
 }
 _LIST_PROPS = {
     "items": {"type": "array", "items": _ref("Film")},
-    "source": {"type": "string", "enum": ["als", "foldin", "trending", "popular", "similar"]},
+    "source": {"type": "string", "enum": ["als", "ranked", "foldin", "trending", "popular", "similar"]},
     "model_version": {"type": "string", "nullable": True, "description": "the version that ranked this list"},
     "experiment": {
         "type": "string",
@@ -184,7 +204,7 @@ SPEC: dict[str, Any] = {
     "info": {"title": "cinerec recommendations", "version": "1.0.0"},
     "paths": {
         "/v1/users/{user_id}/recommendations": _list_op(
-            "Recommended films for a user", [_id_param("user_id")], "UserRecommendations", {}
+            "Recommended films for a user", [_id_param("user_id"), _EXPLAIN], "UserRecommendations", {}
         ),
         "/v1/films/{film_id}/similar": _list_op(
             "Films similar to a film",
@@ -335,8 +355,22 @@ SPEC: dict[str, Any] = {
             "FilmList": {"type": "object", "required": ["items", "source"], "properties": _LIST_PROPS},
             "UserRecommendations": {
                 "type": "object",
-                "required": ["user_id", "items", "source", "model_version"],
-                "properties": {"user_id": {"type": "integer"}, **_LIST_PROPS},
+                "required": ["user_id", "items", "source", "model_version", "model", "stage"],
+                "properties": {
+                    "user_id": {"type": "integer"},
+                    **_LIST_PROPS,
+                    "model": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "the model of model_version (two-level, als, ...; null when unknown)",
+                    },
+                    "stage": {
+                        "type": "string",
+                        "enum": ["precomputed", "request-time", "fold-in", "trending", "popular"],
+                        "description": "which stage answered: the version's precomputed list, two-level ranking "
+                                       "at request time (source ranked), ALS fold-in, or a fallback list",
+                    },
+                },
             },
             "SimilarFilms": {
                 "type": "object",

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Protocol
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.settings import Settings
+from app.storage import redis_keys
 
 _partitioner = DefaultPartitioner()
 
@@ -82,3 +83,10 @@ class TableRecent:
             return None
         record = self._table.data.get(user_id)  # the store itself: Table.get adds ~2 us of sensors per call
         return list(record["recent"]) if record else []
+
+    def counts(self, user_id: int) -> dict[str, float] | None:
+        """The counts `agents.live.user_counts` mirrors from the same record (asked after `recent`)."""
+        record = self._table.data.get(user_id)
+        if not record:
+            return None
+        return redis_keys.live_user_counts(record)

@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings, strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.config._auth import OpenAPIAuthConfig
@@ -19,6 +19,8 @@ from schemathesis.config._auth import OpenAPIAuthConfig
 from app.web.openapi import SPEC
 from app.storage.clickhouse import client, migrate
 from tests.conftest import BASE, require_service, unique
+from app.web.handlers import EXPLAIN
+from tests.integration.web_ranking_support import WARM_USERS, fit_two_level, newcomer, publish_two_level
 from tests.integration.web_support import publish_version, serve_process, set_trending, sync_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(12)]
@@ -26,6 +28,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis_db(12)]
 REDIS_DB = 12
 ANALYTICS = ("/v1/analytics/summary", "/v1/analytics/dashboard", "/v1/analytics/experiment")
 EXPERIMENTS = tuple(path for path in SPEC["paths"] if path.startswith("/v1/admin/experiments"))
+NEWCOMERS = tuple(range(900_001, 900_006))  # recent plays, no list: ranked at request time
+COLD = (424_242, 7)
 TOKEN = "fuzz-token"
 ADMIN_TOKEN = "fuzz-admin-token"
 
@@ -37,8 +41,9 @@ schema.config.auth.openapi = OpenAPIAuthConfig(schemes={"bearer": {"bearer": TOK
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`cinerec serve` on a free port over Redis db 12 holding a published version and a
-    fresh ClickHouse database (analytics behind ANALYTICS_TOKEN, admin behind ADMIN_TOKEN)."""
+    """`cinerec serve` on a free port over Redis db 12 holding a published single-model version, a
+    served two-level version (NEWCOMERS have recent plays and live counts) and a fresh ClickHouse
+    database (analytics behind ANALYTICS_TOKEN, admin behind ADMIN_TOKEN)."""
     require_service("redis")
     require_service("clickhouse")
     database = unique("cinerec_fuzz")
@@ -48,7 +53,11 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     conn = sync_redis(settings)
     conn.flushdb()
     publish_version(conn, "v1", seed=5)
-    set_trending(conn, [3, 4, 5])
+    publish_two_level(conn, "v2", fit_two_level())
+    for i, user in enumerate(NEWCOMERS):
+        newcomer(conn, user, [1000 + 25 * (i % 4) + k for k in (2, 1, 0)],
+                 {"events": 3 + i, "ratings": i, "rating_sum": 3.5 * i, "last_seen": 1.6e9 + 31 * 86_400})
+    set_trending(conn, [1003, 1004, 1005])
     try:
         with serve_process(settings, tmp_path_factory.mktemp("serve") / "serve.log") as url:
             yield url
@@ -82,3 +91,29 @@ def test_documented_paths_are_served(server_url: str) -> None:
         if "get" in operations and "{" not in path:
             response = requests.get(server_url + path, timeout=10)
             assert str(response.status_code) in operations["get"]["responses"], (path, response.status_code)
+
+
+@given(user=st.sampled_from([*NEWCOMERS, *WARM_USERS.tolist(), *COLD]), limit=st.integers(1, 100),
+       explain=st.one_of(st.none(), st.sampled_from(sorted(EXPLAIN)), st.text(max_size=8)))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_explain_is_a_flag_on_every_stage_and_anything_else_a_400(server_url: str, user: int, limit: int,
+                                                                    explain: str | None) -> None:
+    params = {"limit": limit, **({} if explain is None else {"explain": explain})}
+    response = requests.get(f"{server_url}/v1/users/{user}/recommendations", params=params, timeout=30)
+    if explain is not None and explain not in EXPLAIN:
+        assert response.status_code == 400 and "explain must be one of" in response.json()["error"]
+        return
+    assert response.status_code == 200, response.text
+    body = response.json()
+    if body.get("degraded"):  # a Redis read past its budget on a loaded machine: popular, legitimately
+        assert body["stage"] == "popular"
+        return
+    stage = "request-time" if user in NEWCOMERS else "precomputed" if user in WARM_USERS else "popular"
+    if stage == "popular" and body["stage"] == "trending":
+        stage = "trending"
+    assert (body["stage"], body["model"], body["model_version"]) == (stage, "two-level", "v2")
+    assert 0 < len(body["items"]) <= limit
+    explained = EXPLAIN.get(explain or "0")
+    assert all(("reasons" in item) == explained for item in body["items"])
+    if explained and stage == "request-time":
+        assert any(reason["value"] for item in body["items"] for reason in item["reasons"])

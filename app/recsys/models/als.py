@@ -6,6 +6,7 @@ multithreaded batch top-k, which never materialises the users x items matrix.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Mapping, Self
 
@@ -13,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.topk import topk
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from app.recsys.models.base import check_fitted, check_indices, read_model, write_model
 from app.recsys.data.dataset import Dataset
@@ -231,9 +232,19 @@ def top_k(
     if k == 0 or not len(queries):
         return pad_ranked(np.zeros((len(queries), 0)), np.zeros((len(queries), 0)), n)
     rows = None if exclude is None else _RowIndices(exclude)
-    with threadpool_limits(1, "blas"):
+    if len(queries) == 1:  # one user (request time): one thread anyway; the limit would cost ~0.1 ms
+        ids, scores = topk(items, queries, k, filter_query_items=rows, num_threads=1)
+        return pad_ranked(ids, scores, n)
+    with _blas().limit(limits=1, user_api="blas"):
         ids, scores = topk(items, queries, k, filter_query_items=rows, num_threads=0)
     return pad_ranked(ids, scores, n)
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The process's thread pools, found once: `threadpool_limits` scans every loaded library
+    on each call (~1-3 ms), most of a request-time two-level ranking (app/web)."""
+    return ThreadpoolController()
 
 
 class _RowIndices:

@@ -71,6 +71,10 @@ class FMRecommender:
         self.item_bias = np.zeros(0, dtype=np.float32)  # mean b_i
         self.trained = np.zeros(0, dtype=bool)  # per user: trained (True) or folded in
         self._fold = _FoldIn.empty()
+        # Users not trained are folded in when first asked for (or at save): a retrain scores a few
+        # hundred holdout users, and folding in all 100k cost most of the FM's fit (bench/train.py).
+        self._history = sp.csr_matrix((0, 0), dtype=np.float32)
+        self._ready = np.zeros(0, dtype=bool)  # per user: its row of user_vectors is filled
 
     def params(self) -> dict[str, Any]:
         return {"rank": self.rank, "sweeps": self.sweeps, "negatives": self.negatives, "max_users": self.max_users,
@@ -110,9 +114,7 @@ class FMRecommender:
         self._fold = _FoldIn.estimate(samples, rows_users, rows_items, labels, self.negatives)
         vectors = np.zeros((n_users, self.rank * len(samples)), dtype=np.float32)
         vectors[sample] = np.hstack([s.user for s in samples]) / len(samples)
-        if not trained.all():
-            vectors[~trained] = self._fold.user_vectors(history[~trained])
-        self.user_vectors = vectors
+        self.user_vectors, self._history, self._ready = vectors, history, trained.copy()
         self.item_vectors = np.hstack([s.item for s in samples]).astype(np.float32)
         self.item_bias = np.mean([s.bias for s in samples], axis=0).astype(np.float32)
         return self
@@ -122,7 +124,15 @@ class FMRecommender:
     ) -> tuple[np.ndarray, np.ndarray]:
         check_fitted(self)
         users = check_indices(user_indices, len(self.users), "user")
-        return self._ranked(self.user_vectors[users], n, None if seen is None else sp.csr_matrix(seen)[users])
+        return self._ranked(self._vectors(users), n, None if seen is None else sp.csr_matrix(seen)[users])
+
+    def _vectors(self, users: np.ndarray) -> np.ndarray:
+        """The users' vectors, folding in (once) those not trained and not asked for before."""
+        missing = np.unique(users[~self._ready[users]])
+        if len(missing):
+            self.user_vectors[missing] = self._fold.user_vectors(self._history[missing])
+            self._ready[missing] = True
+        return self.user_vectors[users]
 
     def recommend_rows(
         self, rows: sp.csr_matrix, n: int, exclude: sp.csr_matrix | None = None
@@ -160,6 +170,7 @@ class FMRecommender:
         return ids, top
 
     def save(self, directory: Path) -> None:
+        self._vectors(np.arange(len(self._ready)))
         write_model(directory, self, {"user_vectors": self.user_vectors, "item_vectors": self.item_vectors,
                                       "item_bias": self.item_bias, "trained": self.trained, **self._fold.arrays()})
 
@@ -171,6 +182,7 @@ class FMRecommender:
         model.user_vectors, model.item_vectors = saved.arrays["user_vectors"], saved.arrays["item_vectors"]
         model.item_bias, model.trained = saved.arrays["item_bias"], saved.arrays["trained"]
         model._fold = _FoldIn.from_arrays(saved.arrays)
+        model._ready = np.ones(len(model.user_vectors), dtype=bool)
         return model
 
 

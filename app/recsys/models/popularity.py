@@ -63,13 +63,16 @@ class _ItemScoreRecommender:
         )
         return self._ranked_excluding(itself, n)
 
-    def _ranked_excluding(self, excluded: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per row of `excluded`, the first n items of the one global ranking that the row does not hold.
+    def _ranked_excluding(self, excluded: sp.csr_matrix, n: int,
+                          order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of `excluded`, the first n items of the one global ranking that the row does not hold
+        (`order`: that ranking, items best first, when the caller keeps it; else sorted here).
 
         Only the first n + (most items excluded in one row) ranks can be
         needed, so a block costs rows x that, never rows x catalog.
         """
-        order = np.argsort(-self.item_scores, kind="stable")
+        if order is None:
+            order = np.argsort(-self.item_scores, kind="stable")
         rank = np.empty(len(order), dtype=np.int64)
         rank[order] = np.arange(len(order))
         ids = np.empty((excluded.shape[0], n), dtype=np.int64)
@@ -82,7 +85,7 @@ class _ItemScoreRecommender:
             if (stop - start) * width > _BLOCK_CELLS:  # a heavy user in the block: fewer rows
                 stop = start + max(1, _BLOCK_CELLS // width)
                 width = min(len(order), n + int(lengths[start:stop].max(initial=0)))
-            block = excluded[start:stop]
+            block = excluded if (start, stop) == (0, excluded.shape[0]) else excluded[start:stop]
             entry_rank = rank[block.indices]
             in_window = entry_rank < width
             mask = np.zeros((stop - start, width), dtype=bool)

@@ -111,9 +111,17 @@ class ItemScoreSource:
         self._ranking = PopularRecommender()  # its masking of one global ranking, over these scores
         self._ranking.item_scores = self.item_scores
         self._ranking.items = IdMap(np.arange(len(self.item_scores)))
+        # the global ranking, sorted once: a request-time ranking of one user would sort it each time
+        self._order = np.argsort(-self.item_scores, kind="stable")
 
     def top(self, batch: UserBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._ranking.recommend(np.arange(len(batch)), n, seen=batch.seen)
+        seen = batch.seen.tocsr()
+        if len(batch) == 1:  # request time: the head of the ranking minus the user's films, no matrix work
+            own = seen.indices[seen.indptr[0]:seen.indptr[1]]  # every stored film, as `_ranked_excluding`
+            head = self._order[: n + len(own)]
+            ids = head[~np.isin(head, own)][:n]
+            return pad_ranked(ids[None, :], self.item_scores[ids][None, :], n)
+        return self._ranking._ranked_excluding(seen, n, self._order)  # noqa: SLF001 (one batch row per user)
 
     def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.item_scores[items]
@@ -134,10 +142,7 @@ class NeighbourSource:
         if batch.recent is None:
             product = sp.csr_matrix((len(batch), self.neighbours.shape[1]), dtype=np.float32)
         else:
-            product = (batch.recent @ self.neighbours).tocsr()
-            product = product - product.multiply(batch.seen > 0)  # never the user's own films
-            product.eliminate_zeros()
-            product.sort_indices()
+            product = _drop_seen((batch.recent @ self.neighbours).tocsr(), batch.seen.tocsr())
         self._last = (batch, product)
         return product
 
@@ -155,8 +160,30 @@ class NeighbourSource:
         return ids, scores
 
     def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """product[rows, items] by a search in its sorted (row, film) keys (scipy's fancy indexing
+        of a csr matrix cost ~0.2 ms of a request-time ranking); 0 where it holds nothing."""
         product = self._scores(batch)
-        return np.asarray(product[rows, items], dtype=np.float32).ravel()
+        width = np.int64(product.shape[1])
+        keys = np.repeat(np.arange(product.shape[0], dtype=np.int64), np.diff(product.indptr)) * width \
+            + product.indices
+        wanted = np.asarray(rows, dtype=np.int64) * width + np.asarray(items, dtype=np.int64)
+        at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+        found = keys[at] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
+        return np.where(found, product.data[at] if len(keys) else 0, 0).astype(np.float32)
+
+
+def _drop_seen(product: sp.csr_matrix, seen: sp.csr_matrix) -> sp.csr_matrix:
+    """`product` without the user's own films and without zeros, indices sorted: what
+    `product - product.multiply(seen > 0)` + `eliminate_zeros` gives, in one matrix
+    construction instead of five (~0.1 ms of a request-time ranking)."""
+    product.sort_indices()
+    width = np.int64(product.shape[1])
+    rows = np.repeat(np.arange(product.shape[0], dtype=np.int64), np.diff(product.indptr))
+    seen_rows = np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr))
+    own = (seen_rows * width + seen.indices)[seen.data > 0]
+    keep = (product.data != 0) & ~np.isin(rows * width + product.indices, own)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=product.shape[0]))])
+    return sp.csr_matrix((product.data[keep], product.indices[keep], indptr), shape=product.shape)
 
 
 class RecommenderSource:

@@ -19,6 +19,7 @@ trees); `explain=True` adds each film's top contributing features and sources
 """
 from __future__ import annotations
 
+import functools
 import io
 from collections import Counter
 from dataclasses import dataclass
@@ -93,7 +94,11 @@ class RequestRanker:
                    FoldInModel(model.items, als.item_factors, als.gram, als.regularization, als.confidence_scale),
                    neighbours.tocsr(), first.source_names, model.config.n_candidates)
 
+    @functools.cached_property
     def _sources(self) -> list[CandidateSource]:
+        """Built once per version (the neighbour matrix is copied, the popular and trending orders
+        sorted): a request reuses them. `rank` is not thread-safe: `NeighbourSource` keeps its
+        last batch's product."""
         by_name: dict[str, CandidateSource] = {
             "als": FactorSource("als", self.foldin.item_factors),
             POPULAR: ItemScoreSource(POPULAR, self.snapshot.viewers_share),
@@ -125,7 +130,7 @@ class RequestRanker:
         batch = self.batch(recent, exclude, vector)
         state = live_user_state(record, self.snapshot.items.to_index(np.asarray(recent, dtype=np.int64)),
                                 self.snapshot)
-        return rank_candidates(self.ranker, self._sources(), batch, state, self.snapshot, self.n, now, limit,
+        return rank_candidates(self.ranker, self._sources, batch, state, self.snapshot, self.n, now, limit,
                                explain)
 
     def pack(self) -> bytes:

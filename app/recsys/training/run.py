@@ -58,9 +58,10 @@ class RetrainConfig:
     tune_trials: int | None = None
     tune_time_share: float | None = None
     # First-level models fitted besides ALS on the train part, their recall@100 on the holdout recorded,
-    # the FM on at most this many users (the others folded in): a full FM costs 10+ min at 4.6M pairs.
+    # the FM on at most this many users (the others folded in): a full FM costs 10+ min at 4.6M pairs,
+    # its sampling is linear in the users trained (docs/models.md).
     first_level: tuple[str, ...] = ("ease", "item_knn", "fm")
-    fm_max_users: int | None = 5_000
+    fm_max_users: int | None = 2_000
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:

@@ -50,3 +50,30 @@ def test_answers_name_the_experiment_and_arm_only_when_one_chose_the_version() -
     assert plain == {"items": [{"film_id": 5, "score": 0.5, "title": "Five"}], "source": "als", "model_version": "v1"}
     armed = answer_body(Answer([5], [0.5], ["Five"], "als", "v2", experiment="exp-1", arm="challenger"))
     assert (armed["model_version"], armed["experiment"], armed["arm"]) == ("v2", "exp-1", "challenger")
+
+
+def test_recommendations_name_model_and_stage_and_explain_per_film() -> None:
+    from app.web.handlers import answer_body
+    from app.web.reader import Answer
+
+    reasons = [[{"name": "source:recent", "value": 0.2}], [{"name": "list:trending", "value": None}]]
+    body = answer_body(Answer([5, 6], [0.5, 0.4], ["Five", None], "ranked", "v3", model="two-level",
+                              stage="request-time", reasons=reasons))
+    assert (body["model"], body["stage"], body["source"]) == ("two-level", "request-time", "ranked")
+    assert [item["reasons"] for item in body["items"]] == reasons
+
+
+@given(st.text(max_size=20))
+def test_explain_is_a_flag_or_a_bad_request(raw: str) -> None:
+    from aiohttp.test_utils import make_mocked_request
+    from yarl import URL
+
+    from app.web.handlers import EXPLAIN, BadRequest, parse_explain
+
+    request = make_mocked_request("GET", str(URL("/v1/users/1/recommendations").with_query(explain=raw)))
+    if raw in EXPLAIN:
+        assert parse_explain(request) is EXPLAIN[raw]
+    else:
+        with pytest.raises(BadRequest, match="explain must be one of"):
+            parse_explain(request)
+    assert parse_explain(make_mocked_request("GET", "/v1/users/1/recommendations")) is False

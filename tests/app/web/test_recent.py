@@ -88,3 +88,20 @@ def test_user_partition_is_kafkas_default_partitioner_of_the_key(user_id: int, p
     """The producer keys `interactions` by the user id in ASCII; the loader keeps the partition."""
     every = list(range(partitions))
     assert user_partition(user_id, partitions) == DefaultPartitioner()(str(user_id).encode(), every, every)
+
+
+def test_counts_are_what_the_mirror_writes_of_the_same_record() -> None:
+    from agents.live import user_counts
+    from agents.folds import apply_user
+    from app.events import Event
+    from app.storage import redis_keys
+
+    record = None
+    for ts, kind, rating in ((100.0, "play", None), (160.0, "rate", 4.0), (220.0, "play", None)):
+        record = apply_user(record, Event("e", 5, 9, kind, ts, rating=rating) if rating else Event("e", 5, 9, kind, ts))
+    app = FakeApp()
+    recent = TableRecent(app, Table({5: record}), SETTINGS)
+    app.on_partitions_assigned.send({TP("rt-user-batches", p) for p in range(4)})
+    assert recent.recent(5) == [9]
+    assert recent.counts(5) == redis_keys.decode_live_user(user_counts(record))
+    assert recent.counts(5)["ratings"] == 1 and recent.counts(6) is None

@@ -70,6 +70,23 @@ def test_user_subsample_folds_in_the_others_and_they_beat_popular(split):
     assert fm[folded].mean() > 1.3 * popular[folded].mean()
 
 
+def test_users_not_trained_are_folded_in_when_asked_and_saved_whole(split, tmp_path):
+    """Folding in on demand (any order, any subset, repeated) gives what the whole fold gives; save
+    writes every user's vector."""
+    train, _ = split
+    model = FMRecommender(rank=8, sweeps=20, max_users=80).fit(train, _group_genres(train))
+    everyone = np.arange(len(train.users))
+    whole = model._fold.user_vectors(sp.csr_matrix(train.matrix > 0, dtype=np.float32)[~model.trained])
+    some = everyone[::7][::-1]
+    first, _ = model.recommend(some, 10, seen=train.matrix)
+    ids, scores = model.recommend(everyone, 10, seen=train.matrix)
+    np.testing.assert_array_equal(first, ids[some])
+    np.testing.assert_allclose(model.user_vectors[~model.trained], whole, rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "fm")
+    loaded = FMRecommender.load(tmp_path / "fm")
+    np.testing.assert_array_equal(loaded.recommend(everyone, 10, seen=train.matrix)[0], ids)
+
+
 def test_recommend_rows_folds_in_a_trained_users_history(split):
     """A trained user's own history, folded in, gives mostly the same top-10 as their trained vector."""
     train, _ = split

@@ -80,3 +80,44 @@ def test_top_per_row_orders_by_score_then_item_and_pads() -> None:
     ids, scores = top_per_row(np.array([0, 0, 0, 1]), np.array([1, 2, 3, 4]), np.array([0.9, 0.5, 0.5, 0.1]), 3, 2)
     assert ids.tolist() == [[1, 2], [4, -1], [-1, -1]]
     assert scores[0].tolist() == pytest.approx([0.9, 0.5]) and np.isneginf(scores[2]).all()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_dropping_seen_films_is_the_sparse_formula(seed: int) -> None:
+    from app.recsys.ranking.candidates import _drop_seen
+
+    rng = np.random.default_rng(seed)
+    product = sp.random(7, 40, density=0.3, format="csr", dtype=np.float32, random_state=rng)
+    product.data[::5] = 0.0  # explicit zeros go too
+    seen = sp.random(7, 40, density=0.2, format="csr", dtype=np.float32, random_state=rng)
+    expected = product - product.multiply(seen > 0)
+    expected.eliminate_zeros()
+    expected.sort_indices()
+    got = _drop_seen(product.copy(), seen)
+    assert (got.indptr.tolist(), got.indices.tolist()) == (expected.indptr.tolist(), expected.indices.tolist())
+    assert got.data.tobytes() == expected.data.tobytes() and got.dtype == expected.dtype
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_users_sources_answer_as_for_a_batch(seed: int) -> None:
+    """The request-time shortcuts (popular/trending of one user, neighbour scores by key search)
+    give what the batch code gives for that user's row."""
+    rng = np.random.default_rng(seed)
+    films = 60
+    scores = rng.random(films).astype(np.float32)
+    scores[rng.integers(0, films, 5)] = scores[0]  # ties keep the film order
+    seen = sp.random(4, films, density=0.2, format="csr", dtype=np.float32, random_state=rng)
+    seen.data[:] = 1.0
+    source = ItemScoreSource("popular", scores)
+    batch = UserBatch(seen=seen)
+    many = source.top(batch, 10)
+    for row in range(4):
+        one = source.top(UserBatch(seen=seen[row]), 10)
+        assert one[0].tolist() == many[0][row:row + 1].tolist() and one[1].tobytes() == many[1][row:row + 1].tobytes()
+    neighbours = sp.random(films, films, density=0.1, format="csr", dtype=np.float32, random_state=rng)
+    nb = NeighbourSource("recent", neighbours)
+    recent = sp.random(4, films, density=0.05, format="csr", dtype=np.float32, random_state=rng)
+    nb_batch = UserBatch(seen=seen, recent=recent)
+    rows, items = np.repeat(np.arange(4), films), np.tile(np.arange(films), 4)
+    expected = np.asarray(nb._scores(nb_batch)[rows, items], dtype=np.float32).ravel()
+    assert nb.score(nb_batch, rows, items).tobytes() == expected.tobytes()

@@ -4,13 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.recsys.data.dataset import EventWeights, Interactions, build_dataset
-from app.recsys.data.load import Films
-from app.recsys.models.als import ALSRecommender
-from app.recsys.ranking import stage
+from app.recsys.data.dataset import Interactions
 from app.recsys.ranking.online import RequestRanker
-from app.recsys.ranking.twolevel import TwoLevelConfig, TwoLevelRecommender
-from tests.app.recsys.conftest import planted_interactions
+from app.recsys.ranking.twolevel import TwoLevelRecommender
+from tests.app.recsys.conftest import planted_interactions, small_two_level
 
 GROUPS = 4
 
@@ -22,16 +19,7 @@ def events() -> Interactions:
 
 @pytest.fixture(scope="module")
 def model(events: Interactions) -> TwoLevelRecommender:
-    weights = EventWeights()
-    train = build_dataset(events, weights)
-    als = ALSRecommender(factors=8, iterations=10).fit(train)
-    ids = np.unique(events.film_id)
-    films = Films(ids, [""] * len(ids), [[f"g{(f - 1000) // 25}"] for f in ids.tolist()])
-    config = TwoLevelConfig(n_candidates=20, label_rule="per_user")
-    cut = stage.fit_stage(events, weights, lambda d: {"als": ALSRecommender(factors=8, iterations=10).fit(d)},
-                          min_users=50, max_share=0.3, config=config)
-    built = stage.build(cut, events, train, events.max_ts + 1, {"als": als}, films, config)
-    return built.model
+    return small_two_level(events)
 
 
 def inputs(model: TwoLevelRecommender, user: int) -> dict:
