@@ -33,8 +33,8 @@ import scipy.sparse as sp
 from app.recsys.data.idmap import IdMap
 from app.recsys.models.foldin import FoldInModel, gram
 from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, CandidateSource, FactorSource,
-                                           ItemItemSource, ItemScoreSource, NeighbourSource, UserBatch, recent_row, top_per_row,
-                                           union)
+                                           ItemItemSource, ItemScoreSource, NeighbourSource, UserBatch, recent_row,
+                                           top_per_row, union)
 from app.recsys.ranking.features import FilmSnapshot, UserStates, assemble, live_user_state
 from app.recsys.ranking.ranker import Ranker
 

@@ -36,8 +36,8 @@ from app.recsys.models.base import META_FILE, MODEL_FILE, Recommender, check_ind
 from app.recsys.models.itemitem import ItemItemRecommender
 from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, CandidateSource, Candidates, FactorSource,
-                                           ItemItemSource, ItemScoreSource, NeighbourSource, RecommenderSource, UserBatch,
-                                           neighbours_of, recent_matrix, source_recall, top_per_row, union)
+                                           ItemItemSource, ItemScoreSource, NeighbourSource, RecommenderSource,
+                                           UserBatch, neighbours_of, recent_matrix, source_recall, top_per_row, union)
 from app.recsys.ranking.features import FilmSnapshot, UserTotals, assemble, feature_names, film_snapshot
 from app.recsys.ranking.online import RequestRanker
 from app.recsys.ranking.ranker import Ranker, RankerParams
