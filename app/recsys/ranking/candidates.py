@@ -10,7 +10,12 @@ that cannot score arbitrary pairs (a generic `Recommender`) gives NaN there
 The same batch type serves offline ranking (warm users: their trained ALS
 vectors, their rows of the training matrix) and request time (one user: a
 folded-in vector, the live recent plays, no training row), so both go through
-one `union`. Sources:
+one `union`. A request ranks ONE user, where scipy's per-call overhead (~50-200 us a
+sparse step) was most of the cost: every source also has a one-user method
+(`top_one`, `score_one` over a `OneUser`, plain numpy on a few hundred films) and
+`union_one` merges them; each gives exactly the batch path's numbers for a batch
+of that one user (same float32 operations in the same order; tests compare them
+on random users). Sources:
 
     FactorSource      dot product of user vectors and item factors (ALS; fold-in at request time)
     ItemScoreSource   one score per film, minus the user's films (popular, trending)
@@ -27,10 +32,10 @@ import scipy.sparse as sp
 
 from app.recsys.data.dataset import Dataset
 from app.recsys.data.idmap import IdMap
-from app.recsys.models.als import top_k
+from app.recsys.models.als import top_k, top_k_one
 from app.recsys.models.base import Recommender
 from app.recsys.models.popularity import PopularRecommender
-from app.recsys.models.topn import pad_ranked, top_n
+from app.recsys.models.topn import mark_ranked, pad_ranked, top_n
 
 # Users scored at once by a factor source: a block of 512 x 20k films is 40 MB of float32.
 _BLOCK_ROWS = 512
@@ -53,10 +58,35 @@ class UserBatch:
         return self.seen.shape[0]
 
 
+@dataclass(frozen=True, eq=False)
+class OneUser:
+    """One user at request time: what `UserBatch` holds for a batch of one, as plain arrays."""
+
+    seen: np.ndarray  # sorted distinct film indices never proposed
+    vector: np.ndarray | None  # (1, factors) float32 contiguous ALS vector (folded in), None = unknown
+    recent: np.ndarray  # film indices of the last plays, ascending
+    weights: np.ndarray  # their decayed weights, float32 (`recent_row`'s values)
+
+    def batch(self, n_items: int) -> UserBatch:
+        """The same user as a batch of one (what the batch path ranks)."""
+        seen = sp.csr_matrix((np.ones(len(self.seen), dtype=np.float32), self.seen, [0, len(self.seen)]),
+                             shape=(1, n_items))
+        recent = sp.csr_matrix((self.weights, self.recent, [0, len(self.recent)]), shape=(1, n_items))
+        return UserBatch(seen=seen, vectors=self.vector, recent=recent)
+
+
 class CandidateSource(Protocol):
-    """What `union` needs of a first-level model."""
+    """What `union` (and `union_one`, one user at request time) needs of a first-level model."""
 
     name: str
+
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """`top` of a batch of one as 1-d arrays (`mark_ranked`: may be shorter than n)."""
+        ...
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        """`score` of a batch of one: the user's score of each film."""
+        ...
 
     def top(self, batch: UserBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(film indices, scores), (rows, n), padded with -1 / -inf; seen films never proposed."""
@@ -101,6 +131,16 @@ class FactorSource:
                 out[lo:hi] = block[rows[lo:hi] - start, items[lo:hi]]
         return out
 
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if user.vector is None:
+            return _none(n)
+        return top_k_one(self.item_factors, user.vector, n, user.seen)
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        if user.vector is None:
+            return np.full(len(items), np.nan, dtype=np.float32)
+        return (user.vector @ self.item_factors.T)[0, items]  # `score`'s product for a block of one row
+
 
 class ItemScoreSource:
     """One score per film (popular, trending), ranked per user without the user's films."""
@@ -126,6 +166,14 @@ class ItemScoreSource:
     def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.item_scores[items]
 
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        head = self._order[: n + len(user.seen)]
+        ids = head[~_member(head, user.seen)][:n]
+        return mark_ranked(ids, self.item_scores[ids], n)
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        return self.item_scores[items]
+
 
 class NeighbourSource:
     """Films similar to the user's recent plays: sum over recent films j of weight_j x sim(j, film)."""
@@ -133,12 +181,13 @@ class NeighbourSource:
     def __init__(self, name: str, neighbours: sp.csr_matrix) -> None:
         self.name = name
         self.neighbours = sp.csr_matrix(neighbours, dtype=np.float32)
-        self._last: tuple[UserBatch, sp.csr_matrix] | None = None  # `top` and `score` of one batch share it
+        # `top` and `score` of one batch (or `top_one` and `score_one` of one user) share it
+        self._last: tuple[UserBatch, sp.csr_matrix] | tuple[OneUser, np.ndarray] | None = None
 
     def _scores(self, batch: UserBatch) -> sp.csr_matrix:
         last = self._last
         if last is not None and last[0] is batch:
-            return last[1]
+            return last[1]  # type: ignore[return-value]
         if batch.recent is None:
             product = sp.csr_matrix((len(batch), self.neighbours.shape[1]), dtype=np.float32)
         else:
@@ -170,6 +219,31 @@ class NeighbourSource:
         at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
         found = keys[at] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
         return np.where(found, product.data[at] if len(keys) else 0, 0).astype(np.float32)
+
+    def _dense(self, user: OneUser) -> np.ndarray:
+        """The user's row of `_scores` as a dense float32 vector over the films: the products summed in
+        scipy's order (recent films ascending, each neighbour row as stored; float32), the user's
+        films zeroed. Cached for the user's `top_one` and `score_one`, as `_scores` is."""
+        last = self._last
+        if last is not None and last[0] is user:
+            return last[1]
+        nb = self.neighbours
+        dense = np.zeros(nb.shape[1], dtype=np.float32)
+        for film, weight in zip(user.recent.tolist(), user.weights):
+            lo, hi = nb.indptr[film], nb.indptr[film + 1]
+            np.add.at(dense, nb.indices[lo:hi], weight * nb.data[lo:hi])
+        dense[user.seen] = 0
+        self._last = (user, dense)
+        return dense
+
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        dense = self._dense(user)
+        films = np.flatnonzero(dense)  # ascending: ties keep film order, as `top`
+        best = films[np.argsort(-dense[films], kind="stable")[:n]]
+        return best, dense[best]
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        return self._dense(user)[items]
 
 
 def _drop_seen(product: sp.csr_matrix, seen: sp.csr_matrix) -> sp.csr_matrix:
@@ -204,6 +278,12 @@ class RecommenderSource:
 
     def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return np.full(len(rows), np.nan, dtype=np.float32)
+
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return _none(n)  # a request-time user has no training row
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        return np.full(len(items), np.nan, dtype=np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -254,6 +334,39 @@ def union(sources: Sequence[CandidateSource], batch: UserBatch, n: int) -> Candi
         if missing.any():
             scores[missing, j] = sources[j].score(batch, rows[missing], items[missing])
     return Candidates(tuple(s.name for s in sources), n, rows, items, scores, ranks)
+
+
+def union_one(sources: Sequence[CandidateSource], user: OneUser, n: int) -> Candidates:
+    """`union` of a batch of one user, through the sources' one-user methods: the same pairs, scores
+    and ranks (rows all 0) without a sparse matrix."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    tops = [source.top_one(user, n) for source in sources]
+    items = _distinct(np.concatenate([ids for ids, _ in tops]))
+    scores = np.full((len(items), len(sources)), np.nan, dtype=np.float32)
+    ranks = np.full((len(items), len(sources)), np.float32(2 * n))
+    for j, (ids, top_scores) in enumerate(tops):
+        valid = ids >= 0
+        pos = np.searchsorted(items, ids[valid])
+        scores[pos, j] = top_scores[valid]
+        ranks[pos, j] = np.arange(1, len(ids) + 1, dtype=np.float32)[valid]
+        missing = np.flatnonzero(ranks[:, j] > n)
+        if len(missing):
+            scores[missing, j] = sources[j].score_one(user, items[missing])
+    return Candidates(tuple(s.name for s in sources), n, np.zeros(len(items), dtype=np.int64), items, scores, ranks)
+
+
+def _none(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A one-user top with nothing in it."""
+    return mark_ranked(np.zeros(0), np.zeros(0), n)
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """`np.isin(values, sorted_set)` for a small sorted set, by binary search (np.isin costs ~30 us a call)."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
 
 
 def _distinct(keys: np.ndarray) -> np.ndarray:
@@ -341,6 +454,13 @@ def recent_row(film_indices: Sequence[int], n_items: int, last: int = RECENT_PLA
                decay: float = RECENT_DECAY) -> sp.csr_matrix:
     """`recent_matrix`'s row for one user from their recent films, newest first (the live mirror's
     order; unknown films, -1, skipped; each film once)."""
+    films, weights = recent_entries(film_indices, last, decay)
+    return sp.csr_matrix((weights, films, [0, len(films)]), shape=(1, n_items))
+
+
+def recent_entries(film_indices: Sequence[int], last: int = RECENT_PLAYS,
+                   decay: float = RECENT_DECAY) -> tuple[np.ndarray, np.ndarray]:
+    """`recent_row`'s stored entries: (film indices ascending, float32 weights)."""
     picked: list[int] = []
     for film in film_indices:
         if film >= 0 and film not in picked:
@@ -349,8 +469,7 @@ def recent_row(film_indices: Sequence[int], n_items: int, last: int = RECENT_PLA
                 break
     weights = (decay ** np.arange(len(picked))).astype(np.float32)
     order = np.argsort(picked)
-    return sp.csr_matrix((weights[order], np.array(picked, dtype=np.int64)[order], [0, len(picked)]),
-                         shape=(1, n_items))
+    return np.array(picked, dtype=np.int64)[order], weights[order]
 
 
 def neighbours_of(model: Recommender, k: int, block: int = 4096) -> sp.csr_matrix:
