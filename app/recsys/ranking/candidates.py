@@ -342,17 +342,20 @@ def union_one(sources: Sequence[CandidateSource], user: OneUser, n: int) -> Cand
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     tops = [source.top_one(user, n) for source in sources]
-    items = _distinct(np.concatenate([ids for ids, _ in tops]))
+    ids = np.concatenate([top[0] for top in tops])
+    column = np.repeat(np.arange(len(sources)), [len(top[0]) for top in tops])
+    rank = np.concatenate([np.arange(1, len(top[0]) + 1, dtype=np.float32) for top in tops])
+    valid = ids >= 0
+    items = _distinct(ids)
+    pos, column = np.searchsorted(items, ids[valid]), column[valid]
     scores = np.full((len(items), len(sources)), np.nan, dtype=np.float32)
     ranks = np.full((len(items), len(sources)), np.float32(2 * n))
-    for j, (ids, top_scores) in enumerate(tops):
-        valid = ids >= 0
-        pos = np.searchsorted(items, ids[valid])
-        scores[pos, j] = top_scores[valid]
-        ranks[pos, j] = np.arange(1, len(ids) + 1, dtype=np.float32)[valid]
+    scores[pos, column] = np.concatenate([top[1] for top in tops])[valid]
+    ranks[pos, column] = rank[valid]
+    for j, source in enumerate(sources):
         missing = np.flatnonzero(ranks[:, j] > n)
         if len(missing):
-            scores[missing, j] = sources[j].score_one(user, items[missing])
+            scores[missing, j] = source.score_one(user, items[missing])
     return Candidates(tuple(s.name for s in sources), n, np.zeros(len(items), dtype=np.int64), items, scores, ranks)
 
 

@@ -30,9 +30,10 @@ import scipy.sparse as sp
 
 from app.recsys.data.idmap import IdMap
 from app.recsys.models.foldin import FoldInModel, gram
+from app.recsys.models.topn import mark_ranked
 from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, Candidates, CandidateSource, FactorSource,
                                            ItemScoreSource, NeighbourSource, OneUser, UserBatch, recent_entries,
-                                           top_per_row, union_one)
+                                           union_one)
 from app.recsys.ranking.features import FilmSnapshot, UserStates, assemble, live_user_state
 from app.recsys.ranking.ranker import Ranker
 
@@ -178,14 +179,16 @@ def rank_candidates(ranker: Ranker, candidates: Candidates, state: UserStates, s
     """One user's candidates, scored by the ranker over `assemble`'s features, best `limit` first."""
     features = assemble(candidates, snapshot, state, now)
     scores = ranker.predict(features)
-    ids, top_scores = top_per_row(candidates.rows, candidates.items, scores, 1, limit)
-    chosen = ids[0][ids[0] >= 0]
+    order = np.argsort(-scores, kind="stable")[:limit]  # `top_per_row` of one row: ties to the smaller film
+    ids, top_scores = mark_ranked(candidates.items[order], scores[order], limit)
+    keep = ids >= 0
+    chosen = ids[keep]
     film_ids = snapshot.items.to_external(chosen).tolist()
     reasons = None
     if explain and len(chosen):
         position = np.searchsorted(candidates.items, chosen)  # one user: pairs are sorted by film
         reasons = explain_rows(ranker, features[position])
-    return RankedFilms(film_ids, top_scores[0][: len(chosen)].tolist(), reasons)
+    return RankedFilms(film_ids, top_scores[keep].tolist(), reasons)
 
 
 def explain_rows(ranker: Ranker, features: np.ndarray, top: int = EXPLAIN_TOP) -> list[list[Contribution]]:
