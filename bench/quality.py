@@ -26,11 +26,15 @@ Per dataset x protocol, in one run:
   never feeds the product): the self-tuned ALS's NDCG@10 as a share of the
   grid's best, target >= 0.97.
 
-* the two-level model (docs/ranking.md) over the self-tuned ALS, popular,
-  trending and similar-to-recent candidates: its LightGBM ranker learns on a
-  label slice carved from the TRAINING part only (per user for P1, the newest
-  events grown back to GATE_MIN_USERS users for P2, as the retrain does); its
-  NDCG@10 is printed as a share of the best single model's, target >= 1.05.
+* the two-level model (docs/ranking.md) built as the retrain builds it
+  (app.recsys.training.two_level): candidates from the self-tuned ALS, the
+  item-item model the tuning picked on its validation split (EASE or
+  item-kNN), popular, trending and similar-to-recent; its LightGBM ranker
+  learns on a label slice carved from the TRAINING part only (per user for P1,
+  the newest events grown back to GATE_MIN_USERS users for P2, as the retrain
+  does); its NDCG@10 is printed as a share of the best single model's with the
+  95% paired bootstrap interval, target >= 1.05. Beside it, the same model
+  without the item-item source (what the retrain built before).
 
 Data checks: ratings.csv / movies.csv are read by the product's importer
 (`app.movielens`), which refuses malformed lines with their line number;
@@ -65,11 +69,11 @@ from app.recsys.models.popularity import PopularRecommender  # noqa: E402
 from app.recsys.models.registry import ModelSpec  # noqa: E402
 from app.recsys.models.topn import pad_ranked  # noqa: E402
 from app.recsys.ranking import stage as two_level_stage  # noqa: E402
-from app.recsys.ranking.twolevel import TwoLevelConfig  # noqa: E402
+from app.recsys.ranking.twolevel import NAME as TWO_LEVEL, TwoLevelConfig  # noqa: E402
+from app.recsys.training import two_level  # noqa: E402
 from app.recsys.training.run import RetrainConfig  # noqa: E402
 from app.recsys.tuning.search import Budget, TuneConfig, TuneResult, tune  # noqa: E402
 from app.recsys.tuning.space import ALSPoint, ease_spec  # noqa: E402
-from app.recsys.tuning.validation import ValidationSplit  # noqa: E402
 from app.schema import FILM_EVENT_TYPES  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
@@ -77,7 +81,7 @@ DEFAULT_DATA = movielens.DEFAULT_DIR
 K = 10
 SHOWN = ("ndcg", "recall", "map", "coverage", "novelty")
 SIM = {"users": 10_000, "films": 2_000, "events": 1_000_000, "days": 60.0, "seed": 0, "end": 1_750_000_000.0}
-EASE_ITEMS = 5_000
+EASE_ITEMS = two_level.EASE_ITEMS
 # The test-tuned grid, in the tuning's coordinates (bench only).
 GRID_ALPHA = (0.3, 1.0, 3.0, 10.0, 30.0)
 GRID_RHO = (2.0, 6.0, 20.0)
@@ -150,15 +154,20 @@ def _fm(problem: Problem, tuned: TuneResult) -> Recommender:
     return spec.build().fit(problem.base, problem.genres.genre_matrix(problem.base.items)[0])
 
 
-def _two_level(problem: Problem, tuned: TuneResult) -> Recommender:
-    """The two-level model over the self-tuned ALS, its ranker taught on a slice of the training part."""
+def _two_level(problem: Problem, tuned: TuneResult, item_item: bool = True) -> Recommender:
+    """The two-level model as the retrain builds it (app.recsys.training.two_level): the self-tuned ALS and
+    the item-item model the tuning picked as sources, its ranker taught on a slice of the training part.
+    `item_item=False`: ALS, popular, trending and similar-to-recent only (the sources before issue 11's)."""
     spec = tuned.als.spec(tuned.span_days)
+    sources = two_level.Sources.of(spec, tuned)
+    if not item_item:
+        sources = two_level.Sources({spec.name: spec})
     config = TwoLevelConfig(label_rule=problem.label_rule)
-    stage = two_level_stage.fit_stage(problem.train, spec.weights, lambda d: {"als": spec.build().fit(d)},
-                                      Settings.from_env({}).gate_min_users, 0.2, config)
-    als = spec.build().fit(problem.dataset(spec.weights))
-    return two_level_stage.build(stage, problem.train, problem.dataset(spec.weights), problem.train.max_ts + 1.0,
-                                 {"als": als}, problem.genres, config).model
+    stage = two_level.fit_stage(sources, problem.train, spec.weights, Settings.from_env({}).gate_min_users, 0.2,
+                                config)
+    train = problem.dataset(spec.weights)
+    return two_level_stage.build(stage, problem.train, train, problem.train.max_ts + 1.0, sources.fit(train),
+                                 problem.genres, config).model
 
 
 ROWS: dict[str, Row] = {
@@ -168,7 +177,8 @@ ROWS: dict[str, Row] = {
     "EASE": lambda p, t: ease_spec(t.ease_regularization, EASE_ITEMS).build().fit(p.base),
     "item-kNN": lambda p, t: ModelSpec.of("item_knn").build().fit(p.base),
     "FM": _fm,
-    "two-level": _two_level,
+    "two-level, no item-item": lambda p, t: _two_level(p, t, item_item=False),
+    TWO_LEVEL: _two_level,
 }
 BASELINE = PlainImplicitALS.name
 
@@ -250,11 +260,7 @@ def run(problem: Problem, trials: int, grid: bool) -> dict[str, object]:
         fit_started = time.perf_counter()
         results[name] = problem.score(build(problem, tuned))  # every weighting has the same users and films
         seconds[name] = time.perf_counter() - fit_started
-    validation = ValidationSplit.carve(problem.train)  # the tuning's own split (same seed)
-    item_item = {"EASE": validation.score(ease_spec(tuned.ease_regularization, EASE_ITEMS)),
-                 "item-kNN": validation.score(ModelSpec.of("item_knn"))}
-    out: dict[str, object] = {"tuned": tuned, "tune_s": tune_s, "results": results, "seconds": seconds,
-                              "item_item_validation": item_item}
+    out: dict[str, object] = {"tuned": tuned, "tune_s": tune_s, "results": results, "seconds": seconds}
     if grid:
         out["oracle"] = oracle(problem)
     return out
@@ -278,13 +284,13 @@ def report(problem: Problem, out: dict[str, object]) -> float | None:
     base = results[BASELINE]
     print(f"ratios vs the baseline ({BASELINE}, same run): " + "; ".join(
         f"{name} NDCG x{m[f'ndcg@{K}'] / base[f'ndcg@{K}']:.2f}" for name, m in results.items() if name != BASELINE))
-    single = max((n for n in results if n != "two-level"), key=lambda n: results[n][f"ndcg@{K}"])
-    print(f"two-level / best single model ({single}) NDCG@10 = {ratio_interval(scored['two-level'], scored[single])}"
-          " (target >= 1.05)")
-    validation = out["item_item_validation"]
-    pick = max(validation, key=validation.get)
-    print(f"item-item pick by validation NDCG@10: {pick} ({', '.join(f'{k} {v:.4f}' for k, v in validation.items())});"
-          f" on the test: EASE {results['EASE'][f'ndcg@{K}']:.4f}, item-kNN {results['item-kNN'][f'ndcg@{K}']:.4f}")
+    single = max((n for n in results if not n.startswith(TWO_LEVEL)), key=lambda n: results[n][f"ndcg@{K}"])
+    for name in (n for n in results if n.startswith(TWO_LEVEL)):
+        print(f"{name} / best single model ({single}) NDCG@10 = {ratio_interval(scored[name], scored[single])}"
+              " (target >= 1.05 for the two-level model)")
+    print(f"item-item source (the tuning's pick by validation NDCG@10): {tuned.item_item} (EASE {tuned.ease_value:.4f}"
+          f" on its top {TuneConfig.ease_trial_items:,} films, item-kNN {tuned.knn_value:.4f}); on the test: "
+          f"EASE {results['EASE'][f'ndcg@{K}']:.4f}, item-kNN {results['item-kNN'][f'ndcg@{K}']:.4f}")
     if "oracle" not in out:
         return None
     point, best, size = out["oracle"]

@@ -20,7 +20,8 @@ on random users). Sources:
     FactorSource      dot product of user vectors and item factors (ALS; fold-in at request time)
     ItemScoreSource   one score per film, minus the user's films (popular, trending)
     NeighbourSource   similar to the user's recent plays, from any model's similar-items lists
-    RecommenderSource any fitted `Recommender` (EASE, kNN, FM ...): its own top-N, warm users only
+    ItemItemSource    the user's whole history x an item-item model's top-k weights (EASE, item-kNN)
+    RecommenderSource any fitted `Recommender` (e.g. the FM): its own top-N, warm users only
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import scipy.sparse as sp
 from app.recsys.data.dataset import Dataset
 from app.recsys.data.idmap import IdMap
 from app.recsys.models.als import top_k, top_k_one
-from app.recsys.models.base import Recommender
+from app.recsys.models.base import Recommender, binary
 from app.recsys.models.popularity import PopularRecommender
 from app.recsys.models.topn import mark_ranked, pad_ranked, top_n
 
@@ -175,8 +176,10 @@ class ItemScoreSource:
         return self.item_scores[items]
 
 
-class NeighbourSource:
-    """Films similar to the user's recent plays: sum over recent films j of weight_j x sim(j, film)."""
+class _SparseProductSource:
+    """Scores = some rows of the batch (`_rows`) x a sparse items x items matrix; the user's own
+    films dropped. Subclasses say which rows: the recent plays (`NeighbourSource`) or the whole
+    history (`ItemItemSource`)."""
 
     def __init__(self, name: str, neighbours: sp.csr_matrix) -> None:
         self.name = name
@@ -184,14 +187,22 @@ class NeighbourSource:
         # `top` and `score` of one batch (or `top_one` and `score_one` of one user) share it
         self._last: tuple[UserBatch, sp.csr_matrix] | tuple[OneUser, np.ndarray] | None = None
 
+    def _rows(self, batch: UserBatch) -> sp.csr_matrix | None:
+        raise NotImplementedError
+
+    def _row_one(self, user: OneUser) -> tuple[np.ndarray, np.ndarray]:
+        """`_rows` of a batch of one as its stored entries: (films ascending, float32 weights)."""
+        raise NotImplementedError
+
     def _scores(self, batch: UserBatch) -> sp.csr_matrix:
         last = self._last
         if last is not None and last[0] is batch:
             return last[1]  # type: ignore[return-value]
-        if batch.recent is None:
+        rows = self._rows(batch)
+        if rows is None:
             product = sp.csr_matrix((len(batch), self.neighbours.shape[1]), dtype=np.float32)
         else:
-            product = _drop_seen((batch.recent @ self.neighbours).tocsr(), batch.seen.tocsr())
+            product = _drop_seen((rows @ self.neighbours).tocsr(), batch.seen.tocsr())
         self._last = (batch, product)
         return product
 
@@ -222,14 +233,15 @@ class NeighbourSource:
 
     def _dense(self, user: OneUser) -> np.ndarray:
         """The user's row of `_scores` as a dense float32 vector over the films: the products summed in
-        scipy's order (recent films ascending, each neighbour row as stored; float32), the user's
-        films zeroed. Cached for the user's `top_one` and `score_one`, as `_scores` is."""
+        scipy's order (`_row_one`'s films ascending, each neighbour row as stored; float32), the
+        user's films zeroed. Cached for the user's `top_one` and `score_one`, as `_scores` is."""
         last = self._last
         if last is not None and last[0] is user:
             return last[1]
         nb = self.neighbours
         dense = np.zeros(nb.shape[1], dtype=np.float32)
-        for film, weight in zip(user.recent.tolist(), user.weights):
+        films, weights = self._row_one(user)
+        for film, weight in zip(films.tolist(), weights):
             lo, hi = nb.indptr[film], nb.indptr[film + 1]
             np.add.at(dense, nb.indices[lo:hi], weight * nb.data[lo:hi])
         dense[user.seen] = 0
@@ -244,6 +256,34 @@ class NeighbourSource:
 
     def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
         return self._dense(user)[items]
+
+
+class NeighbourSource(_SparseProductSource):
+    """Films similar to the user's recent plays: sum over recent films j of weight_j x sim(j, film)."""
+
+    def _rows(self, batch: UserBatch) -> sp.csr_matrix | None:
+        return batch.recent
+
+    def _row_one(self, user: OneUser) -> tuple[np.ndarray, np.ndarray]:
+        return user.recent, user.weights
+
+
+class ItemItemSource(_SparseProductSource):
+    """An item-item model (EASE, item-kNN) as a sparse matrix: score(user, film) = sum over the
+    user's films j (every film of `seen`, weight 1) of W[j, film].
+
+    W is the model's top-k weights per film (`neighbours_of`): EASE's B is dense (n x n floats,
+    100 MB at 5,000 films), too big for the request-time bundle, so the source is DEFINED on
+    the cut matrix, offline as at request time: the same W scores a warm user's training row
+    and a newcomer's recent plays (their whole history), so the cut creates no train/serve skew.
+    It scores any (user, film) pair (0 where W links none of the user's films to the film).
+    """
+
+    def _rows(self, batch: UserBatch) -> sp.csr_matrix | None:
+        return binary(batch.seen.tocsr())
+
+    def _row_one(self, user: OneUser) -> tuple[np.ndarray, np.ndarray]:
+        return user.seen, np.ones(len(user.seen), dtype=np.float32)
 
 
 def _drop_seen(product: sp.csr_matrix, seen: sp.csr_matrix) -> sp.csr_matrix:

@@ -6,13 +6,15 @@ solved from their recent plays against the published item factors), films
 similar to their recent plays, popular and trending (the version's film
 snapshot), ranked by the SAME ranker over the SAME features (`features.assemble`)
 built from the version's film snapshot and the user's live state (the stats
-agent's per-user mirror, `live:user:{id}`, and recent plays). Sources that need a
-training row (EASE, FM...) propose nothing here and score NaN, as LightGBM's
-missing value.
+agent's per-user mirror, `live:user:{id}`, and recent plays). An item-item source
+(EASE or item-kNN, `ItemItemSource`) scores the newcomer's history, which is
+their recent plays, with the same cut weight matrix as offline. Sources that need
+a training row (the FM) propose nothing here and score NaN, as LightGBM's
+missing value (the pipeline does not make them sources: docs/ranking.md).
 
 `RequestRanker` is what a version publishes for this (`recs:{v}:ranking`, npz,
 no pickle): ranker text model, film snapshot, item factors, similar-film
-neighbours. `rank` is pure and takes well under a few milliseconds (one fold-in
+neighbours, the item-item sources' weight matrices. `rank` is pure and takes well under a few milliseconds (one fold-in
 solve, one matrix-vector product over the films, ~150 candidates through the
 trees); `explain=True` adds each film's top contributing features and sources
 (LightGBM's SHAP values, summed per source).
@@ -22,7 +24,7 @@ from __future__ import annotations
 import functools
 import io
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -32,8 +34,8 @@ from app.recsys.data.idmap import IdMap
 from app.recsys.models.foldin import FoldInModel, gram
 from app.recsys.models.topn import mark_ranked
 from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, Candidates, CandidateSource, FactorSource,
-                                           ItemScoreSource, NeighbourSource, OneUser, UserBatch, recent_entries,
-                                           union_one)
+                                           ItemItemSource, ItemScoreSource, NeighbourSource, OneUser, UserBatch,
+                                           recent_entries, union_one)
 from app.recsys.ranking.features import FilmSnapshot, UserStates, assemble, live_user_state
 from app.recsys.ranking.ranker import Ranker
 
@@ -59,7 +61,7 @@ class RankedFilms(NamedTuple):
 
 
 class _Unavailable:
-    """A first-level source that needs a training row (EASE, FM ...): nothing at request time."""
+    """A first-level source that needs a training row (e.g. the FM): nothing at request time."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -87,6 +89,7 @@ class RequestRanker:
     neighbours: sp.csr_matrix
     sources: tuple[str, ...]  # in the ranker's order (what the offline first level had)
     n: int  # candidates per source
+    item_item: Mapping[str, sp.csr_matrix] = field(default_factory=dict)  # item-item sources' W, by name
 
     @classmethod
     def of(cls, model: TwoLevelRecommender) -> RequestRanker:
@@ -99,7 +102,8 @@ class RequestRanker:
         als = first.als
         return cls(model.ranker, first.snapshot,
                    FoldInModel(model.items, als.item_factors, als.gram, als.regularization, als.confidence_scale),
-                   neighbours.tocsr(), first.source_names, model.config.n_candidates)
+                   neighbours.tocsr(), first.source_names, model.config.n_candidates,
+                   {s.name: s.neighbours for s in first.sources if isinstance(s, ItemItemSource)})
 
     @functools.cached_property
     def _sources(self) -> list[CandidateSource]:
@@ -111,6 +115,7 @@ class RequestRanker:
             POPULAR: ItemScoreSource(POPULAR, self.snapshot.viewers_share),
             TRENDING: ItemScoreSource(TRENDING, self.snapshot.trend),
             RECENT: NeighbourSource(RECENT, self.neighbours),
+            **{name: ItemItemSource(name, weights) for name, weights in self.item_item.items()},
         }
         return [by_name.get(name) or _Unavailable(name) for name in self.sources]
 
@@ -152,12 +157,15 @@ class RequestRanker:
         model, meta = self.ranker.to_strings()
         buf = io.BytesIO()
         nb = self.neighbours
+        item_item = {f"ii{i}_{part}": getattr(weights, part) for i, weights in enumerate(self.item_item.values())
+                     for part in ("data", "indices", "indptr")}
         np.savez(buf, ranker_model=np.frombuffer(model.encode(), dtype=np.uint8),
                  ranker_meta=np.frombuffer(meta.encode(), dtype=np.uint8),
                  snapshot=np.frombuffer(self.snapshot.pack(), dtype=np.uint8),
                  item_factors=self.foldin.item_factors, regularization=np.float64(self.foldin.regularization),
                  confidence=np.float64(self.foldin.alpha), nb_data=nb.data, nb_indices=nb.indices, nb_indptr=nb.indptr,
-                 sources=np.array(self.sources), n=np.int64(self.n))
+                 sources=np.array(self.sources), n=np.int64(self.n),
+                 item_item_names=np.array(list(self.item_item), dtype=str), **item_item)
         return buf.getvalue()
 
     @classmethod
@@ -171,7 +179,11 @@ class RequestRanker:
                 raise ValueError(f"{len(factors)} item factors for {len(items)} films")
             foldin = FoldInModel(items, factors, gram(factors), float(z["regularization"]), float(z["confidence"]))
             neighbours = sp.csr_matrix((z["nb_data"], z["nb_indices"], z["nb_indptr"]), shape=(len(items),) * 2)
-            return cls(ranker, snapshot, foldin, neighbours, tuple(str(s) for s in z["sources"]), int(z["n"]))
+            item_item = {str(name): sp.csr_matrix((z[f"ii{i}_data"], z[f"ii{i}_indices"], z[f"ii{i}_indptr"]),
+                                                  shape=(len(items),) * 2)
+                         for i, name in enumerate(z["item_item_names"])} if "item_item_names" in z else {}
+            return cls(ranker, snapshot, foldin, neighbours, tuple(str(s) for s in z["sources"]), int(z["n"]),
+                       item_item)
 
 
 def rank_candidates(ranker: Ranker, candidates: Candidates, state: UserStates, snapshot: FilmSnapshot, now: float,

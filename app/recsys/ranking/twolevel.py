@@ -33,10 +33,11 @@ from app.recsys.data.dataset import Dataset, Interactions
 from app.recsys.evaluation.evaluate import relevant_items
 from app.recsys.models.als import ALSRecommender
 from app.recsys.models.base import META_FILE, MODEL_FILE, Recommender, check_indices
+from app.recsys.models.itemitem import ItemItemRecommender
 from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, CandidateSource, Candidates, FactorSource,
-                                           ItemScoreSource, NeighbourSource, RecommenderSource, UserBatch,
-                                           neighbours_of, recent_matrix, source_recall, top_per_row, union)
+                                           ItemItemSource, ItemScoreSource, NeighbourSource, RecommenderSource,
+                                           UserBatch, neighbours_of, recent_matrix, source_recall, top_per_row, union)
 from app.recsys.ranking.features import FilmSnapshot, UserTotals, assemble, feature_names, film_snapshot
 from app.recsys.ranking.online import RequestRanker
 from app.recsys.ranking.ranker import Ranker, RankerParams
@@ -52,6 +53,7 @@ class TwoLevelConfig:
     n_candidates: int = 50  # per source
     max_train_users: int = 4_000  # label users the ranker learns from (a seeded sample)
     neighbours: int = 50  # similar films kept per film for "similar to recent plays"
+    item_item_neighbours: int = 100  # an item-item source's weights kept per film (`ItemItemSource`)
     batch_users: int = 2_000  # users ranked at once (memory: ~batch x candidates x features floats)
     label_rule: str = "auto"  # splits.label_split
     label_fraction: float = 0.2
@@ -60,7 +62,8 @@ class TwoLevelConfig:
     always_ship: bool = False  # ship it even when not shown better than the best single model (benchmarks)
 
     def __post_init__(self) -> None:
-        if min(self.n_candidates, self.max_train_users, self.neighbours, self.batch_users, self.predict_threads) < 1:
+        if min(self.n_candidates, self.max_train_users, self.neighbours, self.item_item_neighbours, self.batch_users,
+               self.predict_threads) < 1:
             raise ValueError("two-level sizes must be >= 1")
 
     def params(self) -> dict[str, Any]:
@@ -82,7 +85,8 @@ class LevelOne:
     @classmethod
     def build(cls, dataset: Dataset, events: Interactions, as_of: float, models: Mapping[str, Recommender],
               genres: sp.csr_matrix | None, config: TwoLevelConfig) -> LevelOne:
-        """Sources from fitted `models` (by name), plus popular, trending and similar-to-recent (the similar
+        """Sources from fitted `models` (by name: ALS as factors, an item-item model as its top-k weights per
+        film, any other through its own top-N), plus popular, trending and similar-to-recent (the similar
         films of the item-kNN model when there is one, else ALS's) from `events` before `as_of`."""
         snapshot = film_snapshot(dataset, events, as_of, genres)
         als = models.get(ALSRecommender.name)
@@ -90,6 +94,8 @@ class LevelOne:
         for name, model in models.items():
             if isinstance(model, ALSRecommender):
                 sources.append(FactorSource(name, model.item_factors))
+            elif isinstance(model, ItemItemRecommender):
+                sources.append(ItemItemSource(name, neighbours_of(model, config.item_item_neighbours)))
             else:
                 sources.append(RecommenderSource(name, model))
         sources.append(ItemScoreSource(POPULAR, snapshot.viewers_share))

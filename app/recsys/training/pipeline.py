@@ -53,10 +53,11 @@ from app.recsys.models.registry import ModelSpec
 from app.recsys.progress import Progress, no_progress
 from app.recsys.ranking import stage as two_level_stage
 from app.recsys.ranking.online import RequestRanker
-from app.recsys.ranking.twolevel import NAME as TWO_LEVEL, LevelOne, TwoLevelRecommender
-from app.recsys.training import artifacts, publish
+from app.recsys.ranking.twolevel import NAME as TWO_LEVEL, TwoLevelRecommender
+from app.recsys.training import artifacts, publish, two_level
 from app.recsys.training.first_level import FirstLevel, fit_first_level
 from app.recsys.training.fitters import Fit, fitter
+from app.recsys.training.two_level import EASE_ITEMS
 from app.recsys.training.run import RetrainConfig, RunReport
 from app.recsys.tuning.search import Budget, TuneConfig, TuneResult, previous_point, tune
 from app.recsys.tuning.space import ease_spec
@@ -110,15 +111,6 @@ class Scores:
     challenger: Evaluation
     popular: Evaluation
     served: np.ndarray | None  # None: nothing served, or its spec cannot be refitted
-
-
-@dataclass(frozen=True)
-class TwoLevel:
-    """The two-level challenger: built on the holdout models and scored on the same holdout."""
-
-    built: two_level_stage.TwoLevelBuild
-    evaluation: Evaluation
-    recall: dict[str, float]
 
 
 def retrain(
@@ -182,28 +174,32 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
         return
 
     with report.stage("tune"):
-        spec, item_item, tuned = _tune(settings, config, split, train_pairs, progress)
+        spec, ease, tuned = _tune(settings, config, split, train_pairs, progress)
     report.params = {**spec.record(), "tuning": tuned.record() if tuned else None, **report.params}
-    stage = None
+    sources, stage = two_level.Sources.of(spec, tuned), None
     if config.two_level is not None and spec.name == ALSRecommender.name:  # first: the holdout ALS starts from it
         with report.stage("label-split"):
-            stage = _stage(settings, config, spec, split, report)
+            stage = _stage(settings, config, sources, split, report)
     with report.stage("evaluate"):
         scores = _evaluate(fit, spec, split, served_meta, config, stage)
     report.baseline_metrics = scores.popular.metrics
     report.models = {**report.models, spec.name: scores.challenger.metrics}
+    first_level = None
     if spec.name == ALSRecommender.name:
         with report.stage("first-level"):
-            report.first_level = _first_level(config, item_item, scores, split.train(spec.weights), films).record()
+            first_level = _first_level(config, ease, scores, split.train(spec.weights), films)
+        report.first_level = first_level.record()
     two = None
     if stage is not None:
         with report.stage("two-level"):
-            two = _two_level(config, spec, split, stage, scores, films, report)
+            fitted = {**(first_level.models if first_level else {}), spec.name: scores.model}
+            two = _two_level(config, sources, split, stage, scores, fitted, films, report)
     with report.stage("gate"):
         choice = choose(two.evaluation.ndcg if two else None, {spec.name: scores.challenger.ndcg},
                         always=config.two_level is not None and config.two_level.always_ship)
         shipped = two.evaluation if choice.shipped == TWO_LEVEL else scores.challenger
-        verdict = decide(shipped.ndcg, scores.popular.ndcg, _served(scores, two, served_meta), config.gate,
+        verdict = decide(shipped.ndcg, scores.popular.ndcg, two_level.served_ndcg(scores.served, two, served_meta),
+                         config.gate,
                          name=choice.shipped.upper(), serving=served_meta is not None)
     report.metrics, report.shipped, report.vs_single = shipped.metrics, choice.shipped, choice.vs_single
     if choice.shipped == TWO_LEVEL:
@@ -217,7 +213,7 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
         warm = scores.model if config.warm_start_iterations else None
         model = fit(spec, full, split.since, None, warm)
         if choice.shipped == TWO_LEVEL:  # the same ranker over the first level refitted on everything
-            model = _final_two_level(two, model, full, interactions, films, config)
+            model = two_level.final(two, model, full, interactions, films, config.two_level)
     with report.stage("save"):  # the artifact first: a served version always has one
         model.save(settings.model_dir / report.version)
     serve = config.switch and rollout.switches_at_once(settings, report.served_before)
@@ -280,20 +276,17 @@ def _tune(settings: Settings, config: RetrainConfig, split: Split, train_pairs: 
     """(ALS spec, EASE spec, the search) tuned on the training part, starting from the last finished
     run's winner; with `config.tune` off, `config.als` on the default weighting and EASE's default."""
     if config.model != ALSRecommender.name:  # e.g. Popular as a version of its own: nothing to tune
-        return ModelSpec.of(config.model), ease_spec(EASE_REGULARIZATION, _EASE_ITEMS), None
+        return ModelSpec.of(config.model), ease_spec(EASE_REGULARIZATION, EASE_ITEMS), None
     if not config.tune:
-        return ModelSpec.of(ALSRecommender.name, config.als), ease_spec(EASE_REGULARIZATION, _EASE_ITEMS), None
+        return ModelSpec.of(ALSRecommender.name, config.als), ease_spec(EASE_REGULARIZATION, EASE_ITEMS), None
     last = model_runs.last_finished(settings)
     tune_config = TuneConfig(trials=config.tune_trials or settings.tune_trials,
                              time_share=config.tune_time_share or settings.tune_time_share,
-                             ease_trial_items=min(TuneConfig.ease_trial_items, _EASE_ITEMS))
+                             ease_trial_items=min(TuneConfig.ease_trial_items, EASE_ITEMS))
     rest = last["seconds"] - last["timings"].get("tune", 0.0) if last else None
     result = tune(split.train_events, tune_config, Budget(tune_config.time_share, rest, train_pairs),
                   previous_point(last["params"]) if last else None, progress)
-    return result.als.spec(result.span_days), ease_spec(result.ease_regularization, _EASE_ITEMS), result
-
-
-_EASE_ITEMS = 5_000  # EASE is fitted on this many of the most-viewed films (app/recsys/models/ease.py)
+    return result.als.spec(result.span_days), ease_spec(result.ease_regularization, EASE_ITEMS), result
 
 
 def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None, config: RetrainConfig,
@@ -322,12 +315,12 @@ def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None,
     return Scores(holdout, model, popular_model, challenger, popular, served)
 
 
-def _first_level(config: RetrainConfig, item_item: ModelSpec, scores: Scores, train: Dataset,
+def _first_level(config: RetrainConfig, ease: ModelSpec, scores: Scores, train: Dataset,
                  films: Films) -> FirstLevel:
     """The first-level models on the train part and their holdout figures (ALS and Popular as evaluated)."""
     specs = {}
     if "ease" in config.first_level:
-        specs["ease"] = item_item
+        specs["ease"] = ease
     if "item_knn" in config.first_level:
         specs["item_knn"] = ModelSpec.of(ItemKNNRecommender.name)
     if "fm" in config.first_level:
@@ -336,55 +329,36 @@ def _first_level(config: RetrainConfig, item_item: ModelSpec, scores: Scores, tr
     return fit_first_level(train, specs, fitted, films.genre_matrix(train.items)[0], scores.holdout)
 
 
-def _stage(settings: Settings, config: RetrainConfig, spec: ModelSpec, split: Split,
+def _stage(settings: Settings, config: RetrainConfig, sources: two_level.Sources, split: Split,
            report: RunReport) -> two_level_stage.Stage | None:
-    """The label slice of the train part and the challenger fitted before it; None (recorded) when
+    """The label slice of the train part and the sources fitted before it; None (recorded) when
     the slice teaches nobody. In-process whatever the backend (a per-user slice is no time window)."""
     assert config.two_level is not None
     try:
-        return two_level_stage.fit_stage(split.train_events, spec.weights,
-                                         lambda dataset: {spec.name: spec.build().fit(dataset)},
-                                         settings.gate_min_users, settings.gate_max_holdout_share, config.two_level)
+        return two_level.fit_stage(sources, split.train_events, sources.specs[ALSRecommender.name].weights,
+                                   settings.gate_min_users, settings.gate_max_holdout_share, config.two_level)
     except ValueError as exc:  # e.g. a train part too small to cut
         log.warning("[%s] no two-level challenger this run: %s", report.version, exc)
         report.models[TWO_LEVEL] = {"skipped": str(exc)}
         return None
 
 
-def _two_level(config: RetrainConfig, spec: ModelSpec, split: Split, stage: two_level_stage.Stage, scores: Scores,
-               films: Films, report: RunReport) -> TwoLevel | None:
-    """The two-level challenger: a ranker taught on the stage's labels over the holdout model, scored
-    on the same holdout; None (recorded) when the label slice gives nothing to learn from."""
+def _two_level(config: RetrainConfig, sources: two_level.Sources, split: Split, stage: two_level_stage.Stage,
+               scores: Scores, fitted: dict[str, Recommender], films: Films,
+               report: RunReport) -> two_level.TwoLevel | None:
+    """The two-level challenger over the holdout models (`fitted`), scored on the same holdout; None
+    (recorded) when the label slice gives nothing to learn from."""
     assert config.two_level is not None
-    train = split.train(spec.weights)
+    train = split.train(sources.specs[ALSRecommender.name].weights)
     try:
-        built = two_level_stage.build(stage, split.train_events, train, split.until, {spec.name: scores.model},
-                                      films, config.two_level)
+        two = two_level.challenger(sources, stage, split.train_events, train, split.until, fitted, scores.holdout,
+                                   films, config.k, config.two_level)
     except ValueError as exc:  # e.g. no label user with a positive candidate
         log.warning("[%s] no two-level challenger this run: %s", report.version, exc)
         report.models[TWO_LEVEL] = {"skipped": str(exc)}
         return None
-    evaluation = evaluate_on(built.model, train, scores.holdout, config.k)
-    recall = two_level_stage.holdout_recall(built.model, scores.holdout)
-    report.models[TWO_LEVEL] = {**evaluation.metrics, **built.record(), "recall@100": recall}
-    return TwoLevel(built, evaluation, recall)
-
-
-def _served(scores: Scores, two: TwoLevel | None, served_meta: dict | None) -> np.ndarray | None:
-    """Per-user NDCG of the served model's kind on this holdout: a served two-level model is judged
-    by this run's two-level model (its ranker is not refitted a second time)."""
-    if served_meta is not None and served_meta.get("params", {}).get("model") == TWO_LEVEL:
-        return two.evaluation.ndcg if two else None
-    return scores.served
-
-
-def _final_two_level(two: TwoLevel, als: Recommender, full: Dataset, interactions: Interactions, films: Films,
-                     config: RetrainConfig) -> TwoLevelRecommender:
-    """The shipped two-level model: the gate's ranker over the final first level, features as of now."""
-    assert config.two_level is not None
-    first = LevelOne.build(full, interactions, full.now + 1.0, {als.name: als},
-                           films.genre_matrix(full.items)[0], config.two_level)
-    return TwoLevelRecommender(first, two.built.model.ranker, config.two_level)
+    report.models[TWO_LEVEL] = {**two.evaluation.metrics, **two.built.record(), "recall@100": two.recall}
+    return two
 
 
 def _judge(report: RunReport, verdict: Verdict, force: bool, choice: Choice) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.recsys.data.dataset import EventWeights, Interactions, build_dataset
+from app.recsys.data.dataset import Dataset, EventWeights, Interactions, build_dataset
 from app.recsys.data.load import Films
 from app.recsys.models.als import ALSRecommender
+from app.recsys.models.base import Recommender
+from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.ranking import stage
 from app.recsys.ranking.twolevel import TwoLevelConfig, TwoLevelRecommender
 
@@ -49,14 +51,19 @@ def planted() -> Interactions:
 
 
 def small_two_level(events: Interactions) -> TwoLevelRecommender:
-    """A two-level model over 8-factor ALS fitted on planted `events` (genre "g<group>" per film),
-    its ranker taught on each user's last 20%: seconds to fit, real trees."""
+    """A two-level model over 8-factor ALS and item-kNN (an item-item source) fitted on planted `events`
+    (genre "g<group>" per film), its ranker taught on each user's last 20%: seconds to fit, real trees."""
     weights = EventWeights()
     train = build_dataset(events, weights)
     als = ALSRecommender(factors=8, iterations=10).fit(train)
     ids = np.unique(events.film_id)
     films = Films(ids, [""] * len(ids), [[f"g{(f - 1000) // 25}"] for f in ids.tolist()])
     config = TwoLevelConfig(n_candidates=20, label_rule="per_user")
-    cut = stage.fit_stage(events, weights, lambda d: {"als": ALSRecommender(factors=8, iterations=10).fit(d)},
-                          min_users=50, max_share=0.3, config=config)
-    return stage.build(cut, events, train, events.max_ts + 1, {"als": als}, films, config).model
+
+    def fit_all(dataset: Dataset) -> dict[str, Recommender]:
+        return {"als": ALSRecommender(factors=8, iterations=10).fit(dataset),
+                "item_knn": ItemKNNRecommender(neighbours=20).fit(dataset)}
+
+    cut = stage.fit_stage(events, weights, fit_all, min_users=50, max_share=0.3, config=config)
+    return stage.build(cut, events, train, events.max_ts + 1,
+                       {"als": als, "item_knn": ItemKNNRecommender(neighbours=20).fit(train)}, films, config).model

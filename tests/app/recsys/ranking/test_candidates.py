@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from app.recsys.data.dataset import Interactions, build_dataset
-from app.recsys.ranking.candidates import (FactorSource, ItemScoreSource, NeighbourSource, UserBatch, recent_matrix,
+from app.recsys.ranking.candidates import (FactorSource, ItemItemSource, ItemScoreSource, NeighbourSource, UserBatch, recent_matrix,
                                            recent_row, source_recall, top_per_row, union)
 
 ITEMS = 6
@@ -57,6 +57,46 @@ def test_neighbour_source_sums_similarities_of_recent_plays_without_the_users_fi
     # film 3: 1.0 x .5 ; film 5: .25 x .7 ; films 1, 2 are the user's own
     assert ids.tolist() == [[3, 5, -1]] and scores[0, :2] == pytest.approx([0.5, 0.175])
     assert source.score(batch, np.array([0, 0]), np.array([4, 5])) == pytest.approx([0.0, 0.175])
+
+
+
+WEIGHTS = np.array([  # an item-item matrix (W[j, film]: what having film j adds to film)
+    [0, .9, .1, 0, 0, 0],
+    [.9, 0, 0, .5, 0, 0],
+    [0, 0, 0, 0, .3, .7],
+    [0, .2, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0],
+], dtype=np.float32)
+
+
+def test_item_item_source_sums_the_weights_of_every_film_of_the_users_history() -> None:
+    # user 0 has films 0, 2 (stored weights 5 and 0.5 count as 1 each); user 1 has film 1
+    history = sp.csr_matrix(np.array([[5, 0, .5, 0, 0, 0], [0, 1, 0, 0, 0, 0]], dtype=np.float32))
+    batch = UserBatch(seen=history)
+    source = ItemItemSource("item_knn", sp.csr_matrix(WEIGHTS))
+    ids, scores = source.top(batch, 3)
+    # user 0: film 1 = .9 (from 0), film 5 = .7, film 4 = .3 (from 2); 0 and 2 are their own
+    # user 1: film 0 = .9, film 3 = .5
+    assert ids.tolist() == [[1, 5, 4], [0, 3, -1]]
+    assert scores[0] == pytest.approx([0.9, 0.7, 0.3]) and scores[1, :2] == pytest.approx([0.9, 0.5])
+    assert source.score(batch, np.array([0, 0, 1]), np.array([3, 5, 4])) == pytest.approx([0.0, 0.7, 0.0])
+    cands = union([source], batch, 2)  # the union carries the same scores and ranks
+    assert list(zip(cands.rows.tolist(), cands.items.tolist())) == [(0, 1), (0, 5), (1, 0), (1, 3)]
+    assert cands.scores[:, 0] == pytest.approx([0.9, 0.7, 0.9, 0.5]) and cands.ranks[:, 0].tolist() == [1, 2, 1, 2]
+
+
+def test_item_item_source_of_a_newcomers_recent_plays_is_that_of_the_same_training_row() -> None:
+    """Request time: the newcomer's history is their recent plays (`seen`, weight 1); offline: the
+    training row. The same films give the same candidates and scores whatever their stored weights."""
+    source = ItemItemSource("ease", sp.csr_matrix(WEIGHTS))
+    offline = UserBatch(seen=sp.csr_matrix(np.array([[0, 3, 2, 0, 0, 0]], dtype=np.float32)),
+                        recent=recent_row([2, 1], ITEMS))
+    online = UserBatch(seen=seen([[1, 2]]), recent=recent_row([1, 2], ITEMS))  # another order, weights 1
+    for a, b in zip(source.top(offline, 4), source.top(online, 4)):
+        np.testing.assert_array_equal(a, b)
+    # film 0 = .9 (from 1), 3 = .5 (from 1), 5 = .7, 4 = .3 (from 2)
+    assert source.top(online, 4)[0].tolist() == [[0, 5, 3, 4]]
 
 
 def test_recent_matrix_weights_each_users_latest_films() -> None:

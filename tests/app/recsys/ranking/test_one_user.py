@@ -44,10 +44,13 @@ def scrambled(planted: RequestRanker) -> RequestRanker:
     g = sp.csr_matrix((shares, cols, np.r_[0, np.cumsum(per_film)]), shape=(films, genres))
     snapshot = FilmSnapshot(planted.snapshot.items, planted.snapshot.values, g, planted.snapshot.as_of,
                             planted.snapshot.span)
-    # similarities rounded to a few values: ties between films; some negative
-    nb = sp.random(films, films, density=0.15, random_state=rng, dtype=np.float32,
-                   data_rvs=lambda k: (rng.integers(-2, 9, k) / 8).astype(np.float32)).tocsr()
-    return dataclasses.replace(planted, snapshot=snapshot, neighbours=nb)
+
+    def weights() -> sp.csr_matrix:  # rounded to a few values: ties between films; some negative
+        return sp.random(films, films, density=0.15, random_state=rng, dtype=np.float32,
+                         data_rvs=lambda k: (rng.integers(-2, 9, k) / 8).astype(np.float32)).tocsr()
+
+    return dataclasses.replace(planted, snapshot=snapshot, neighbours=weights(),
+                               item_item={name: weights() for name in planted.item_item})
 
 
 def users(ranker_films: np.ndarray) -> st.SearchStrategy[dict]:
