@@ -27,9 +27,8 @@ Per dataset x protocol, in one run:
   grid's best, target >= 0.97.
 
 * the two-level model (docs/ranking.md) built as the retrain builds it
-  (app.recsys.training.two_level): candidates from the self-tuned ALS, the
-  item-item model the tuning picked on its validation split (EASE or
-  item-kNN), popular, trending and similar-to-recent; its LightGBM ranker
+  (app.recsys.training.two_level): candidates from the self-tuned ALS,
+  item-kNN, popular, trending and similar-to-recent; its LightGBM ranker
   learns on a label slice carved from the TRAINING part only (per user for P1,
   the newest events grown back to GATE_MIN_USERS users for P2, as the retrain
   does); its NDCG@10 is printed as a share of the best single model's with the
@@ -74,6 +73,7 @@ from app.recsys.training import two_level  # noqa: E402
 from app.recsys.training.run import RetrainConfig  # noqa: E402
 from app.recsys.tuning.search import Budget, TuneConfig, TuneResult, tune  # noqa: E402
 from app.recsys.tuning.space import ALSPoint, ease_spec  # noqa: E402
+from app.recsys.tuning.validation import ValidationSplit  # noqa: E402
 from app.schema import FILM_EVENT_TYPES  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
@@ -81,7 +81,7 @@ DEFAULT_DATA = movielens.DEFAULT_DIR
 K = 10
 SHOWN = ("ndcg", "recall", "map", "coverage", "novelty")
 SIM = {"users": 10_000, "films": 2_000, "events": 1_000_000, "days": 60.0, "seed": 0, "end": 1_750_000_000.0}
-EASE_ITEMS = two_level.EASE_ITEMS
+EASE_ITEMS = 5_000
 # The test-tuned grid, in the tuning's coordinates (bench only).
 GRID_ALPHA = (0.3, 1.0, 3.0, 10.0, 30.0)
 GRID_RHO = (2.0, 6.0, 20.0)
@@ -156,10 +156,10 @@ def _fm(problem: Problem, tuned: TuneResult) -> Recommender:
 
 def _two_level(problem: Problem, tuned: TuneResult, item_item: bool = True) -> Recommender:
     """The two-level model as the retrain builds it (app.recsys.training.two_level): the self-tuned ALS and
-    the item-item model the tuning picked as sources, its ranker taught on a slice of the training part.
-    `item_item=False`: ALS, popular, trending and similar-to-recent only (the sources before issue 11's)."""
+    item-kNN as sources, its ranker taught on a slice of the training part. `item_item=False`: ALS,
+    popular, trending and similar-to-recent (from ALS's similar films) only, as before item-kNN was a source."""
     spec = tuned.als.spec(tuned.span_days)
-    sources = two_level.Sources.of(spec, tuned)
+    sources = two_level.Sources.of(spec)
     if not item_item:
         sources = two_level.Sources({spec.name: spec})
     config = TwoLevelConfig(label_rule=problem.label_rule)
@@ -260,7 +260,11 @@ def run(problem: Problem, trials: int, grid: bool) -> dict[str, object]:
         fit_started = time.perf_counter()
         results[name] = problem.score(build(problem, tuned))  # every weighting has the same users and films
         seconds[name] = time.perf_counter() - fit_started
-    out: dict[str, object] = {"tuned": tuned, "tune_s": tune_s, "results": results, "seconds": seconds}
+    validation = ValidationSplit.carve(problem.train)  # the tuning's own split (same seed)
+    item_item = {"EASE": validation.score(ease_spec(tuned.ease_regularization, EASE_ITEMS)),
+                 "item-kNN": validation.score(ModelSpec.of("item_knn"))}
+    out: dict[str, object] = {"tuned": tuned, "tune_s": tune_s, "results": results, "seconds": seconds,
+                              "item_item_validation": item_item}
     if grid:
         out["oracle"] = oracle(problem)
     return out
@@ -288,9 +292,10 @@ def report(problem: Problem, out: dict[str, object]) -> float | None:
     for name in (n for n in results if n.startswith(TWO_LEVEL)):
         print(f"{name} / best single model ({single}) NDCG@10 = {ratio_interval(scored[name], scored[single])}"
               " (target >= 1.05 for the two-level model)")
-    print(f"item-item source (the tuning's pick by validation NDCG@10): {tuned.item_item} (EASE {tuned.ease_value:.4f}"
-          f" on its top {TuneConfig.ease_trial_items:,} films, item-kNN {tuned.knn_value:.4f}); on the test: "
-          f"EASE {results['EASE'][f'ndcg@{K}']:.4f}, item-kNN {results['item-kNN'][f'ndcg@{K}']:.4f}")
+    validation = out["item_item_validation"]
+    pick = max(validation, key=validation.get)
+    print(f"item-item pick by validation NDCG@10: {pick} ({', '.join(f'{k} {v:.4f}' for k, v in validation.items())});"
+          f" on the test: EASE {results['EASE'][f'ndcg@{K}']:.4f}, item-kNN {results['item-kNN'][f'ndcg@{K}']:.4f}")
     if "oracle" not in out:
         return None
     point, best, size = out["oracle"]

@@ -78,9 +78,8 @@ def test_the_two_level_model_ships_when_it_wins_and_the_single_model_when_not(se
     two, als = won.models["two-level"], won.models["als"]
     assert won.vs_single.mean == pytest.approx(two["ndcg@10"] - als["ndcg@10"])
     assert won.metrics["ndcg@10"] == pytest.approx(two["ndcg@10"]) and two["label_split"]["users"] >= 100
-    pick = won.params["tuning"]["item_item"]  # the tuning's item-item model is a source, offline and online
-    assert pick in ("ease", "item_knn") and two["sources"] == ["als", pick, "popular", "trending", "recent"]
-    assert set(two["recall@100"]) == {"als", pick, "popular", "trending", "recent", "union"}
+    assert two["sources"] == ["als", "item_knn", "popular", "trending", "recent"]  # item-kNN: offline and online
+    assert set(two["recall@100"]) == {"als", "item_knn", "popular", "trending", "recent", "union"}
     run = recorded(settings, won.version)
     assert (run["shipped"], run["vs_single_low"]) == ("two-level", pytest.approx(won.vs_single.low))
     assert json.loads(run["models"])["two-level"]["ranker"]["trees"] >= 1
@@ -93,7 +92,7 @@ def test_the_two_level_model_ships_when_it_wins_and_the_single_model_when_not(se
     finally:
         conn.close()
     assert bundle == (settings.model_dir / won.version / REQUEST_FILE).read_bytes()
-    assert list(RequestRanker.unpack(bundle).item_item) == [pick]
+    assert list(RequestRanker.unpack(bundle).item_item) == ["item_knn"]
     assert len(films) >= 10 and scores == sorted(scores, reverse=True)
 
     # a ranker taught on 2 users cannot beat ALS: the single model ships, judged against the served

@@ -57,7 +57,6 @@ from app.recsys.ranking.twolevel import NAME as TWO_LEVEL, TwoLevelRecommender
 from app.recsys.training import artifacts, publish, two_level
 from app.recsys.training.first_level import FirstLevel, fit_first_level
 from app.recsys.training.fitters import Fit, fitter
-from app.recsys.training.two_level import EASE_ITEMS
 from app.recsys.training.run import RetrainConfig, RunReport
 from app.recsys.tuning.search import Budget, TuneConfig, TuneResult, previous_point, tune
 from app.recsys.tuning.space import ease_spec
@@ -176,7 +175,7 @@ def _run(settings: Settings, config: RetrainConfig, progress: Progress, report: 
     with report.stage("tune"):
         spec, ease, tuned = _tune(settings, config, split, train_pairs, progress)
     report.params = {**spec.record(), "tuning": tuned.record() if tuned else None, **report.params}
-    sources, stage = two_level.Sources.of(spec, tuned), None
+    sources, stage = two_level.Sources.of(spec), None
     if config.two_level is not None and spec.name == ALSRecommender.name:  # first: the holdout ALS starts from it
         with report.stage("label-split"):
             stage = _stage(settings, config, sources, split, report)
@@ -287,6 +286,9 @@ def _tune(settings: Settings, config: RetrainConfig, split: Split, train_pairs: 
     result = tune(split.train_events, tune_config, Budget(tune_config.time_share, rest, train_pairs),
                   previous_point(last["params"]) if last else None, progress)
     return result.als.spec(result.span_days), ease_spec(result.ease_regularization, EASE_ITEMS), result
+
+
+EASE_ITEMS = 5_000  # EASE is fitted on this many of the most-viewed films (app/recsys/models/ease.py)
 
 
 def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None, config: RetrainConfig,

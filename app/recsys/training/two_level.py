@@ -1,15 +1,20 @@
 """The retrain's two-level challenger (docs/ranking.md): its first-level sources, the label-slice stage,
 the challenger scored on the gate's holdout, and the shipped model over the final first level.
 
-The first level is ALS (the challenger spec) and ONE item-item model: the one
-the tuning's validation split scored better (`TuneResult.item_item`: EASE or
-item-kNN; EASE untuned), a source through its top-k weights per film
-(`candidates.ItemItemSource`) offline and at request time alike. Each step fits
-or reuses them at the same three cuts of time as ALS:
+The first level is ALS (the challenger spec) and item-kNN, a source through its
+top-k similarities per film (`candidates.ItemItemSource`: the user's whole
+history x that matrix) offline and at request time alike; its neighbours also
+feed "similar to recent plays". Why item-kNN and not EASE, although EASE is
+often the better single model: as a source EASE made the two-level model WORSE
+on MovieLens (docs/ranking.md, "Item-item source"), in its exact form (its own
+top-N) as in a top-k cut of B; item-kNN made it better, and its matrix is
+sparse by nature (EASE's B is dense: 100 MB at 5,000 films, too big for the
+request-time bundle). Each step fits or reuses them at the same three cuts of
+time as ALS:
 
     stage   fitted on the part before the label slice (both, `fit_stage`)
-    holdout the gate's holdout models: ALS from `evaluate`, the item-item model from the
-            first-level stage when it fitted it (no second fit)
+    holdout the gate's holdout models: ALS from `evaluate`, item-kNN from the first-level
+            stage when it fitted it (no second fit)
     final   refitted on everything when the two-level model ships
 
 The FM is not a source: a second fit on the stage part (~13 s at 5M events, on
@@ -29,18 +34,12 @@ from app.recsys.data.dataset import Dataset, EventWeights, Interactions
 from app.recsys.data.load import Films
 from app.recsys.evaluation.evaluate import Evaluation, Holdout, evaluate_on
 from app.recsys.models.base import Recommender
-from app.recsys.models.ease import DEFAULT_REGULARIZATION as EASE_REGULARIZATION
-from app.recsys.models.ease import EASERecommender
 from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.models.registry import ModelSpec
 from app.recsys.ranking import stage as two_level_stage
 from app.recsys.ranking.twolevel import NAME, LevelOne, TwoLevelConfig, TwoLevelRecommender
-from app.recsys.tuning.search import TuneResult
-from app.recsys.tuning.space import ease_spec
 
 log = logging.getLogger(__name__)
-
-EASE_ITEMS = 5_000  # EASE is fitted on this many of the most-viewed films (app/recsys/models/ease.py)
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,9 @@ class Sources:
     specs: Mapping[str, ModelSpec]
 
     @classmethod
-    def of(cls, als: ModelSpec, tuned: TuneResult | None) -> Sources:
-        """ALS and the item-item model the tuning picked on its validation split (EASE without tuning)."""
-        ease = ease_spec(tuned.ease_regularization if tuned else EASE_REGULARIZATION, EASE_ITEMS)
-        pick = tuned.item_item if tuned else EASERecommender.name
-        item_item = ease if pick == EASERecommender.name else ModelSpec.of(ItemKNNRecommender.name)
-        return cls({als.name: als, pick: item_item})
+    def of(cls, als: ModelSpec) -> Sources:
+        """ALS (the challenger's spec) and item-kNN with its default neighbours (the first level's)."""
+        return cls({als.name: als, ItemKNNRecommender.name: ModelSpec.of(ItemKNNRecommender.name)})
 
     def fit(self, dataset: Dataset, fitted: Mapping[str, Recommender] | None = None) -> dict[str, Recommender]:
         """Every source fitted on `dataset`, taking those already `fitted` on it as they are."""

@@ -1,5 +1,4 @@
-"""The search: EASE's lambda on a small grid and item-kNN (the better of the two is the two-level
-model's item-item source), then Optuna TPE over the ALS space, within a
+"""The search: EASE's lambda on a small grid, then Optuna TPE over the ALS space, within a
 trial count and a share of the retrain's time.
 
 TPE is seeded (a run is reproducible) and starts from the previous run's
@@ -33,9 +32,6 @@ import optuna
 
 from app.recsys.data.dataset import Interactions
 from app.recsys.models.als import DEFAULT_ITERATIONS
-from app.recsys.models.ease import EASERecommender
-from app.recsys.models.itemknn import ItemKNNRecommender
-from app.recsys.models.registry import ModelSpec
 from app.recsys.progress import Progress, no_progress
 from app.recsys.tuning.space import EASE_REGULARIZATIONS, ALSPoint, ease_spec
 from app.recsys.tuning.validation import ValidationSplit
@@ -110,13 +106,6 @@ class TuneResult:
     total_users: int
     trials: list[dict[str, Any]] = field(default_factory=list)
     ease: dict[str, float] = field(default_factory=dict)
-    knn_value: float = float("-inf")  # item-kNN's validation NDCG@10 (default neighbours)
-
-    @property
-    def item_item(self) -> str:
-        """The item-item model with the better validation NDCG@10 (EASE on ties): the two-level model's
-        item-item source (app.recsys.training.two_level)."""
-        return ItemKNNRecommender.name if self.knn_value > self.ease_value else EASERecommender.name
 
     def record(self) -> dict[str, Any]:
         """JSON-ready; `als.best` is what the next run starts from."""
@@ -125,7 +114,6 @@ class TuneResult:
                     "start": self.start, "stopped_by": self.stopped_by},
             "ease": {"regularization": self.ease_regularization, "validation_ndcg@10": self.ease_value,
                      "by_regularization": self.ease},
-            "item_knn": {"validation_ndcg@10": self.knn_value}, "item_item": self.item_item,
             "budget_s": round(self.budget_s, 3), "budget_source": self.budget_source,
             "seconds": round(self.seconds, 3), "trial_users": self.users, "users": self.total_users,
             "span_days": round(self.span_days, 3),
@@ -156,7 +144,6 @@ def tune(train: Interactions, config: TuneConfig, budget: Budget, previous: ALSP
         ease[str(regularization)] = split.score(ease_spec(regularization * user_share, config.ease_trial_items))
         progress("tune", done, total)
     ease_best = max(EASE_REGULARIZATIONS, key=lambda r: ease[str(r)])
-    knn_value = split.score(ModelSpec.of(ItemKNNRecommender.name))  # one more fixed fit: the item-item pick
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
         seed=config.seed, n_startup_trials=min(config.startup_trials, config.trials)))
@@ -192,8 +179,7 @@ def tune(train: Interactions, config: TuneConfig, budget: Budget, previous: ALSP
         ease_value=ease[str(ease_best)], span_days=split.span_days, start=start,
         stopped_by=clock["stopped_by"], budget_s=float(clock["budget"]), budget_source=clock["source"],
         seconds=time.perf_counter() - started, users=split.users, total_users=split.total_users,
-        trials=[{"params": t.params, "validation_ndcg@10": t.value} for t in study.trials], ease=ease,
-        knn_value=knn_value)
+        trials=[{"params": t.params, "validation_ndcg@10": t.value} for t in study.trials], ease=ease)
     log.info("tuned in %.1fs (%d trials, stopped by %s; budget %.1fs, %s): ALS %s NDCG@10 %.4f; EASE lambda %g "
              "NDCG@10 %.4f", result.seconds, len(study.trials), result.stopped_by, result.budget_s,
              result.budget_source, best.params, best.value, ease_best, result.ease_value)

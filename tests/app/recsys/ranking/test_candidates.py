@@ -6,8 +6,9 @@ import pytest
 import scipy.sparse as sp
 
 from app.recsys.data.dataset import Interactions, build_dataset
-from app.recsys.ranking.candidates import (FactorSource, ItemItemSource, ItemScoreSource, NeighbourSource, UserBatch, recent_matrix,
-                                           recent_row, source_recall, top_per_row, union)
+from app.recsys.ranking.candidates import (FactorSource, ItemItemSource, ItemScoreSource, NeighbourSource,
+                                           UserBatch, recent_matrix, recent_row, source_recall, top_per_row,
+                                           union)
 
 ITEMS = 6
 

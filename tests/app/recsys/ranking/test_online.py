@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from app.recsys.data.dataset import Interactions
+from app.recsys.ranking.candidates import union
 from app.recsys.ranking.online import RequestRanker
 from app.recsys.ranking.twolevel import TwoLevelRecommender
 from tests.app.recsys.conftest import planted_interactions, small_two_level
@@ -67,3 +68,22 @@ def test_excluded_films_are_never_ranked(model: TwoLevelRecommender) -> None:
     first = request.rank([1050, 1051], None, model.first.snapshot.as_of, 5)
     again = request.rank([1050, 1051], None, model.first.snapshot.as_of, 5, exclude=first.film_ids[:2])
     assert len(again.film_ids) == 5 and not set(first.film_ids[:2] + [1050, 1051]) & set(again.film_ids)
+
+
+def test_the_item_item_source_scores_a_newcomers_history_as_offline(model: TwoLevelRecommender) -> None:
+    """Item-kNN's features (score, rank) of a training user's candidates, offline from their training
+    row and at request time from the bundle's matrix and their films as recent plays, are the same."""
+    request = RequestRanker.unpack(RequestRanker.of(model).pack())
+    j = model.first.source_names.index("item_knn")
+    proposed = 0
+    for user in range(0, len(model.users), 11):
+        given = inputs(model, user)
+        offline, _ = model.first.features(np.array([user]), request.n)
+        batch = request.batch(given["recent"], vector=given["vector"])
+        online = union(request._sources, batch, request.n)  # noqa: SLF001 (the sources `rank` ranks with)
+        assert online.sources == offline.sources
+        np.testing.assert_array_equal(online.items, offline.items)
+        np.testing.assert_allclose(online.scores[:, j], offline.scores[:, j], rtol=1e-6)
+        np.testing.assert_array_equal(online.ranks[:, j], offline.ranks[:, j])
+        proposed += int((online.ranks[:, j] <= request.n).sum())
+    assert proposed > 0
