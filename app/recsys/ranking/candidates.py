@@ -31,7 +31,6 @@ from typing import Protocol, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from app.recsys.data.dataset import Dataset
 from app.recsys.data.idmap import IdMap
 from app.recsys.models.als import top_k, top_k_one
 from app.recsys.models.base import Recommender, binary
@@ -40,8 +39,6 @@ from app.recsys.models.topn import mark_ranked, pad_ranked, top_n
 
 # Users scored at once by a factor source: a block of 512 x 20k films is 40 MB of float32.
 _BLOCK_ROWS = 512
-RECENT_PLAYS = 3  # similar-to-recent: the user's last films, each weighted RECENT_DECAY^k (newest k = 0)
-RECENT_DECAY = 0.5
 POPULAR, TRENDING, RECENT = "popular", "trending", "recent"  # the sources every two-level model has
 
 
@@ -450,83 +447,6 @@ def _recall(keys: np.ndarray, rel_keys: np.ndarray, width: np.int64, n_rows: int
             denom: np.ndarray) -> float:
     hits = np.bincount((keys[np.isin(keys, rel_keys)] // width).astype(np.int64), minlength=n_rows)
     return float(np.mean(np.minimum(hits[has], denom) / denom))
-
-
-def recent_matrix(dataset: Dataset, last: int = RECENT_PLAYS, decay: float = RECENT_DECAY) -> sp.csr_matrix:
-    """Each user's `last` films by latest event (the dataset's `last_ts`), weighted decay^k, newest k = 0;
-    ties go to the smaller film index.
-
-    `last` passes of a per-row maximum (`np.maximum.reduceat` over the CSR rows) instead of sorting
-    every pair: 0.3 s instead of 6 s for 4.6M pairs.
-    """
-    matrix = dataset.matrix
-    ts = np.array(dataset.last_ts, dtype=np.float64)
-    indptr = matrix.indptr
-    counts = np.diff(indptr)
-    rows_out, cols_out, weights = [], [], []
-    for k in range(last):
-        active = np.flatnonzero(counts > k)
-        if not len(active):
-            break
-        # rows with > k pairs still have one left; a segment may run on over rows already used up,
-        # whose pairs are all -inf by now, so each maximum is its own row's
-        newest = np.maximum.reduceat(ts, indptr[active])
-        per_pair = np.full(len(ts), np.nan)
-        per_pair[_spread(indptr, active)] = np.repeat(newest, counts[active])
-        candidates = np.flatnonzero(ts == per_pair)
-        owner = np.searchsorted(indptr, candidates, side="right") - 1
-        first = candidates[np.r_[True, owner[1:] != owner[:-1]]]  # the first (smallest film) per row
-        rows_out.append(np.searchsorted(indptr, first, side="right") - 1)
-        cols_out.append(matrix.indices[first])
-        weights.append(np.full(len(first), decay ** k, dtype=np.float32))
-        ts[first] = -np.inf
-    if not rows_out:
-        return sp.csr_matrix(matrix.shape, dtype=np.float32)
-    return sp.csr_matrix((np.concatenate(weights), (np.concatenate(rows_out), np.concatenate(cols_out))),
-                         shape=matrix.shape)
-
-
-def _spread(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Positions (in CSR data) of every pair of `rows`."""
-    counts = indptr[rows + 1] - indptr[rows]
-    starts = np.repeat(indptr[rows] - np.r_[0, np.cumsum(counts)[:-1]], counts)
-    return starts + np.arange(int(counts.sum()))
-
-
-def recent_row(film_indices: Sequence[int], n_items: int, last: int = RECENT_PLAYS,
-               decay: float = RECENT_DECAY) -> sp.csr_matrix:
-    """`recent_matrix`'s row for one user from their recent films, newest first (the live mirror's
-    order; unknown films, -1, skipped; each film once)."""
-    films, weights = recent_entries(film_indices, last, decay)
-    return sp.csr_matrix((weights, films, [0, len(films)]), shape=(1, n_items))
-
-
-def recent_entries(film_indices: Sequence[int], last: int = RECENT_PLAYS,
-                   decay: float = RECENT_DECAY) -> tuple[np.ndarray, np.ndarray]:
-    """`recent_row`'s stored entries: (film indices ascending, float32 weights)."""
-    picked: list[int] = []
-    for film in film_indices:
-        if film >= 0 and film not in picked:
-            picked.append(int(film))
-            if len(picked) == last:
-                break
-    weights = (decay ** np.arange(len(picked))).astype(np.float32)
-    order = np.argsort(picked)
-    return np.array(picked, dtype=np.int64)[order], weights[order]
-
-
-def neighbours_of(model: Recommender, k: int, block: int = 4096) -> sp.csr_matrix:
-    """Items x items: each film's `k` most similar films by `model.similar_items`, similarities <= 0 dropped."""
-    n_items = len(model.items)
-    parts = []
-    for start in range(0, n_items, block):
-        idx = np.arange(start, min(start + block, n_items))
-        ids, scores = model.similar_items(idx, k)
-        keep = (ids >= 0) & (scores > 0)
-        rows = np.repeat(idx, ids.shape[1]).reshape(ids.shape)
-        parts.append((rows[keep], ids[keep], scores[keep]))
-    rows, cols, data = (np.concatenate(p) for p in zip(*parts)) if parts else (np.zeros(0),) * 3
-    return sp.csr_matrix((data.astype(np.float32), (rows, cols)), shape=(n_items, n_items))
 
 
 def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, n_rows: int, n: int

@@ -35,7 +35,8 @@ from app.recsys.models.foldin import FoldInModel, gram
 from app.recsys.models.topn import mark_ranked
 from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, Candidates, CandidateSource, FactorSource,
                                            ItemItemSource, ItemScoreSource, NeighbourSource, OneUser, UserBatch,
-                                           recent_entries, union_one)
+                                           union_one)
+from app.recsys.ranking.history import recent_entries
 from app.recsys.ranking.features import FilmSnapshot, UserStates, assemble, live_user_state
 from app.recsys.ranking.ranker import Ranker
 
