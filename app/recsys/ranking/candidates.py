@@ -36,6 +36,7 @@ from app.recsys.models.als import top_k, top_k_one
 from app.recsys.models.base import Recommender, binary
 from app.recsys.models.popularity import PopularRecommender
 from app.recsys.models.topn import mark_ranked, pad_ranked, top_n
+from app.recsys.ranking.history import sparse_top
 
 # Users scored at once by a factor source: a block of 512 x 20k films is 40 MB of float32.
 _BLOCK_ROWS = 512
@@ -204,17 +205,7 @@ class _SparseProductSource:
         return product
 
     def top(self, batch: UserBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
-        product = self._scores(batch)
-        rows = np.repeat(np.arange(len(batch)), np.diff(product.indptr))
-        order = np.lexsort((-product.data, rows))  # best first; stable: ties keep film order
-        rows, cols, data = rows[order], product.indices[order].astype(np.int64), product.data[order]
-        rank = np.arange(len(rows)) - product.indptr[rows]
-        keep = rank < n
-        ids = np.full((len(batch), n), -1, dtype=np.int64)
-        scores = np.full((len(batch), n), -np.inf, dtype=np.float32)
-        ids[rows[keep], rank[keep]] = cols[keep]
-        scores[rows[keep], rank[keep]] = data[keep]
-        return ids, scores
+        return sparse_top(self._scores(batch), n)
 
     def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         """product[rows, items] by a search in its sorted (row, film) keys (scipy's fancy indexing

@@ -39,7 +39,7 @@ from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, CandidateS
                                            ItemItemSource, ItemScoreSource, NeighbourSource, RecommenderSource,
                                            UserBatch, source_recall, top_per_row, union)
 from app.recsys.ranking.features import FilmSnapshot, UserTotals, assemble, feature_names, film_snapshot
-from app.recsys.ranking.history import neighbours_of, recent_matrix
+from app.recsys.ranking.history import cut_rows, neighbours_of, recent_matrix
 from app.recsys.ranking.online import RequestRanker
 from app.recsys.ranking.ranker import Ranker, RankerParams
 
@@ -92,18 +92,23 @@ class LevelOne:
         snapshot = film_snapshot(dataset, events, as_of, genres)
         als = models.get(ALSRecommender.name)
         sources: list[CandidateSource] = []
+        weights: dict[str, sp.csr_matrix] = {}  # item-item sources' matrices, by name
         for name, model in models.items():
             if isinstance(model, ALSRecommender):
                 sources.append(FactorSource(name, model.item_factors))
             elif isinstance(model, ItemItemRecommender):
-                sources.append(ItemItemSource(name, neighbours_of(model, config.item_item_neighbours)))
+                weights[name] = neighbours_of(model, config.item_item_neighbours)
+                sources.append(ItemItemSource(name, weights[name]))
             else:
                 sources.append(RecommenderSource(name, model))
         sources.append(ItemScoreSource(POPULAR, snapshot.viewers_share))
         sources.append(ItemScoreSource(TRENDING, snapshot.trend))
         similar = models.get(ItemKNNRecommender.name, als)
         if similar is not None:
-            sources.append(NeighbourSource(RECENT, neighbours_of(similar, config.neighbours)))
+            wide = weights.get(ItemKNNRecommender.name) if config.neighbours <= config.item_item_neighbours else None
+            neighbours = cut_rows(wide, config.neighbours) if wide is not None else neighbours_of(similar,
+                                                                                                  config.neighbours)
+            sources.append(NeighbourSource(RECENT, neighbours))
         return cls(dataset, sources, None if als is None else als.user_factors, recent_matrix(dataset), snapshot,
                    UserTotals.of(dataset, events, as_of), als)
 

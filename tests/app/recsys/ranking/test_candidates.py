@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from app.recsys.ranking.candidates import (FactorSource, ItemItemSource, ItemScoreSource, NeighbourSource,
                                            UserBatch, source_recall, top_per_row, union)
-from app.recsys.ranking.history import recent_row
+from app.recsys.ranking.history import cut_rows, recent_row, sparse_top
 
 ITEMS = 6
 
@@ -153,3 +153,22 @@ def test_one_users_sources_answer_as_for_a_batch(seed: int) -> None:
     rows, items = np.repeat(np.arange(4), films), np.tile(np.arange(films), 4)
     expected = np.asarray(nb._scores(nb_batch)[rows, items], dtype=np.float32).ravel()
     assert nb.score(nb_batch, rows, items).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sparse_top_is_the_full_sort_of_each_row(seed: int) -> None:
+    """The cut at each row's n-th value changes nothing: a stable sort of every entry, ties (many, small
+    integer scores) to the smaller film."""
+    rng = np.random.default_rng(seed)
+    matrix = sp.random(30, 40, density=rng.uniform(0.05, 0.9), format="csr", random_state=seed, dtype=np.float32)
+    matrix.data = rng.integers(1, 4, len(matrix.data)).astype(np.float32)
+    n = int(rng.integers(1, 12))
+    ids, scores = sparse_top(matrix, n)
+    for row in range(matrix.shape[0]):
+        cols, data = matrix[row].indices, matrix[row].data
+        order = np.lexsort((cols, -data))[:n]
+        assert ids[row, :len(order)].tolist() == cols[order].tolist() and (ids[row, len(order):] == -1).all()
+        assert scores[row, :len(order)].tolist() == data[order].tolist()
+    kept = cut_rows(matrix, n)
+    assert kept.shape == matrix.shape and (np.diff(kept.indptr) == np.minimum(np.diff(matrix.indptr), n)).all()
+    assert sorted(kept[3].indices.tolist()) == sorted(ids[3][ids[3] >= 0].tolist())
