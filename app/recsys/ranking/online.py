@@ -36,8 +36,8 @@ from app.recsys.models.topn import mark_ranked
 from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, Candidates, CandidateSource, FactorSource,
                                            ItemItemSource, ItemScoreSource, NeighbourSource, OneUser, UserBatch,
                                            union_one)
-from app.recsys.ranking.history import recent_entries
 from app.recsys.ranking.features import FilmSnapshot, UserStates, assemble, live_user_state
+from app.recsys.ranking.history import recent_entries
 from app.recsys.ranking.ranker import Ranker
 
 if TYPE_CHECKING:  # twolevel imports this module (to save the bundle with the model)
