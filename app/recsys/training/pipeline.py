@@ -275,20 +275,20 @@ def _tune(settings: Settings, config: RetrainConfig, split: Split, train_pairs: 
     """(ALS spec, EASE spec, the search) tuned on the training part, starting from the last finished
     run's winner; with `config.tune` off, `config.als` on the default weighting and EASE's default."""
     if config.model != ALSRecommender.name:  # e.g. Popular as a version of its own: nothing to tune
-        return ModelSpec.of(config.model), ease_spec(EASE_REGULARIZATION, EASE_ITEMS), None
+        return ModelSpec.of(config.model), ease_spec(EASE_REGULARIZATION, _EASE_ITEMS), None
     if not config.tune:
-        return ModelSpec.of(ALSRecommender.name, config.als), ease_spec(EASE_REGULARIZATION, EASE_ITEMS), None
+        return ModelSpec.of(ALSRecommender.name, config.als), ease_spec(EASE_REGULARIZATION, _EASE_ITEMS), None
     last = model_runs.last_finished(settings)
     tune_config = TuneConfig(trials=config.tune_trials or settings.tune_trials,
                              time_share=config.tune_time_share or settings.tune_time_share,
-                             ease_trial_items=min(TuneConfig.ease_trial_items, EASE_ITEMS))
+                             ease_trial_items=min(TuneConfig.ease_trial_items, _EASE_ITEMS))
     rest = last["seconds"] - last["timings"].get("tune", 0.0) if last else None
     result = tune(split.train_events, tune_config, Budget(tune_config.time_share, rest, train_pairs),
                   previous_point(last["params"]) if last else None, progress)
-    return result.als.spec(result.span_days), ease_spec(result.ease_regularization, EASE_ITEMS), result
+    return result.als.spec(result.span_days), ease_spec(result.ease_regularization, _EASE_ITEMS), result
 
 
-EASE_ITEMS = 5_000  # EASE is fitted on this many of the most-viewed films (app/recsys/models/ease.py)
+_EASE_ITEMS = 5_000  # EASE is fitted on this many of the most-viewed films (app/recsys/models/ease.py)
 
 
 def _evaluate(fit: Fit, spec: ModelSpec, split: Split, served_meta: dict | None, config: RetrainConfig,
