@@ -36,7 +36,7 @@ from app.recsys.models.als import top_k, top_k_one
 from app.recsys.models.base import Recommender, binary
 from app.recsys.models.popularity import PopularRecommender
 from app.recsys.models.topn import mark_ranked, pad_ranked, top_n
-from app.recsys.ranking.history import sparse_top
+from app.recsys.ranking.history import row_positions, sparse_top
 
 # Users scored at once by a factor source: a block of 512 x 20k films is 40 MB of float32.
 _BLOCK_ROWS = 512
@@ -229,9 +229,9 @@ class _SparseProductSource:
         nb = self.neighbours
         dense = np.zeros(nb.shape[1], dtype=np.float32)
         films, weights = self._row_one(user)
-        for film, weight in zip(films.tolist(), weights):
-            lo, hi = nb.indptr[film], nb.indptr[film + 1]
-            np.add.at(dense, nb.indices[lo:hi], weight * nb.data[lo:hi])
+        at = row_positions(nb.indptr, films)
+        # one `add.at` adds in array order: each film's products after the previous film's, as scipy
+        np.add.at(dense, nb.indices[at], np.repeat(weights, nb.indptr[films + 1] - nb.indptr[films]) * nb.data[at])
         dense[user.seen] = 0
         self._last = (user, dense)
         return dense

@@ -41,7 +41,7 @@ def recent_matrix(dataset: Dataset, last: int = RECENT_PLAYS, decay: float = REC
         # whose pairs are all -inf by now, so each maximum is its own row's
         newest = np.maximum.reduceat(ts, indptr[active])
         per_pair = np.full(len(ts), np.nan)
-        per_pair[_spread(indptr, active)] = np.repeat(newest, counts[active])
+        per_pair[row_positions(indptr, active)] = np.repeat(newest, counts[active])
         candidates = np.flatnonzero(ts == per_pair)
         owner = np.searchsorted(indptr, candidates, side="right") - 1
         first = candidates[np.r_[True, owner[1:] != owner[:-1]]]  # the first (smallest film) per row
@@ -55,7 +55,7 @@ def recent_matrix(dataset: Dataset, last: int = RECENT_PLAYS, decay: float = REC
                          shape=matrix.shape)
 
 
-def _spread(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def row_positions(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Positions (in CSR data) of every pair of `rows`."""
     counts = indptr[rows + 1] - indptr[rows]
     starts = np.repeat(indptr[rows] - np.r_[0, np.cumsum(counts)[:-1]], counts)
@@ -116,7 +116,7 @@ def sparse_top(product: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
         step = max(1, BLOCK_CELLS // width)
         for start in range(0, len(long), step):
             block = long[start:start + step]
-            at = _spread(product.indptr, block)
+            at = row_positions(product.indptr, block)
             padded = np.full((len(block), width), -np.inf, dtype=np.float32)
             padded[np.repeat(np.arange(len(block)), counts[block]),
                    at - np.repeat(product.indptr[block], counts[block])] = data[at]
