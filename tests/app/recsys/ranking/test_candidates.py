@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from app.recsys.data.dataset import build_dataset
+from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.ranking.candidates import (FactorSource, ItemItemSource, ItemScoreSource, NeighbourSource,
                                            UserBatch, source_recall, top_per_row, union)
-from app.recsys.ranking.history import cut_rows, recent_row, sparse_top
+from app.recsys.ranking.history import cut_rows, neighbours_of, recent_row, sparse_top
+from tests.app.recsys.conftest import planted_interactions
 
 ITEMS = 6
 
@@ -172,3 +175,15 @@ def test_sparse_top_is_the_full_sort_of_each_row(seed: int) -> None:
     kept = cut_rows(matrix, n)
     assert kept.shape == matrix.shape and (np.diff(kept.indptr) == np.minimum(np.diff(matrix.indptr), n)).all()
     assert sorted(kept[3].indices.tolist()) == sorted(ids[3][ids[3] >= 0].tolist())
+
+
+def test_item_knn_neighbours_are_its_similarity_rows_cut_as_similar_items_would() -> None:
+    model = ItemKNNRecommender(neighbours=30).fit(build_dataset(planted_interactions(seed=3)))
+    for k in (5, 30):
+        fast = neighbours_of(model, k)
+        ids, scores = model.similar_items(np.arange(len(model.items)), k)  # the generic path, row by row
+        for film in range(len(model.items)):
+            row = fast[film]
+            expected = dict(zip(ids[film][scores[film] > 0].tolist(), scores[film][scores[film] > 0].tolist()))
+            assert sorted(row.data.tolist()) == pytest.approx(sorted(expected.values()))
+            assert len(row.indices) == len(expected)
