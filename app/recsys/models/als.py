@@ -20,7 +20,7 @@ from app.recsys.models.base import check_fitted, check_indices, read_model, writ
 from app.recsys.data.dataset import Dataset
 from app.recsys.models.foldin import fold_in, gram
 from app.recsys.data.idmap import IdMap
-from app.recsys.models.topn import pad_ranked
+from app.recsys.models.topn import mark_ranked, pad_ranked
 
 # Defaults: the neutral point of the retrain's search (app/recsys/tuning), which
 # replaces them in every tuned run. alpha applies to weights divided by their
@@ -231,13 +231,24 @@ def top_k(
     k = min(n, len(items))
     if k == 0 or not len(queries):
         return pad_ranked(np.zeros((len(queries), 0)), np.zeros((len(queries), 0)), n)
-    rows = None if exclude is None else _RowIndices(exclude)
+    rows = None if exclude is None else _RowIndices(exclude.indptr, exclude.indices)
     if len(queries) == 1:  # one user (request time): one thread anyway; the limit would cost ~0.1 ms
         ids, scores = topk(items, queries, k, filter_query_items=rows, num_threads=1)
         return pad_ranked(ids, scores, n)
     with _blas().limit(limits=1, user_api="blas"):
         ids, scores = topk(items, queries, k, filter_query_items=rows, num_threads=0)
     return pad_ranked(ids, scores, n)
+
+
+def top_k_one(items: np.ndarray, query: np.ndarray, n: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` of one query (request time), the excluded item indices as an array (no scipy row):
+    the same implicit call and scores, 1-d and unpadded (`mark_ranked`)."""
+    k = min(n, len(items))
+    if k == 0:
+        return mark_ranked(np.zeros(0), np.zeros(0), n)
+    rows = _RowIndices(np.array([0, len(exclude)]), exclude)
+    ids, scores = topk(items, query.reshape(1, -1), k, filter_query_items=rows, num_threads=1)
+    return mark_ranked(ids[0], scores[0], n)
 
 
 @functools.cache
@@ -254,8 +265,8 @@ class _RowIndices:
 
     __slots__ = ("indptr", "indices")
 
-    def __init__(self, matrix: sp.csr_matrix) -> None:
-        self.indptr, self.indices = matrix.indptr, matrix.indices
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray) -> None:
+        self.indptr, self.indices = indptr, indices
 
     def __getitem__(self, row: int) -> _Row:
         return _Row(self.indices[self.indptr[row] : self.indptr[row + 1]])

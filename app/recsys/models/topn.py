@@ -17,13 +17,28 @@ def pad_ranked(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray,
     """Mark excluded entries (score -inf / -FLT_MAX / nan) as -1/-inf and pad to n columns."""
     ids = np.asarray(ids, dtype=np.int64).reshape(len(ids), -1)[:, :n]
     scores = np.asarray(scores, dtype=np.float32).reshape(len(ids), -1)[:, :n]
-    invalid = ~np.isfinite(scores) | (scores <= _FILTERED) | (ids < 0)
+    invalid = _invalid(ids, scores)
     out_ids = np.full((len(ids), n), -1, dtype=np.int64)
     out_scores = np.full((len(ids), n), -np.inf, dtype=np.float32)
     width = ids.shape[1]
     out_ids[:, :width] = np.where(invalid, -1, ids)
     out_scores[:, :width] = np.where(invalid, -np.inf, scores)
     return out_ids, out_scores
+
+
+def mark_ranked(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`pad_ranked` of one row, 1-d and not padded: the first `n` entries, excluded ones -1/-inf
+    (a one-user path's marking, without the 2-d padding)."""
+    ids = np.asarray(ids, dtype=np.int64)[:n]
+    scores = np.asarray(scores, dtype=np.float32)[:n]
+    invalid = _invalid(ids, scores)
+    if not invalid.any():
+        return ids, scores
+    return np.where(invalid, -1, ids), np.where(invalid, np.float32(-np.inf), scores)
+
+
+def _invalid(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(scores) | (scores <= _FILTERED) | (ids < 0)
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,12 @@ that cannot score arbitrary pairs (a generic `Recommender`) gives NaN there
 The same batch type serves offline ranking (warm users: their trained ALS
 vectors, their rows of the training matrix) and request time (one user: a
 folded-in vector, the live recent plays, no training row), so both go through
-one `union`. Sources:
+one `union`. A request ranks ONE user, where scipy's per-call overhead (~50-200 us a
+sparse step) was most of the cost: every source also has a one-user method
+(`top_one`, `score_one` over a `OneUser`, plain numpy on a few hundred films) and
+`union_one` merges them; each gives exactly the batch path's numbers for a batch
+of that one user (same float32 operations in the same order; tests compare them
+on random users). Sources:
 
     FactorSource      dot product of user vectors and item factors (ALS; fold-in at request time)
     ItemScoreSource   one score per film, minus the user's films (popular, trending)
@@ -26,18 +31,15 @@ from typing import Protocol, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from app.recsys.data.dataset import Dataset
 from app.recsys.data.idmap import IdMap
-from app.recsys.models.als import top_k
+from app.recsys.models.als import top_k, top_k_one
 from app.recsys.models.base import Recommender, binary
-from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.models.popularity import PopularRecommender
-from app.recsys.models.topn import BLOCK_CELLS, pad_ranked, top_n
+from app.recsys.models.topn import mark_ranked, pad_ranked, top_n
+from app.recsys.ranking.history import row_positions, sparse_top
 
 # Users scored at once by a factor source: a block of 512 x 20k films is 40 MB of float32.
 _BLOCK_ROWS = 512
-RECENT_PLAYS = 3  # similar-to-recent: the user's last films, each weighted RECENT_DECAY^k (newest k = 0)
-RECENT_DECAY = 0.5
 POPULAR, TRENDING, RECENT = "popular", "trending", "recent"  # the sources every two-level model has
 
 
@@ -55,10 +57,35 @@ class UserBatch:
         return self.seen.shape[0]
 
 
+@dataclass(frozen=True, eq=False)
+class OneUser:
+    """One user at request time: what `UserBatch` holds for a batch of one, as plain arrays."""
+
+    seen: np.ndarray  # sorted distinct film indices never proposed
+    vector: np.ndarray | None  # (1, factors) float32 contiguous ALS vector (folded in), None = unknown
+    recent: np.ndarray  # film indices of the last plays, ascending
+    weights: np.ndarray  # their decayed weights, float32 (`recent_row`'s values)
+
+    def batch(self, n_items: int) -> UserBatch:
+        """The same user as a batch of one (what the batch path ranks)."""
+        seen = sp.csr_matrix((np.ones(len(self.seen), dtype=np.float32), self.seen, [0, len(self.seen)]),
+                             shape=(1, n_items))
+        recent = sp.csr_matrix((self.weights, self.recent, [0, len(self.recent)]), shape=(1, n_items))
+        return UserBatch(seen=seen, vectors=self.vector, recent=recent)
+
+
 class CandidateSource(Protocol):
-    """What `union` needs of a first-level model."""
+    """What `union` (and `union_one`, one user at request time) needs of a first-level model."""
 
     name: str
+
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """`top` of a batch of one as 1-d arrays (`mark_ranked`: may be shorter than n)."""
+        ...
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        """`score` of a batch of one: the user's score of each film."""
+        ...
 
     def top(self, batch: UserBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(film indices, scores), (rows, n), padded with -1 / -inf; seen films never proposed."""
@@ -103,6 +130,16 @@ class FactorSource:
                 out[lo:hi] = block[rows[lo:hi] - start, items[lo:hi]]
         return out
 
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if user.vector is None:
+            return _none(n)
+        return top_k_one(self.item_factors, user.vector, n, user.seen)
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        if user.vector is None:
+            return np.full(len(items), np.nan, dtype=np.float32)
+        return (user.vector @ self.item_factors.T)[0, items]  # `score`'s product for a block of one row
+
 
 class ItemScoreSource:
     """One score per film (popular, trending), ranked per user without the user's films."""
@@ -128,6 +165,14 @@ class ItemScoreSource:
     def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.item_scores[items]
 
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        head = self._order[: n + len(user.seen)]
+        ids = head[~_member(head, user.seen)][:n]
+        return mark_ranked(ids, self.item_scores[ids], n)
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        return self.item_scores[items]
+
 
 class _SparseProductSource:
     """Scores = some rows of the batch (`_rows`) x a sparse items x items matrix; the user's own
@@ -137,15 +182,20 @@ class _SparseProductSource:
     def __init__(self, name: str, neighbours: sp.csr_matrix) -> None:
         self.name = name
         self.neighbours = sp.csr_matrix(neighbours, dtype=np.float32)
-        self._last: tuple[UserBatch, sp.csr_matrix] | None = None  # `top` and `score` of one batch share it
+        # `top` and `score` of one batch (or `top_one` and `score_one` of one user) share it
+        self._last: tuple[UserBatch, sp.csr_matrix] | tuple[OneUser, np.ndarray] | None = None
 
     def _rows(self, batch: UserBatch) -> sp.csr_matrix | None:
+        raise NotImplementedError
+
+    def _row_one(self, user: OneUser) -> tuple[np.ndarray, np.ndarray]:
+        """`_rows` of a batch of one as its stored entries: (films ascending, float32 weights)."""
         raise NotImplementedError
 
     def _scores(self, batch: UserBatch) -> sp.csr_matrix:
         last = self._last
         if last is not None and last[0] is batch:
-            return last[1]
+            return last[1]  # type: ignore[return-value]
         rows = self._rows(batch)
         if rows is None:
             product = sp.csr_matrix((len(batch), self.neighbours.shape[1]), dtype=np.float32)
@@ -169,12 +219,41 @@ class _SparseProductSource:
         found = keys[at] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
         return np.where(found, product.data[at] if len(keys) else 0, 0).astype(np.float32)
 
+    def _dense(self, user: OneUser) -> np.ndarray:
+        """The user's row of `_scores` as a dense float32 vector over the films: the products summed in
+        scipy's order (`_row_one`'s films ascending, each neighbour row as stored; float32), the
+        user's films zeroed. Cached for the user's `top_one` and `score_one`, as `_scores` is."""
+        last = self._last
+        if last is not None and last[0] is user:
+            return last[1]
+        nb = self.neighbours
+        dense = np.zeros(nb.shape[1], dtype=np.float32)
+        films, weights = self._row_one(user)
+        at = row_positions(nb.indptr, films)
+        # one `add.at` adds in array order: each film's products after the previous film's, as scipy
+        np.add.at(dense, nb.indices[at], np.repeat(weights, nb.indptr[films + 1] - nb.indptr[films]) * nb.data[at])
+        dense[user.seen] = 0
+        self._last = (user, dense)
+        return dense
+
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        dense = self._dense(user)
+        films = np.flatnonzero(dense)  # ascending: ties keep film order, as `top`
+        best = films[np.argsort(-dense[films], kind="stable")[:n]]
+        return best, dense[best]
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        return self._dense(user)[items]
+
 
 class NeighbourSource(_SparseProductSource):
     """Films similar to the user's recent plays: sum over recent films j of weight_j x sim(j, film)."""
 
     def _rows(self, batch: UserBatch) -> sp.csr_matrix | None:
         return batch.recent
+
+    def _row_one(self, user: OneUser) -> tuple[np.ndarray, np.ndarray]:
+        return user.recent, user.weights
 
 
 class ItemItemSource(_SparseProductSource):
@@ -191,53 +270,8 @@ class ItemItemSource(_SparseProductSource):
     def _rows(self, batch: UserBatch) -> sp.csr_matrix | None:
         return binary(batch.seen.tocsr())
 
-
-def sparse_top(product: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's `n` largest stored values (indices sorted), best first, ties to the smaller film;
-    padded -1 / -inf.
-
-    A row with more than n entries is first cut at its n-th largest value (a partition of a padded
-    block of rows), so the sort sees ~n entries per row: a 2,000-user batch of a whole history x
-    item-kNN holds ~9M entries, whose full sort cost ~5 s of CPU, the cut ~0.5 s.
-    """
-    counts = np.diff(product.indptr)
-    rows = np.repeat(np.arange(product.shape[0]), counts)
-    data, cols = product.data, product.indices.astype(np.int64)
-    long = np.flatnonzero(counts > n)
-    if len(long):
-        cutoff = np.full(product.shape[0], -np.inf, dtype=np.float32)
-        width = int(counts[long].max())
-        step = max(1, BLOCK_CELLS // width)
-        for start in range(0, len(long), step):
-            block = long[start:start + step]
-            at = _spread(product.indptr, block)
-            padded = np.full((len(block), width), -np.inf, dtype=np.float32)
-            padded[np.repeat(np.arange(len(block)), counts[block]),
-                   at - np.repeat(product.indptr[block], counts[block])] = data[at]
-            cutoff[block] = -np.partition(-padded, n - 1, axis=1)[:, n - 1]
-        kept = data >= cutoff[rows]
-        rows, cols, data = rows[kept], cols[kept], data[kept]
-    order = np.lexsort((-data, rows))  # best first; stable: ties keep film order
-    rows, cols, data = rows[order], cols[order], data[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
-    keep = rank < n
-    ids = np.full((product.shape[0], n), -1, dtype=np.int64)
-    scores = np.full((product.shape[0], n), -np.inf, dtype=np.float32)
-    ids[rows[keep], rank[keep]] = cols[keep]
-    scores[rows[keep], rank[keep]] = data[keep]
-    return ids, scores
-
-
-def cut_rows(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """`matrix` with only each row's `k` largest entries (ties to the smaller column): e.g. the
-    similar-to-recent neighbours from an item-item source's wider matrix, without a second pass
-    over the model's similar items."""
-    matrix = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    matrix.sort_indices()
-    ids, scores = sparse_top(matrix, k)
-    keep = ids >= 0
-    rows = np.broadcast_to(np.arange(matrix.shape[0])[:, None], ids.shape)
-    return sp.csr_matrix((scores[keep], (rows[keep], ids[keep])), shape=matrix.shape)
+    def _row_one(self, user: OneUser) -> tuple[np.ndarray, np.ndarray]:
+        return user.seen, np.ones(len(user.seen), dtype=np.float32)
 
 
 def _drop_seen(product: sp.csr_matrix, seen: sp.csr_matrix) -> sp.csr_matrix:
@@ -272,6 +306,12 @@ class RecommenderSource:
 
     def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return np.full(len(rows), np.nan, dtype=np.float32)
+
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return _none(n)  # a request-time user has no training row
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        return np.full(len(items), np.nan, dtype=np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -324,6 +364,42 @@ def union(sources: Sequence[CandidateSource], batch: UserBatch, n: int) -> Candi
     return Candidates(tuple(s.name for s in sources), n, rows, items, scores, ranks)
 
 
+def union_one(sources: Sequence[CandidateSource], user: OneUser, n: int) -> Candidates:
+    """`union` of a batch of one user, through the sources' one-user methods: the same pairs, scores
+    and ranks (rows all 0) without a sparse matrix."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    tops = [source.top_one(user, n) for source in sources]
+    ids = np.concatenate([top[0] for top in tops])
+    column = np.repeat(np.arange(len(sources)), [len(top[0]) for top in tops])
+    rank = np.concatenate([np.arange(1, len(top[0]) + 1, dtype=np.float32) for top in tops])
+    valid = ids >= 0
+    items = _distinct(ids)
+    pos, column = np.searchsorted(items, ids[valid]), column[valid]
+    scores = np.full((len(items), len(sources)), np.nan, dtype=np.float32)
+    ranks = np.full((len(items), len(sources)), np.float32(2 * n))
+    scores[pos, column] = np.concatenate([top[1] for top in tops])[valid]
+    ranks[pos, column] = rank[valid]
+    for j, source in enumerate(sources):
+        missing = np.flatnonzero(ranks[:, j] > n)
+        if len(missing):
+            scores[missing, j] = source.score_one(user, items[missing])
+    return Candidates(tuple(s.name for s in sources), n, np.zeros(len(items), dtype=np.int64), items, scores, ranks)
+
+
+def _none(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A one-user top with nothing in it."""
+    return mark_ranked(np.zeros(0), np.zeros(0), n)
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """`np.isin(values, sorted_set)` for a small sorted set, by binary search (np.isin costs ~30 us a call)."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
+
+
 def _distinct(keys: np.ndarray) -> np.ndarray:
     """Sorted distinct non-negative keys (sort + drop repeats: several times faster than numpy 2's
     hash-based np.unique on a batch's ~10^6 keys)."""
@@ -362,87 +438,6 @@ def _recall(keys: np.ndarray, rel_keys: np.ndarray, width: np.int64, n_rows: int
             denom: np.ndarray) -> float:
     hits = np.bincount((keys[np.isin(keys, rel_keys)] // width).astype(np.int64), minlength=n_rows)
     return float(np.mean(np.minimum(hits[has], denom) / denom))
-
-
-def recent_matrix(dataset: Dataset, last: int = RECENT_PLAYS, decay: float = RECENT_DECAY) -> sp.csr_matrix:
-    """Each user's `last` films by latest event (the dataset's `last_ts`), weighted decay^k, newest k = 0;
-    ties go to the smaller film index.
-
-    `last` passes of a per-row maximum (`np.maximum.reduceat` over the CSR rows) instead of sorting
-    every pair: 0.3 s instead of 6 s for 4.6M pairs.
-    """
-    matrix = dataset.matrix
-    ts = np.array(dataset.last_ts, dtype=np.float64)
-    indptr = matrix.indptr
-    counts = np.diff(indptr)
-    rows_out, cols_out, weights = [], [], []
-    for k in range(last):
-        active = np.flatnonzero(counts > k)
-        if not len(active):
-            break
-        # rows with > k pairs still have one left; a segment may run on over rows already used up,
-        # whose pairs are all -inf by now, so each maximum is its own row's
-        newest = np.maximum.reduceat(ts, indptr[active])
-        per_pair = np.full(len(ts), np.nan)
-        per_pair[_spread(indptr, active)] = np.repeat(newest, counts[active])
-        candidates = np.flatnonzero(ts == per_pair)
-        owner = np.searchsorted(indptr, candidates, side="right") - 1
-        first = candidates[np.r_[True, owner[1:] != owner[:-1]]]  # the first (smallest film) per row
-        rows_out.append(np.searchsorted(indptr, first, side="right") - 1)
-        cols_out.append(matrix.indices[first])
-        weights.append(np.full(len(first), decay ** k, dtype=np.float32))
-        ts[first] = -np.inf
-    if not rows_out:
-        return sp.csr_matrix(matrix.shape, dtype=np.float32)
-    return sp.csr_matrix((np.concatenate(weights), (np.concatenate(rows_out), np.concatenate(cols_out))),
-                         shape=matrix.shape)
-
-
-def _spread(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Positions (in CSR data) of every pair of `rows`."""
-    counts = indptr[rows + 1] - indptr[rows]
-    starts = np.repeat(indptr[rows] - np.r_[0, np.cumsum(counts)[:-1]], counts)
-    return starts + np.arange(int(counts.sum()))
-
-
-def recent_row(film_indices: Sequence[int], n_items: int, last: int = RECENT_PLAYS,
-               decay: float = RECENT_DECAY) -> sp.csr_matrix:
-    """`recent_matrix`'s row for one user from their recent films, newest first (the live mirror's
-    order; unknown films, -1, skipped; each film once)."""
-    picked: list[int] = []
-    for film in film_indices:
-        if film >= 0 and film not in picked:
-            picked.append(int(film))
-            if len(picked) == last:
-                break
-    weights = (decay ** np.arange(len(picked))).astype(np.float32)
-    order = np.argsort(picked)
-    return sp.csr_matrix((weights[order], np.array(picked, dtype=np.int64)[order], [0, len(picked)]),
-                         shape=(1, n_items))
-
-
-def neighbours_of(model: Recommender, k: int, block: int = 4096) -> sp.csr_matrix:
-    """Items x items: each film's `k` most similar films by `model.similar_items`, similarities <= 0 dropped.
-
-    Item-kNN's similarities are a sparse matrix already: its rows are cut as they are (`cut_rows`, the
-    same pairs; 1.5 s instead of 3.9 s of CPU at 20,000 films x 200 neighbours, where `similar_items`
-    scores dense blocks of films x all films).
-    """
-    if isinstance(model, ItemKNNRecommender):
-        positive = sp.csr_matrix(model.similarity, dtype=np.float32, copy=True)
-        positive.data[positive.data < 0] = 0
-        positive.eliminate_zeros()
-        return cut_rows(positive, k)
-    n_items = len(model.items)
-    parts = []
-    for start in range(0, n_items, block):
-        idx = np.arange(start, min(start + block, n_items))
-        ids, scores = model.similar_items(idx, k)
-        keep = (ids >= 0) & (scores > 0)
-        rows = np.repeat(idx, ids.shape[1]).reshape(ids.shape)
-        parts.append((rows[keep], ids[keep], scores[keep]))
-    rows, cols, data = (np.concatenate(p) for p in zip(*parts)) if parts else (np.zeros(0),) * 3
-    return sp.csr_matrix((data.astype(np.float32), (rows, cols)), shape=(n_items, n_items))
 
 
 def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, n_rows: int, n: int

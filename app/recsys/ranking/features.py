@@ -28,6 +28,7 @@ feature is defined.
 """
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -73,6 +74,22 @@ class FilmSnapshot:
     @property
     def trend(self) -> np.ndarray:
         return self.values[:, FILM_FEATURES.index("i_trend")]
+
+    @functools.cached_property
+    def genre_entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """(genre index, share) of each film's stored genre entries, (films, most genres of a film),
+        in the CSR's stored order and padded with (0, 0.0): sums over them in column order are
+        scipy's sums (a float32 row product adds entries in stored order; + 0.0 changes nothing)
+        without a sparse matrix per call."""
+        g = self.genres.tocsr()
+        counts = np.diff(g.indptr)
+        width = int(counts.max()) if len(counts) else 0
+        slot = np.arange(g.nnz) - np.repeat(g.indptr[:-1], counts)
+        rows = np.repeat(np.arange(g.shape[0]), counts)
+        index = np.zeros((g.shape[0], width), dtype=np.int64)
+        share = np.zeros((g.shape[0], width), dtype=np.float32)
+        index[rows, slot], share[rows, slot] = g.indices, g.data
+        return index, share
 
     def pack(self) -> bytes:
         """npz bytes (no pickle): the request-time copy."""
@@ -203,19 +220,24 @@ def live_user_state(record: Mapping[str, float] | None, film_indices: Sequence[i
                     snapshot: FilmSnapshot) -> UserStates:
     """One user's state at request time: the live mirror's counts (`record`: events, ratings,
     rating_sum, last_seen; None = unknown) and their recent films (snapshot indices, -1 = unknown)."""
-    known = sorted({int(f) for f in film_indices if f >= 0})
-    binary = sp.csr_matrix((np.ones(len(known), dtype=np.float32), known, [0, len(known)]),
-                           shape=(1, len(snapshot.items)))
+    known = np.array(sorted({int(f) for f in film_indices if f >= 0}), dtype=np.int64)
     films = np.array([float(len(known))])
     record = record or {}
 
     def value(key: str, default: float) -> np.ndarray:
         return np.array([float(record.get(key, default))])
 
+    # the batch path's `binary @ genres` and `binary @ viewers_share` of a one-row `binary`, summed in
+    # scipy's order (films ascending; float32 and float64 as there) without building the matrix
+    index, share = snapshot.genre_entries
+    counts = np.zeros((1, snapshot.genres.shape[1]), dtype=np.float32)
+    for film in known.tolist():
+        np.add.at(counts[0], index[film], share[film])
+    viewers = np.cumsum(snapshot.viewers_share[known].astype(np.float64))  # sequential, as csr_matvec
+    pop_pref = np.array([viewers[-1] if len(viewers) else 0.0]) / np.maximum(films, 1.0)
     last = value("last_seen", np.nan)
     return UserStates(films, value("events", len(known)), value("rating_sum", 0.0), value("ratings", 0.0),
-                      np.where(last > 0, last, np.nan), _shares(binary @ snapshot.genres),
-                      _mean_over(binary, snapshot.viewers_share, films))
+                      np.where(last > 0, last, np.nan), _shares(counts), pop_pref)
 
 
 def _shares(counts: sp.spmatrix | np.ndarray) -> np.ndarray:
@@ -228,6 +250,24 @@ def _mean_over(binary: sp.csr_matrix, per_film: np.ndarray, films: np.ndarray) -
     return np.asarray(binary @ per_film.astype(np.float64)).ravel() / np.maximum(films, 1.0)
 
 
+_MATCH_BLOCK = 1 << 18  # pairs per block of genre matching (x the most genres of a film, float32)
+
+
+def _genre_match(snapshot: FilmSnapshot, rows: np.ndarray, items: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Per pair, the film's genre shares . the user's: what scipy's `genres[items].multiply(shares[rows])
+    .sum(axis=1)` gives bit for bit (float32 products added in each film's stored entry order),
+    ~20x faster for a request's few hundred pairs and without a sparse copy of every pair's genres."""
+    index, share = snapshot.genre_entries
+    out = np.zeros(len(rows), dtype=np.float32)
+    if not index.shape[1]:
+        return out
+    for lo in range(0, len(rows), _MATCH_BLOCK):
+        r, i = rows[lo:lo + _MATCH_BLOCK], items[lo:lo + _MATCH_BLOCK]
+        products = share[i] * shares[r[:, None], index[i]]
+        out[lo:lo + _MATCH_BLOCK] = np.cumsum(products, axis=1)[:, -1]  # left to right, as scipy
+    return out
+
+
 def assemble(candidates: Candidates, snapshot: FilmSnapshot, users: UserStates, now: float) -> np.ndarray:
     """The feature matrix (pairs, feature_names(candidates.sources)), float32, NaN = missing."""
     rows, items = candidates.rows, candidates.items
@@ -235,9 +275,7 @@ def assemble(candidates: Candidates, snapshot: FilmSnapshot, users: UserStates, 
     source_block = np.empty((len(rows), 2 * width), dtype=np.float32)
     source_block[:, 0::2] = candidates.scores
     source_block[:, 1::2] = candidates.ranks
-    genres = snapshot.genres[items]
-    genre_match = np.asarray(genres.multiply(users.genre_share[rows]).sum(axis=1)).ravel() if genres.shape[1] else \
-        np.zeros(len(rows))
+    genre_match = _genre_match(snapshot, rows, items, users.genre_share)
     with np.errstate(divide="ignore", invalid="ignore"):
         pair = np.column_stack([
             candidates.n_sources,

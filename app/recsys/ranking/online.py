@@ -32,10 +32,12 @@ import scipy.sparse as sp
 
 from app.recsys.data.idmap import IdMap
 from app.recsys.models.foldin import FoldInModel, gram
-from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, CandidateSource, FactorSource,
-                                           ItemItemSource, ItemScoreSource, NeighbourSource, UserBatch, recent_row,
-                                           top_per_row, union)
+from app.recsys.models.topn import mark_ranked
+from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, Candidates, CandidateSource, FactorSource,
+                                           ItemItemSource, ItemScoreSource, NeighbourSource, OneUser, UserBatch,
+                                           union_one)
 from app.recsys.ranking.features import FilmSnapshot, UserStates, assemble, live_user_state
+from app.recsys.ranking.history import recent_entries
 from app.recsys.ranking.ranker import Ranker
 
 if TYPE_CHECKING:  # twolevel imports this module (to save the bundle with the model)
@@ -70,6 +72,12 @@ class _Unavailable:
 
     def score(self, batch: UserBatch, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return np.full(len(rows), np.nan, dtype=np.float32)
+
+    def top_one(self, user: OneUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+
+    def score_one(self, user: OneUser, items: np.ndarray) -> np.ndarray:
+        return np.full(len(items), np.nan, dtype=np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,9 +120,8 @@ class RequestRanker:
         }
         return [by_name.get(name) or _Unavailable(name) for name in self.sources]
 
-    def batch(self, recent: Sequence[int], exclude: Sequence[int] = (),
-              vector: np.ndarray | None = None) -> UserBatch:
-        """The user's batch of one: `recent` film ids newest first (repeats = watched again), films in
+    def user(self, recent: Sequence[int], exclude: Sequence[int] = (), vector: np.ndarray | None = None) -> OneUser:
+        """The one user to rank: `recent` film ids newest first (repeats = watched again), films in
         `exclude` never proposed; `vector` = the user's ALS vector if the caller has one, else folded in."""
         items = self.snapshot.items
         recent_idx = items.to_index(np.asarray(recent, dtype=np.int64))
@@ -123,20 +130,28 @@ class RequestRanker:
             vector = self.foldin.user_vector(np.array(list(counts), dtype=np.int64),
                                              np.array(list(counts.values()), dtype=np.float64))
         excluded = np.unique(np.concatenate([recent_idx, items.to_index(np.asarray(exclude, dtype=np.int64))]))
-        excluded = excluded[excluded >= 0]
-        seen = sp.csr_matrix((np.ones(len(excluded), dtype=np.float32), excluded, [0, len(excluded)]),
-                             shape=(1, len(items)))
-        return UserBatch(seen=seen, vectors=None if vector is None else np.atleast_2d(vector),
-                         recent=recent_row(recent_idx, len(items)))
+        films, weights = recent_entries(recent_idx)
+        return OneUser(seen=excluded[excluded >= 0],
+                       vector=None if vector is None else np.ascontiguousarray(np.atleast_2d(vector), np.float32),
+                       recent=films, weights=weights)
+
+    def batch(self, recent: Sequence[int], exclude: Sequence[int] = (),
+              vector: np.ndarray | None = None) -> UserBatch:
+        """`user` as a batch of one (the batch path: `union`, what the offline ranking uses)."""
+        return self.user(recent, exclude, vector).batch(len(self.snapshot.items))
 
     def rank(self, recent: Sequence[int], record: Mapping[str, float] | None, now: float, limit: int,
              exclude: Sequence[int] = (), vector: np.ndarray | None = None, explain: bool = False) -> RankedFilms:
-        """The user's top `limit` films (see `batch` for the inputs; `record` = the live per-user mirror)."""
-        batch = self.batch(recent, exclude, vector)
-        state = live_user_state(record, self.snapshot.items.to_index(np.asarray(recent, dtype=np.int64)),
-                                self.snapshot)
-        return rank_candidates(self.ranker, self._sources, batch, state, self.snapshot, self.n, now, limit,
+        """The user's top `limit` films (see `user` for the inputs; `record` = the live per-user mirror):
+        `union_one`, the one-user path (the same candidates as `union` of `batch`)."""
+        candidates = union_one(self._sources, self.user(recent, exclude, vector), self.n)
+        return rank_candidates(self.ranker, candidates, self.state(recent, record), self.snapshot, now, limit,
                                explain)
+
+    def state(self, recent: Sequence[int], record: Mapping[str, float] | None) -> UserStates:
+        """The user's features' state: live counts and recent films."""
+        return live_user_state(record, self.snapshot.items.to_index(np.asarray(recent, dtype=np.int64)),
+                               self.snapshot)
 
     def pack(self) -> bytes:
         """npz bytes for `recs:{v}:ranking` (no pickle)."""
@@ -172,20 +187,21 @@ class RequestRanker:
                        item_item)
 
 
-def rank_candidates(ranker: Ranker, sources: Sequence[CandidateSource], batch: UserBatch, state: UserStates,
-                    snapshot: FilmSnapshot, n: int, now: float, limit: int, explain: bool = False) -> RankedFilms:
-    """Candidates of a one-user batch, scored by the ranker over `assemble`'s features, best `limit` first."""
-    candidates = union(sources, batch, n)
+def rank_candidates(ranker: Ranker, candidates: Candidates, state: UserStates, snapshot: FilmSnapshot, now: float,
+                    limit: int, explain: bool = False) -> RankedFilms:
+    """One user's candidates, scored by the ranker over `assemble`'s features, best `limit` first."""
     features = assemble(candidates, snapshot, state, now)
     scores = ranker.predict(features)
-    ids, top_scores = top_per_row(candidates.rows, candidates.items, scores, 1, limit)
-    chosen = ids[0][ids[0] >= 0]
+    order = np.argsort(-scores, kind="stable")[:limit]  # `top_per_row` of one row: ties to the smaller film
+    ids, top_scores = mark_ranked(candidates.items[order], scores[order], limit)
+    keep = ids >= 0
+    chosen = ids[keep]
     film_ids = snapshot.items.to_external(chosen).tolist()
     reasons = None
     if explain and len(chosen):
         position = np.searchsorted(candidates.items, chosen)  # one user: pairs are sorted by film
         reasons = explain_rows(ranker, features[position])
-    return RankedFilms(film_ids, top_scores[0][: len(chosen)].tolist(), reasons)
+    return RankedFilms(film_ids, top_scores[keep].tolist(), reasons)
 
 
 def explain_rows(ranker: Ranker, features: np.ndarray, top: int = EXPLAIN_TOP) -> list[list[Contribution]]:

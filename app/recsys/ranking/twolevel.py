@@ -37,9 +37,9 @@ from app.recsys.models.itemitem import ItemItemRecommender
 from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, CandidateSource, Candidates, FactorSource,
                                            ItemItemSource, ItemScoreSource, NeighbourSource, RecommenderSource,
-                                           UserBatch, cut_rows, neighbours_of, recent_matrix, source_recall,
-                                           top_per_row, union)
+                                           UserBatch, source_recall, top_per_row, union)
 from app.recsys.ranking.features import FilmSnapshot, UserTotals, assemble, feature_names, film_snapshot
+from app.recsys.ranking.history import cut_rows, neighbours_of, recent_matrix
 from app.recsys.ranking.online import RequestRanker
 from app.recsys.ranking.ranker import Ranker, RankerParams
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from app.recsys.data.dataset import Interactions, build_dataset
+from app.recsys.data.dataset import build_dataset
 from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.ranking.candidates import (FactorSource, ItemItemSource, ItemScoreSource, NeighbourSource,
-                                           UserBatch, cut_rows, neighbours_of, recent_matrix, recent_row,
-                                           source_recall, sparse_top, top_per_row, union)
+                                           UserBatch, source_recall, top_per_row, union)
+from app.recsys.ranking.history import cut_rows, neighbours_of, recent_row, sparse_top
 from tests.app.recsys.conftest import planted_interactions
 
 ITEMS = 6
@@ -100,14 +100,6 @@ def test_item_item_source_of_a_newcomers_recent_plays_is_that_of_the_same_traini
         np.testing.assert_array_equal(a, b)
     # film 0 = .9 (from 1), 3 = .5 (from 1), 5 = .7, 4 = .3 (from 2)
     assert source.top(online, 4)[0].tolist() == [[0, 5, 3, 4]]
-
-
-def test_recent_matrix_weights_each_users_latest_films() -> None:
-    it = Interactions.from_columns({"user_id": [1, 1, 1, 1, 2], "film_id": [10, 11, 12, 13, 10],
-                                    "ts": [1.0, 4.0, 3.0, 2.0, 5.0], "event_type": ["play"] * 5})
-    dataset = build_dataset(it)
-    got = recent_matrix(dataset, last=2, decay=0.5).toarray()
-    assert got.tolist() == [[0.0, 1.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0]]  # user 1: film 11 (t 4), 12 (t 3)
 
 
 def test_source_recall_counts_relevant_films_in_each_top_k_and_in_their_union() -> None:
