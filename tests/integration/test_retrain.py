@@ -95,10 +95,10 @@ def test_the_gate_records_its_interval_and_the_lists_are_published(settings: Set
     assert len(keys.decode_ranked(conn.get(keys.TRENDING_LATEST))[0]) == 100
 
     # the next run meets a served model: its recorded spec is refitted on the same holdout
-    weaker = pipeline.retrain(settings, pipeline.RetrainConfig(als={"factors": 2, "iterations": 1}, tune=False))
+    weaker = pipeline.retrain(settings, pipeline.RetrainConfig(als={"factors": 1, "iterations": 1}, tune=False))
     vs_served = weaker.vs_served
     assert vs_served is not None and vs_served.users == weaker.vs_popular.users
-    assert vs_served.low <= vs_served.mean <= vs_served.high and vs_served.mean < 0  # 2 factors fit worse
+    assert vs_served.low <= vs_served.mean <= vs_served.high and vs_served.mean < 0  # 1 factor fits worse
     run = recorded(settings)[weaker.version]
     assert (run["served_version"], run["vs_served_low"]) == (report.version, pytest.approx(vs_served.low))
 

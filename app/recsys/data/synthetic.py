@@ -28,6 +28,7 @@ class PlantedTaste:
     in_group: float = 0.8
     days: int = 60
     end_ts: int = 1_795_000_000  # 2026-11-18: fixed, so runs are comparable
+    seed: int = 0  # the draws are hashes of (seed, row, draw): the same spec gives the same events
 
     def __post_init__(self) -> None:
         if min(self.users, self.films, self.events, self.groups, self.days) < 1:
@@ -42,6 +43,8 @@ def insert_planted_taste(conn: Client, database: str, spec: PlantedTaste) -> int
     """Append `spec.events` events to `database.interactions`; returns the row count inserted.
 
     Each call draws new event ids: calling twice doubles the data (it is test data, not a replay).
+    Everything else is a hash of (seed, row number, draw), not `rand()`: a test on this data judges
+    the same events every run, so a model comparison cannot pass or fail by the draw.
     """
     per_group = spec.films // spec.groups
     conn.execute(
@@ -52,27 +55,30 @@ def insert_planted_taste(conn: Client, database: str, spec: PlantedTaste) -> int
         SELECT
             toString(generateUUIDv4()),
             uid,
-            if(modulo(rand(2), 1000) < %(in_group)s,
-               1 + toUInt64(floor(pow(rand(3) / 4294967296.0, 2) * %(per_group)s)) * %(groups)s
+            if(modulo(cityHash64(%(seed)s, n, 2), 1000) < %(in_group)s,
+               1 + toUInt64(floor(pow(modulo(cityHash64(%(seed)s, n, 3), 4294967296) / 4294967296.0, 2)
+                                  * %(per_group)s)) * %(groups)s
                  + modulo(uid, %(groups)s),
-               1 + modulo(rand(4), %(films)s)),
+               1 + modulo(cityHash64(%(seed)s, n, 4), %(films)s)),
             etype,
-            toDateTime(%(end)s - modulo(rand(6), %(span)s)),
+            toDateTime(%(end)s - modulo(cityHash64(%(seed)s, n, 6), %(span)s)),
             concat('s', toString(uid)),
             if(etype = 'complete', 5400.0, if(etype = 'progress', 1800.0, 0.0)),
             5400.0,
-            if(etype = 'rate', toFloat32(6 + modulo(rand(7), 5)), 0.0),
+            if(etype = 'rate', toFloat32(6 + modulo(cityHash64(%(seed)s, n, 7), 5)), 0.0),
             '',
             '',
             -1
         FROM (
             SELECT
-                1 + modulo(rand(1), %(users)s) AS uid,
-                %(types)s[1 + modulo(rand(5), 6)] AS etype
+                number AS n,
+                1 + modulo(cityHash64(%(seed)s, n, 1), %(users)s) AS uid,
+                %(types)s[1 + modulo(cityHash64(%(seed)s, n, 5), 6)] AS etype
             FROM numbers(%(events)s)
         )
         """,
         {
+            "seed": spec.seed,
             "users": spec.users,
             "films": spec.films,
             "groups": spec.groups,
