@@ -37,6 +37,7 @@ from app.recsys.models.base import Recommender, binary
 from app.recsys.models.popularity import PopularRecommender
 from app.recsys.models.topn import mark_ranked, pad_ranked, top_n
 from app.recsys.ranking.history import row_positions, sparse_top
+from app.recsys.ranking.recall import distinct_keys
 
 # Users scored at once by a factor source: a block of 512 x 20k films is 40 MB of float32.
 _BLOCK_ROWS = 512
@@ -349,7 +350,7 @@ def union(sources: Sequence[CandidateSource], batch: UserBatch, n: int) -> Candi
     for ids, _ in tops:
         rows = np.repeat(np.arange(len(batch), dtype=np.int64), ids.shape[1]).reshape(ids.shape)
         keys_of.append(np.where(ids >= 0, rows * width + ids, -1))
-    keys = _distinct(np.concatenate([k.ravel() for k in keys_of]))
+    keys = distinct_keys(np.concatenate([k.ravel() for k in keys_of]))
     rows, items = keys // width, keys % width
     scores = np.full((len(keys), len(sources)), np.nan, dtype=np.float32)
     ranks = np.full((len(keys), len(sources)), np.float32(2 * n))
@@ -374,7 +375,7 @@ def union_one(sources: Sequence[CandidateSource], user: OneUser, n: int) -> Cand
     column = np.repeat(np.arange(len(sources)), [len(top[0]) for top in tops])
     rank = np.concatenate([np.arange(1, len(top[0]) + 1, dtype=np.float32) for top in tops])
     valid = ids >= 0
-    items = _distinct(ids)
+    items = distinct_keys(ids)
     pos, column = np.searchsorted(items, ids[valid]), column[valid]
     scores = np.full((len(items), len(sources)), np.nan, dtype=np.float32)
     ranks = np.full((len(items), len(sources)), np.float32(2 * n))
@@ -398,59 +399,3 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
         return np.zeros(len(values), dtype=bool)
     at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
     return sorted_set[at] == values
-
-
-def _distinct(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct non-negative keys (sort + drop repeats: several times faster than numpy 2's
-    hash-based np.unique on a batch's ~10^6 keys)."""
-    keys = np.sort(keys[keys >= 0])
-    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
-
-
-def source_recall(sources: Sequence[CandidateSource], batch: UserBatch, relevant: Sequence[np.ndarray],
-                  k: int = 100) -> dict[str, float]:
-    """Recall@k of each source's top-k and of their union, over the batch rows with a relevant film.
-
-    recall = relevant films proposed / min(|relevant|, k): how much of what users came to
-    the candidate set can hold at all (the ceiling of any second level).
-    """
-    lengths = np.array([len(r) for r in relevant])
-    has = lengths > 0
-    if not has.any():
-        return {}
-    width = np.int64(batch.seen.shape[1])
-    rel_keys = _distinct(np.repeat(np.arange(len(relevant), dtype=np.int64), lengths) * width
-                         + np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant]))
-    denom = np.minimum(lengths[has], k)
-    out, union_keys = {}, []
-    for source in sources:
-        ids, _ = source.top(batch, k)
-        rows = np.repeat(np.arange(len(batch), dtype=np.int64), ids.shape[1]).reshape(ids.shape)
-        keys = (rows * width + ids)[ids >= 0]
-        union_keys.append(keys)
-        out[source.name] = _recall(keys, rel_keys, width, len(relevant), has, denom)
-    out["union"] = _recall(_distinct(np.concatenate(union_keys)), rel_keys, width, len(relevant), has,
-                           np.minimum(lengths[has], k * len(sources)))
-    return out
-
-
-def _recall(keys: np.ndarray, rel_keys: np.ndarray, width: np.int64, n_rows: int, has: np.ndarray,
-            denom: np.ndarray) -> float:
-    hits = np.bincount((keys[np.isin(keys, rel_keys)] // width).astype(np.int64), minlength=n_rows)
-    return float(np.mean(np.minimum(hits[has], denom) / denom))
-
-
-def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, n_rows: int, n: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Per batch row, its `n` best items by score, padded -1 / -inf. Pairs come sorted by row then
-    item (`Candidates`), and the sort is stable: ties go to the smaller item index."""
-    order = np.lexsort((-scores, rows))
-    rows, items, scores = rows[order], items[order], scores[order]
-    starts = np.searchsorted(rows, np.arange(n_rows))
-    rank = np.arange(len(rows)) - starts[rows]
-    keep = rank < n
-    ids = np.full((n_rows, n), -1, dtype=np.int64)
-    out = np.full((n_rows, n), -np.inf, dtype=np.float32)
-    ids[rows[keep], rank[keep]] = items[keep]
-    out[rows[keep], rank[keep]] = scores[keep]
-    return pad_ranked(ids, out, n)

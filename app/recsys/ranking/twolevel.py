@@ -37,11 +37,12 @@ from app.recsys.models.itemitem import ItemItemRecommender
 from app.recsys.models.itemknn import ItemKNNRecommender
 from app.recsys.ranking.candidates import (POPULAR, RECENT, TRENDING, CandidateSource, Candidates, FactorSource,
                                            ItemItemSource, ItemScoreSource, NeighbourSource, RecommenderSource,
-                                           UserBatch, source_recall, top_per_row, union)
+                                           UserBatch, union)
 from app.recsys.ranking.features import FilmSnapshot, UserTotals, assemble, feature_names, film_snapshot
 from app.recsys.ranking.history import cut_rows, neighbours_of, recent_matrix
 from app.recsys.ranking.online import RequestRanker
 from app.recsys.ranking.ranker import Ranker, RankerParams
+from app.recsys.ranking.recall import source_recall, top_per_row
 
 NAME = "two-level"
 REQUEST_FILE = "ranking.npz"

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.recsys.data.dataset import DAY_S
-from app.recsys.ranking.candidates import top_per_row, union, union_one
+from app.recsys.ranking.candidates import union, union_one
+from app.recsys.ranking.recall import top_per_row
 from app.recsys.data.idmap import IdMap
 from app.recsys.ranking.features import FilmSnapshot, UserTotals, _genre_match, assemble, live_user_state
 from app.recsys.ranking.online import RequestRanker
