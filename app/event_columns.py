@@ -269,8 +269,8 @@ def _fast_columns(values: Sequence[bytes | str | None], now: float) -> tuple[Eve
 
 
 def _checked(raw: "arrow_events.RawColumns", now: float) -> tuple[EventColumns, np.ndarray]:
-    """The checks of `_object_columns` on Arrow's typed columns (types were checked by Arrow;
-    None in `raw` marks a null or absent field)."""
+    """The checks of `_object_columns` on Arrow's typed columns (Arrow checked the JSON types;
+    a null field reads as absent, as in `validate`: `raw`'s masks say which)."""
     ok = raw.present.copy()
     ok &= (raw.event_id_len >= 1) & (raw.event_id_len <= _MAX_EVENT_ID)
     event_type = raw.event_type
