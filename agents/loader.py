@@ -182,19 +182,30 @@ def still_assigned(offsets: Mapping[TopicPartition, int], assigned: set[TopicPar
 
 
 class _Assignments(ConsumerRebalanceListener):
-    """Counts assignments: a batch fetched under an older one commits only the partitions
-    still assigned (`still_assigned`)."""
+    """Counts assignments and knows whether one is under way: a batch fetched under an older
+    assignment commits only the partitions still assigned (`still_assigned`), and only once the
+    new assignment is known (`settled`).
+
+    A commit sent between the revocation and the new assignment carries the old generation: the
+    broker refuses it (IllegalGeneration), and aiokafka answers that by rejoining, which started
+    one more rebalance of the group, ~3 s each (seen twice in a row when a second worker joined).
+    """
 
     def __init__(self) -> None:
         self.generation = 0
+        self.assigned: set[TopicPartition] = set()
+        self.settled = asyncio.Event()
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         self.generation += 1
+        self.settled.clear()
         if revoked:
             log.info("loader: partitions revoked %s", sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.generation += 1
+        self.assigned = set(assigned)
+        self.settled.set()
         log.info("loader: partitions assigned %s", sorted(tp.partition for tp in assigned))
 
 
@@ -297,7 +308,12 @@ class Loader(Service):
         self.progress.finished(parsed.size)
         offsets = parsed.offsets
         if parsed.generation != self.listener.generation:
-            offsets = still_assigned(parsed.offsets, self.consumer.assignment())
+            try:
+                await asyncio.wait_for(self.listener.settled.wait(), self.settings.network_timeout_s * 6)
+            except TimeoutError:
+                log.warning("loader: no new assignment yet; the batch will be re-delivered")
+                return
+            offsets = still_assigned(parsed.offsets, self.listener.assigned)
             log.info("loader: assignment changed during the batch; committing its %d partition(s) still assigned, "
                      "not the %d moved (their new owner re-reads them)", len(offsets), len(parsed.offsets) - len(offsets))
             if not offsets:

@@ -78,6 +78,9 @@ app = CinerecApp(
     origin="app",
     topic_partitions=settings.topic_partitions,
     table_standby_replicas=settings.table_standby_replicas,
+    # memory:// tables remember how far of each changelog partition they hold: a rebalance
+    # re-reads only what a worker lacks, not its own partitions (app/table_store.py).
+    Table="app.table_store:Table",
     topic_allow_declare=True,
     datadir=str(settings.local_dir / "faust" / f"{settings.app_id}-{settings.web_port}"),
     web_host=settings.web_host,

@@ -37,7 +37,7 @@ DEFAULTS: dict[str, str] = {
     "SPARK_MASTER": "local[*]",
     "FAUST_STORE": "memory://",
     "STATS_ENABLED": "1",
-    "TABLE_STANDBY_REPLICAS": "1",
+    "TABLE_STANDBY_REPLICAS": "0",
     # Serving port (README "Security").
     "ANALYTICS_TOKEN": "",
     "ANALYTICS_OPEN": "0",
@@ -156,8 +156,9 @@ class Settings:
     faust_store: str
     # Off: the worker runs only the loader (bench/ingest.py --loader-only).
     stats_enabled: bool
-    # Standby copies of each table partition kept by other workers (Faust's table_standby_replicas):
-    # fast failover, but every worker also replays the others' changelogs (docs/scaling.md).
+    # Standby copies of each table partition kept by other workers (Faust's table_standby_replicas).
+    # 0 by default: a standby makes a failover instant, but every worker also replays the others'
+    # changelogs, which cost two workers on 2 cores 5x their throughput (docs/scaling.md).
     table_standby_replicas: int
     # Bearer token of /v1/analytics/* (ADMIN_TOKEN works too); ANALYTICS_OPEN serves them without one.
     analytics_token: str

@@ -72,9 +72,19 @@ class Rate(NamedTuple):
 
 class PipelineRun(NamedTuple):
     rate: Rate
+    head_start: int  # events loaded before the clock started (the first worker(s) ready earlier)
+    ready_s: float  # seconds from starting the workers until all were ready
+    launch_rate: float  # all n events per second from starting the workers (start-up and rebalances included)
+    machine_busy: float  # share of the machine's CPU time busy during the measured span (everyone's work)
     loader_s: float  # seconds until every row was in ClickHouse
     total_s: float  # seconds until everything was also counted in the stats (= loader_s without stats)
     overlaps: list[tuple[str, str, float]]  # (timer, interval, runtime) of each overlap warning
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine so far (/proc/stat): busy = not idle, not iowait."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values) - values[3] - values[4], sum(values)
 
 
 def overlap_warnings(logs: list[Path]) -> list[tuple[str, str, float]]:
@@ -113,12 +123,14 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
     try:
         # all at once: started one after the other, the first worker loaded much of the topic
         # alone (and the next one then recovered its tables) before the clock started
+        launched = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda w: w.start(timeout=180), procs))
+        ready_s = time.perf_counter() - launched
         if profile is not None:
             recorders = [Recorder(w.process.pid, profile / f"worker{i}.raw") for i, w in enumerate(procs)]
         # Workers that got ready first may have started already: count only what is left.
-        started, cpu_started = time.perf_counter(), sum(w.cpu_seconds() for w in procs)
+        started, cpu_started, machine_started = time.perf_counter(), sum(w.cpu_seconds() for w in procs), cpu_times()
         loaded = head_start = visible_count(conn)
         if head_start >= n:
             raise RuntimeError(f"the first worker(s) loaded all {n:,} events before the last one was ready: "
@@ -136,14 +148,18 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
             if not all(w.alive() for w in procs):
                 raise RuntimeError(f"a worker died; logs in {logdir}")
             time.sleep(0.25)
-        elapsed = time.perf_counter() - started
+        finished = time.perf_counter()
+        elapsed = finished - started
         cpu = sum(w.cpu_seconds() for w in procs) - cpu_started
+        machine_now = cpu_times()
+        machine_busy = (machine_now[0] - machine_started[0]) / max(1, machine_now[1] - machine_started[1])
         rate = Rate((n - head_start) / elapsed, (n - head_start) / cpu, load())
         if loaded != n:
             raise RuntimeError(f"expected {n} distinct rows, found {loaded}")
         for recorder in recorders:
             print(f"\n--- py-spy profile {recorder.output} (measured span) ---\n{summary(recorder.stop())}")
-        return PipelineRun(rate, loader_s, elapsed, overlap_warnings([w.logfile for w in procs]))
+        return PipelineRun(rate, head_start, ready_s, n / (finished - launched), machine_busy, loader_s, elapsed,
+                           overlap_warnings([w.logfile for w in procs]))
     finally:
         for recorder in recorders:
             recorder.stop()
@@ -211,6 +227,9 @@ def main() -> None:
     print(f"baseline (bare aiokafka consumer, same topic): "
           f"{baseline.wall:,.0f} events/s wall, {baseline.cpu:,.0f} events per CPU-second ({baseline.load})")
     print(f"ratio pipeline/baseline: {rate.wall / baseline.wall:.3f} wall, {rate.cpu / baseline.cpu:.3f} CPU")
+    print(f"workers ready after {run.ready_s:.1f}s; {run.head_start:,} events loaded before the clock started "
+          f"(not counted); machine CPU busy {run.machine_busy:.0%} during the measured span (all processes); "
+          f"from starting the workers (start-up and rebalances included): {run.launch_rate:,.0f} events/s")
     if args.with_stats:
         print(f"loader done after {run.loader_s:.1f}s, stats done after {run.total_s:.1f}s")
     commits = [o for o in run.overlaps if o[0] == "commit"]

@@ -7,7 +7,7 @@ from typing import NamedTuple
 from aiokafka import TopicPartition
 
 from app.events import Event
-from agents.loader import LoaderProgress, parse_batch, stats_batches, still_assigned
+from agents.loader import LoaderProgress, _Assignments, parse_batch, stats_batches, still_assigned
 
 
 class Msg(NamedTuple):
@@ -74,3 +74,14 @@ def test_a_batch_of_an_older_assignment_commits_only_the_partitions_still_assign
     assert still_assigned(offsets, {kept, TopicPartition("t", 0)}) == {kept: 51}
     assert still_assigned(offsets, set()) == {}
     assert still_assigned(offsets, {kept, moved}) == offsets
+
+
+async def test_a_commit_after_a_revocation_waits_for_the_new_assignment() -> None:
+    listener = _Assignments()
+    await listener.on_partitions_assigned([TopicPartition("t", 0), TopicPartition("t", 1)])
+    assert listener.settled.is_set() and listener.generation == 1
+    await listener.on_partitions_revoked([TopicPartition("t", 0), TopicPartition("t", 1)])
+    assert not listener.settled.is_set()  # a commit now would carry the old generation
+    await listener.on_partitions_assigned([TopicPartition("t", 1)])
+    assert listener.settled.is_set() and listener.assigned == {TopicPartition("t", 1)}
+    assert listener.generation == 3

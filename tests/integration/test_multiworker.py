@@ -7,7 +7,9 @@ What must hold:
 - stopping one worker while events are still arriving hands its partitions
   to the other, and every event is in ClickHouse exactly once (FINAL, by event_id);
 - the user stats of the moved partitions are rebuilt in the survivor from
-  the table changelogs: they equal the totals folded by hand;
+  the table changelogs: they equal the totals folded by hand (with and
+  without standby replicas; the first worker keeps some partitions when the
+  second joins, and recovers only what it lacks of those);
 - the stats count every event exactly once, also the second half's events
   that were in flight when the worker stopped (re-read by the survivor: the
   source offsets in the stats records skip what was applied already).
@@ -39,9 +41,12 @@ TOKEN = "multiworker-admin-token"  # the debug views are off by default and need
 SETTLE_S = 180.0  # rebalances on a busy 2-core machine are slow; polls end as soon as the state is reached
 
 
-@pytest.fixture
-def group_settings(clickhouse_settings, kafka_settings, redis_settings, tmp_path: Path):
+@pytest.fixture(params=[0, 1], ids=["no-standby", "standby"])
+def group_settings(request, clickhouse_settings, kafka_settings, redis_settings, tmp_path: Path):
+    """Without standby replicas (the default: a worker that keeps a partition across the rebalance
+    recovers only what it lacks, app/table_store.py) and with one (each worker replays the other's)."""
     return kafka_settings.with_overrides(
+        table_standby_replicas=request.param,
         clickhouse_url=clickhouse_settings.clickhouse_url, redis_url=redis_settings.redis_url,
         topic_partitions=PARTITIONS, local_dir=tmp_path, loader_batch_within_s=0.2, loader_batch_max=100,
         debug_views=True, admin_token=TOKEN,
