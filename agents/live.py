@@ -1,7 +1,7 @@
 """Mirrors of live stats into Redis for serving: recent watches per user (with the user's counts,
 the live features of request-time two-level ranking), trending.
 
-Writes are buffered and flushed every tick in MULTI pipelines of at most
+Writes are buffered and flushed every tick in script calls (`_REPLACE_USERS`) of at most
 RECENT_CHUNK users, not one round trip per event: a user's list is replaced
 atomically, and one flush of a large buffer does not hold the event loop
 (and Faust's offset commits) for the time it takes to build every command;
@@ -36,8 +36,30 @@ PART_STALE_S = 30.0
 TRENDING_SIZE = 100
 # Users whose recent list waits for Redis; ~100 bytes each, so ~10 MB at most.
 RECENT_BUFFER_MAX = 100_000
-# Users per pipeline: ~3,000 commands, a few ms to build, then the loop runs other work while Redis answers.
+# Users per script call: a few ms to build, then the loop runs other work while Redis answers.
 RECENT_CHUNK = 1000
+# One call replaces a chunk of users atomically (a script runs alone, like MULTI). Per user:
+# KEYS recent list, live counts; ARGV number of films, the films (newest first), counts ('' = none).
+# One command instead of four per user: building and parsing those (and MULTI's QUEUED replies)
+# in Python was most of the mirror's cost on the worker's event loop.
+_REPLACE_USERS = """
+local ttl = ARGV[1]
+local at = 2
+for i = 1, #KEYS, 2 do
+  local n = tonumber(ARGV[at])
+  redis.call('DEL', KEYS[i])
+  if n > 0 then
+    redis.call('RPUSH', KEYS[i], unpack(ARGV, at + 1, at + n))
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+  local counts = ARGV[at + n + 1]
+  if counts ~= '' then
+    redis.call('SET', KEYS[i + 1], counts, 'EX', ttl)
+  end
+  at = at + n + 2
+end
+return #KEYS / 2
+"""
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -89,6 +111,7 @@ class LiveMirror:
         self.dropped = 0  # recent lists dropped from a full buffer (never written)
         self._recent: dict[int, tuple[list[int], bytes | None]] = {}  # oldest update first: (films, counts)
         self._trending: Callable[[], tuple[list[int], list[float]]] | None = None
+        self._replace_users = self.redis.register_script(_REPLACE_USERS)
 
     def set_recent(self, user_id: int, film_ids: Sequence[int], stats: Mapping[str, Any] | None = None) -> None:
         """The user's recent films (newest first) and, with `stats` (the stats agent's user record),
@@ -136,17 +159,16 @@ class LiveMirror:
     async def _write_recent(self, recent: dict[int, tuple[list[int], bytes | None]]) -> None:
         users = list(recent.items())
         for start in range(0, len(users), RECENT_CHUNK):
-            pipe = self.redis.pipeline(transaction=True)
-            for user_id, (film_ids, counts) in users[start:start + RECENT_CHUNK]:
-                key = redis_keys.recent(user_id)
-                pipe.delete(key)
-                if film_ids:
-                    pipe.rpush(key, *film_ids)
-                    pipe.expire(key, RECENT_TTL_S)
-                if counts is not None:
-                    pipe.set(redis_keys.live_user(user_id), counts, ex=RECENT_TTL_S)
-            await pipe.execute()
-            telemetry.REDIS_MIRROR_WRITES.inc(min(RECENT_CHUNK, len(users) - start))
+            chunk = users[start:start + RECENT_CHUNK]
+            keys: list[str] = []
+            args: list[Any] = [RECENT_TTL_S]
+            for user_id, (film_ids, counts) in chunk:
+                keys += (redis_keys.recent(user_id), redis_keys.live_user(user_id))
+                args.append(len(film_ids))
+                args += film_ids
+                args.append(b"" if counts is None else counts)
+            await self._replace_users(keys=keys, args=args, client=self.redis)
+            telemetry.REDIS_MIRROR_WRITES.inc(len(chunk))
 
     async def _write_trending(self, film_ids: list[int], scores: list[float]) -> None:
         part = msgpack.packb([time.time(), film_ids, scores])

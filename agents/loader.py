@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -218,7 +219,7 @@ class Loader(Service):
 
     Pipelined one deep: while batch N is being stored (ClickHouse works in its
     own process and the driver in its own thread), batch N+1 is fetched and
-    parsed; N+1 is stored only after N was committed, so commits stay in order.
+    parsed (in the parser thread: `parse_batch` is pure CPU work); N+1 is stored only after N was committed, so commits stay in order.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -228,6 +229,7 @@ class Loader(Service):
         self.listener = _Assignments()
         self.progress = PROGRESS
         self._next: dict[TopicPartition, int] = {}  # next offset to fetch, per partition seen
+        self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader-parser")
         timeout_ms = int(max(settings.network_timeout_s * 6, 30.0) * 1000)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, group_id=settings.loader_group,
@@ -244,6 +246,7 @@ class Loader(Service):
     async def on_shutdown(self) -> None:
         """After the batch task was cancelled: leave the group without committing anything."""
         await self.consumer.stop()
+        self._parser.shutdown(wait=False)
 
     async def next_batch(self) -> dict[TopicPartition, list]:
         """Up to LOADER_BATCH_MAX records, waiting at most LOADER_BATCH_WITHIN_S for more."""
@@ -282,7 +285,9 @@ class Loader(Service):
                 if not batch:
                     self.progress.idle(self.waiting())
                     continue
-                parsed = parse_batch(batch, generation)
+                # in a thread of its own: Arrow reads the batch without the GIL, while the loop
+                # stores the previous batch, fetches and runs the stats agents
+                parsed = await asyncio.get_running_loop().run_in_executor(self._parser, parse_batch, batch, generation)
                 self.progress.fetched(parsed.size)
                 self._next.update(parsed.offsets)
                 if in_flight is not None:

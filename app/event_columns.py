@@ -5,9 +5,12 @@ Why: per event, `app.events.parse_event` costs a few microseconds of Python
 tuples into columns for ClickHouse; with millions of events that was half of
 the loader's CPU (docs/ingestion.md, "Where the time goes").
 
-`parse_columns` decodes every value with orjson, takes each field out of all
-the decoded objects at once, and checks the COMMON case on whole columns
-(types, ranges, lengths, ASCII) with numpy. `app.events.parse_event` stays the
+`parse_columns` reads the batch with Arrow's JSON reader into typed columns
+(app/arrow_events.py, no Python object per event) where Arrow is sure to read
+it as orjson would; any other part of the batch (halved until small) is
+decoded with orjson and each field taken out of all its objects at once.
+Either way the COMMON case is checked on whole columns (types, ranges,
+lengths) with numpy. `app.events.parse_event` stays the
 one definition of a valid event: any row the column checks are not sure of
 (a string id, an ISO time, a null, anything out of range, a value that is
 not an object, not JSON or too large) is judged by
@@ -28,6 +31,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 import orjson
 
+from app import arrow_events
 from app.events import MAX_EVENT_BYTES, MAX_FUTURE_SKEW_S, MAX_STR, MIN_TS_S, Event, parse_event
 from app.schema import EVENT_TYPES, INTERACTION_COLUMNS, NO_POSITION, NO_RATING
 
@@ -38,6 +42,7 @@ TYPE_NAMES = np.array(EVENT_TYPES, dtype=object)
 _MAX_EVENT_ID = 64
 _MAX_POSITION = 10_000
 _MAX_SECONDS = 1e7
+_ARROW_MIN_ROWS = 8  # at most this many values go through orjson, not Arrow (its fixed cost per call)
 _ABSENT = -math.inf  # default of float fields whose explicit 0 is invalid (orjson never yields -inf)
 
 
@@ -245,6 +250,57 @@ def _texts(column: list, ok: np.ndarray, max_len: int, min_len: int = 0) -> np.n
 
 def _fast_columns(values: Sequence[bytes | str | None], now: float) -> tuple[EventColumns, np.ndarray]:
     """(columns of all rows, mask of the rows the checks accept); rejected rows hold placeholders.
+
+    Arrow's JSON reader first (app/arrow_events.py: the whole batch in C++, no
+    Python object per event); a part it cannot take alone (a value outside
+    its guards, or that it refuses) is halved until the parts are small, and
+    those go to the per-object path (`_object_columns`).
+    """
+    n = len(values)
+    if n > _ARROW_MIN_ROWS:
+        arrow = arrow_events.columns(values)
+        if arrow is not None:
+            return _checked(arrow, now)
+        if n > max(2 * _ARROW_MIN_ROWS, 1):
+            half = n // 2
+            parts = [_fast_columns(values[:half], now), _fast_columns(values[half:], now)]
+            return EventColumns.concat([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return _object_columns(values, now)
+
+
+def _checked(raw: "arrow_events.RawColumns", now: float) -> tuple[EventColumns, np.ndarray]:
+    """The checks of `_object_columns` on Arrow's typed columns (Arrow checked the JSON types;
+    a null field reads as absent, as in `validate`: `raw`'s masks say which)."""
+    ok = raw.present.copy()
+    ok &= (raw.event_id_len >= 1) & (raw.event_id_len <= _MAX_EVENT_ID)
+    event_type = raw.event_type
+    ok &= event_type >= 0
+    page_view = event_type == TYPE_CODE["page_view"]
+    ok &= raw.user_id > 0
+    film_absent = raw.film_absent
+    ok &= np.where(film_absent, page_view, raw.film_id > 0)
+    ts = raw.ts / 1000.0
+    ok &= (ts >= MIN_TS_S) & (ts <= now + MAX_FUTURE_SKEW_S)
+    rating, absent = raw.rating, raw.rating_absent
+    ok &= absent | ((rating >= 1.0) & (rating <= 10.0))
+    ok &= ~(absent & (event_type == TYPE_CODE["rate"]))
+    rating = np.where(absent, NO_RATING, rating)
+    watch = raw.watch_seconds
+    ok &= (watch >= 0.0) & (watch <= _MAX_SECONDS)
+    duration, absent = raw.duration_seconds, raw.duration_absent
+    ok &= absent | ((duration > 0.0) & (duration <= _MAX_SECONDS))
+    duration = np.where(absent, 0.0, duration)
+    position, absent = raw.position, raw.position_absent
+    ok &= absent | ((position >= 0) & (position < _MAX_POSITION))
+    position = np.where(absent | ~ok, NO_POSITION, position).astype(np.int32)
+    ok &= raw.texts_len <= MAX_STR
+    columns = EventColumns(raw.event_id, raw.user_id, np.where(film_absent, 0, raw.film_id), event_type.astype(np.int8),
+                           ts, raw.session_id, watch, duration, rating, raw.source, raw.model_version, position)
+    return columns, ok
+
+
+def _object_columns(values: Sequence[bytes | str | None], now: float) -> tuple[EventColumns, np.ndarray]:
+    """`_fast_columns` through orjson's Python objects, field by field.
 
     Each check mirrors `app.events.validate` for the common form of a field,
     and leaves every other form to it (the row fails `ok`).

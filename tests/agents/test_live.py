@@ -86,7 +86,7 @@ async def test_a_users_counts_go_with_their_recent_list(redis_settings) -> None:
     assert _read(redis_settings, [1, 2])[0] == {1: [4, 3], 2: [9]}
 
 
-async def test_a_large_buffer_is_written_in_several_pipelines(redis_settings, monkeypatch) -> None:
+async def test_a_large_buffer_is_written_in_several_script_calls(redis_settings, monkeypatch) -> None:
     from agents import live
 
     monkeypatch.setattr(live, "RECENT_CHUNK", 7)
@@ -97,3 +97,21 @@ async def test_a_large_buffer_is_written_in_several_pipelines(redis_settings, mo
     await mirror.redis.aclose()
     recent, _, _ = _read(redis_settings, range(100, 130))
     assert recent == {user: [user, 1] for user in range(100, 130)}
+
+
+async def test_a_list_is_replaced_whole_expires_and_an_emptied_one_is_removed(redis_settings) -> None:
+    mirror = LiveMirror(redis_settings)
+    mirror.set_recent(1, [3, 2, 1])
+    mirror.set_recent(2, [8])
+    await mirror.flush()
+    mirror.set_recent(1, [4])  # replaced, not appended to
+    mirror.set_recent(2, [])
+    await mirror.flush()
+    await mirror.redis.aclose()
+    conn = redis.Redis.from_url(redis_settings.redis_url, socket_timeout=5)
+    try:
+        assert 0 < conn.ttl(redis_keys.recent(1)) <= 30 * 86_400
+        assert not conn.exists(redis_keys.recent(2))
+    finally:
+        conn.close()
+    assert _read(redis_settings, [1, 2])[0] == {1: [4], 2: []}

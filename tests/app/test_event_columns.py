@@ -169,3 +169,32 @@ def test_columns_round_trip_events_and_select_rows() -> None:
     assert EventColumns.concat([columns, columns]).events() == events * 2
     assert len(EventColumns.empty()) == 0 and EventColumns.from_events([]).events() == []
     assert parse_columns([]).positions.tolist() == []
+
+
+@BATCHES
+@given(st.lists(VALUES, min_size=1, max_size=25))
+def test_arrow_path_equals_parse_event_down_to_single_values(values: list) -> None:
+    """With no size floor, Arrow reads every part it may (single values included) and
+    every part it may not is halved: the result still equals `parse_event`'s."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(event_columns, "_ARROW_MIN_ROWS", 0)
+        _compare(values)
+
+
+def test_a_clean_batch_is_read_by_arrow_with_no_python_object_per_event(monkeypatch) -> None:
+    values = [json.dumps({**GOOD, "event_id": f"e{i}", "user_id": 1 + i}).encode() for i in range(50)]
+    monkeypatch.setattr(event_columns, "_object_columns", lambda *a: pytest.fail("orjson path used for a clean batch"))
+    got = parse_columns(values, now=NOW)
+    assert got.columns.user_id.tolist() == list(range(1, 51)) and not got.rejects
+    assert got.columns.events() == [parse_event(v, now=NOW) for v in values]
+
+
+def test_one_bad_value_sends_only_a_small_part_of_the_batch_to_orjson(monkeypatch) -> None:
+    values = [json.dumps({**GOOD, "event_id": f"e{i}"}).encode() for i in range(1000)]
+    values[500] = json.dumps({**GOOD, "event_id": "x", "user_id": True}).encode()
+    seen: list[int] = []
+    real = event_columns._object_columns
+    monkeypatch.setattr(event_columns, "_object_columns", lambda vs, now: seen.append(len(vs)) or real(vs, now))
+    got = parse_columns(values, now=NOW)
+    assert [(i, exc.reason) for i, exc in got.rejects] == [(500, "bad_user_id")]
+    assert len(got.columns) == 999 and sum(seen) <= 2 * event_columns._ARROW_MIN_ROWS
