@@ -275,8 +275,8 @@ def demo(users: int, films: int, events: int, live_events: int, experiment_days:
     before = count_visible(settings)
     summary = asyncio.run(simulate(settings, users, films, events, seed=0, days=30.0, end_ts=first_day.timestamp()))
     wait_loaded(settings, before, summary.messages_sent - summary.bad_messages)
-    _step("retrain: ALS and the two-level model (ALS + item-kNN + similar-to-recent + popular + trending, LightGBM ranker) "
-          "on a time holdout; the better one faces the gate vs Popular; publish to Redis")
+    _step("retrain: ALS and the two-level model (ALS + item-kNN + similar-to-recent + popular + trending, "
+          "LightGBM ranker) on a time holdout; the better one faces the gate vs Popular; publish to Redis")
     report = retrain(settings, pipeline.RetrainConfig())
     candidates = {name: m for name, m in report.models.items() if "ndcg@10" in m}
     for name in ("ndcg@10", "recall@10", "map@10"):

@@ -3,7 +3,7 @@
 Which path answers a user (the `source` of the response, and its `stage`):
   als      precomputed: the version's list (ALS, or a two-level model's), minus recent watches
   ranked   request-time: a user a two-level version never saw, with recent events: its
-           `RequestRanker` over fold-in ALS + similar-to-recent + popular + trending
+           `RequestRanker` over fold-in ALS + item-kNN + similar-to-recent + popular + trending
            candidates and the user's live counts (app/web/request_ranking.py)
   foldin   fold-in: the same user under a single-model version: fold-in on item factors
   trending / popular   everyone else (and padding when filtering leaves too few)
