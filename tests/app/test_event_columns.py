@@ -132,13 +132,6 @@ def test_columns_equal_parse_event_over_batches_of_edge_events(values: list) -> 
     _compare(values)
 
 
-def test_a_clean_batch_takes_no_event_by_event_path(monkeypatch) -> None:
-    values = [json.dumps({**GOOD, "event_id": f"e{i}", "user_id": 1 + i}).encode() for i in range(50)]
-    monkeypatch.setattr(event_columns, "parse_event", lambda *a: pytest.fail("slow path used for a clean batch"))
-    got = parse_columns(values, now=NOW)
-    assert got.columns.user_id.tolist() == list(range(1, 51)) and not got.rejects
-
-
 def test_a_bug_in_the_fast_path_or_in_parse_event_costs_no_batch(monkeypatch) -> None:
     values = [json.dumps(GOOD).encode(), b"boom", json.dumps({**GOOD, "event_id": "e2"}).encode()]
 
@@ -181,12 +174,15 @@ def test_arrow_path_equals_parse_event_down_to_single_values(values: list) -> No
         _compare(values)
 
 
-def test_a_clean_batch_is_read_by_arrow_with_no_python_object_per_event(monkeypatch) -> None:
+@pytest.mark.parametrize("slow_path", ["parse_event", "_object_columns"])
+def test_a_clean_batch_is_read_by_arrow_with_no_python_object_per_event(monkeypatch, slow_path: str) -> None:
+    """Neither the event-by-event parser nor the orjson-per-object path touches a clean batch."""
     values = [json.dumps({**GOOD, "event_id": f"e{i}", "user_id": 1 + i}).encode() for i in range(50)]
-    monkeypatch.setattr(event_columns, "_object_columns", lambda *a: pytest.fail("orjson path used for a clean batch"))
+    expected = [parse_event(v, now=NOW) for v in values]
+    monkeypatch.setattr(event_columns, slow_path, lambda *a: pytest.fail(f"{slow_path} used for a clean batch"))
     got = parse_columns(values, now=NOW)
     assert got.columns.user_id.tolist() == list(range(1, 51)) and not got.rejects
-    assert got.columns.events() == [parse_event(v, now=NOW) for v in values]
+    assert got.columns.events() == expected
 
 
 def test_one_bad_value_sends_only_a_small_part_of_the_batch_to_orjson(monkeypatch) -> None:
