@@ -219,7 +219,8 @@ class Loader(Service):
 
     Pipelined one deep: while batch N is being stored (ClickHouse works in its
     own process and the driver in its own thread), batch N+1 is fetched and
-    parsed (in the parser thread: `parse_batch` is pure CPU work); N+1 is stored only after N was committed, so commits stay in order.
+    parsed (in the parser thread: `parse_batch` is pure CPU work); N+1 is
+    stored only after N was committed, so commits stay in order.
     """
 
     def __init__(self, **kwargs) -> None:
