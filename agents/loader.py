@@ -5,7 +5,7 @@ A `mode.Service` of the Faust app (started and stopped with `cinerec worker`)
 with its own aiokafka consumer in group `{APP_ID}-loader`, NOT a Faust agent:
 Faust's per-message path (several asyncio tasks per message) cost ~90% of the
 worker's CPU; here the per-message work is only parsing. Per batch
-(`getmany`, up to LOADER_BATCH_MAX messages or LOADER_BATCH_WITHIN_S):
+(about LOADER_BATCH_MAX messages, read without a ConsumerRecord each by agents/records.py, or LOADER_BATCH_WITHIN_S):
 parse all (a bad message, or any exception from one, is dead-lettered), drop
 repeated event_ids, insert the valid ones in one columnar insert (records
 ClickHouse refuses as bad data are found by splitting and dead-lettered,
@@ -222,10 +222,10 @@ PROGRESS = LoaderProgress(settings.loader_stall_s)
 class Loader(Service):
     """Consume `interactions` in batches; store, send stats, then commit (see the module doc).
 
-    Pipelined one deep: while batch N is being stored (ClickHouse works in its
-    own process and the driver in its own thread), batch N+1 is fetched and
-    parsed (in the parser thread: `parse_batch` is pure CPU work); N+1 is
-    stored only after N was committed, so commits stay in order.
+    Pipelined: batch N+2 is fetched while N+1 is parsed (in the parser thread:
+    `parse_batch` is pure CPU work) and N is stored (ClickHouse works in its own
+    process and the driver in its own thread); N+1 is stored only after N was
+    committed, so commits stay in order.
     """
 
     def __init__(self, **kwargs) -> None:
