@@ -92,9 +92,13 @@ class RawRecords:
             return parts[0]
         if not parts:
             return cls("", np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), [], [])
+        keys: list = []
+        values: list = []
+        for part in parts:  # list += copies pointers in C; a comprehension ran Python per row
+            keys += part.keys
+            values += part.values
         return cls(parts[0].topic, np.concatenate([p.partitions for p in parts]),
-                   np.concatenate([p.offsets for p in parts]), [k for p in parts for k in p.keys],
-                   [v for p in parts for v in p.values])
+                   np.concatenate([p.offsets for p in parts]), keys, values)
 
 
 class Unsupported(Exception):
@@ -123,6 +127,7 @@ def read_partition(tp: TopicPartition, records: Any) -> RawRecords:
     offsets: list[int] = []
     keys: list = []
     values: list = []
+    add_offset, add_key, add_value = offsets.append, keys.append, values.append  # the loop's only work
     next_offset = start
     while memory.has_next():
         batch = memory.next_batch()
@@ -131,9 +136,9 @@ def read_partition(tp: TopicPartition, records: Any) -> RawRecords:
         if not batch.is_control_batch:
             for record in batch:
                 if record.offset >= start:  # below: part of a compressed set read before
-                    offsets.append(record.offset)
-                    keys.append(record.key)
-                    values.append(record.value)
+                    add_offset(record.offset)
+                    add_key(record.key)
+                    add_value(record.value)
         next_offset = batch.next_offset
     records.next_fetch_offset = max(next_offset, start)
     return RawRecords.of_partition(tp, offsets, keys, values)
