@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,17 +15,9 @@ from app.storage.kafka_admin import ensure_topics
 from tests.integration.ingest_support import produce
 
 
-class Msg(NamedTuple):
-    key: bytes | None
-    value: bytes | None
-    topic: str
-    partition: int
-    offset: int
-
-
 def _records() -> RawRecords:
-    return RawRecords.from_messages([Msg(b"k0", b"v0", "t", 0, 10), Msg(None, None, "t", 3, 7),
-                                     Msg(b"k2", b"v2", "t", 0, 11)])
+    return RawRecords.from_messages([Record(b"k0", b"v0", "t", 0, 10), Record(None, None, "t", 3, 7),
+                                     Record(b"k2", b"v2", "t", 0, 11)])
 
 
 def test_rows_read_back_as_records_and_take_and_concat_keep_them() -> None:
@@ -46,7 +36,7 @@ def test_rows_read_back_as_records_and_take_and_concat_keep_them() -> None:
 
 def test_messages_of_two_topics_are_refused() -> None:
     with pytest.raises(ValueError, match="one topic"):
-        RawRecords.from_messages([Msg(b"k", b"v", "a", 0, 0), Msg(b"k", b"v", "b", 0, 0)])
+        RawRecords.from_messages([Record(b"k", b"v", "a", 0, 0), Record(b"k", b"v", "b", 0, 0)])
 
 
 # --- against the real Kafka ---------------------------------------------------------------
@@ -112,36 +102,23 @@ async def test_raw_reads_give_getmany_s_messages_offsets_and_positions(kafka_set
 
 
 @pytest.mark.integration
-async def test_a_partly_read_fetch_falls_back_to_getmany_and_loses_nothing(kafka_settings: Settings) -> None:
+@pytest.mark.parametrize("case, extra", [("partly read", {}), ("read_committed", {"isolation_level": "read_committed"})])
+async def test_where_it_cannot_read_raw_it_falls_back_to_getmany_and_loses_nothing(
+        kafka_settings: Settings, case: str, extra: dict) -> None:
     settings = kafka_settings
     sent = await _sent(settings, 2_000)
-    consumer = _consumer(settings)
+    consumer = _consumer(settings, **extra)
     await asyncio.wait_for(consumer.start(), 30)
     try:
         got: dict[int, list] = {}
         first: dict = {}
-        while not first:  # one message by getmany: its fetch result is left partly read
+        while case == "partly read" and not first:  # one message by getmany: its fetch is left partly read
             first = await consumer.getmany(timeout_ms=500, max_records=1)
         for tp, messages in first.items():
             got.setdefault(tp.partition, []).extend((m.key, m.value) for m in messages)
         fetcher = RawFetcher(consumer)
         got = await _read_all(consumer, fetcher, 2_000, got)
-        assert fetcher.fallback is not None and "partly read" in fetcher.fallback
-        assert got == sent
-    finally:
-        await consumer.stop()
-
-
-@pytest.mark.integration
-async def test_read_committed_falls_back_to_getmany(kafka_settings: Settings) -> None:
-    settings = kafka_settings
-    sent = await _sent(settings, 500)
-    consumer = _consumer(settings, isolation_level="read_committed")
-    await asyncio.wait_for(consumer.start(), 30)
-    try:
-        fetcher = RawFetcher(consumer)
-        got = await _read_all(consumer, fetcher, 500)
-        assert fetcher.fallback is not None and "read_committed" in fetcher.fallback
+        assert fetcher.fallback is not None and case in fetcher.fallback
         assert got == sent
     finally:
         await consumer.stop()

@@ -112,38 +112,33 @@ def _expected(events: list[Event]) -> list[tuple]:
                    e.duration_seconds, e.rating, e.source, e.model_version, e.position) for e in events)
 
 
-@pytest.mark.integration
-def test_an_insert_reads_back_unchanged(clickhouse_settings) -> None:
-    conn = client(clickhouse_settings)
-    try:
-        assert insert_columns(conn, EventColumns.from_events(EDGE)) == len(EDGE)
-        assert conn.execute(_SELECT) == _expected(EDGE)
-    finally:
-        conn.disconnect()
+@pytest.fixture
+def conn(clickhouse_settings):
+    connection = client(clickhouse_settings)
+    yield connection
+    connection.disconnect()
 
 
 @pytest.mark.integration
-def test_a_column_type_it_does_not_encode_goes_through_the_driver(clickhouse_settings) -> None:
-    conn = client(clickhouse_settings)
-    try:
-        conn.execute("ALTER TABLE interactions MODIFY COLUMN source Nullable(String)")
-        assert insert_columns(conn, EventColumns.from_events(EDGE)) == len(EDGE)
-        assert conn.execute(_SELECT) == _expected(EDGE)
-    finally:
-        conn.disconnect()
+def test_an_insert_reads_back_unchanged(conn) -> None:
+    assert insert_columns(conn, EventColumns.from_events(EDGE)) == len(EDGE)
+    assert conn.execute(_SELECT) == _expected(EDGE)
 
 
 @pytest.mark.integration
-def test_a_narrowed_column_refuses_the_insert_and_stores_nothing(clickhouse_settings) -> None:
-    conn = client(clickhouse_settings)
-    try:
-        conn.execute("ALTER TABLE interactions MODIFY COLUMN position Int8")  # EDGE holds 9,999
-        with pytest.raises(ch_errors.TypeMismatchError, match="position") as refused:
-            insert_columns(conn, EventColumns.from_events(EDGE))
-        assert classify(refused.value) == DATA
-        assert conn.execute("SELECT count() FROM interactions") == [(0,)]  # the connection is usable again
-        fits = [e for e in EDGE if e.position < 128]
-        assert insert_columns(conn, EventColumns.from_events(fits)) == len(fits)
-        assert conn.execute(_SELECT) == _expected(fits)
-    finally:
-        conn.disconnect()
+def test_a_column_type_it_does_not_encode_goes_through_the_driver(conn) -> None:
+    conn.execute("ALTER TABLE interactions MODIFY COLUMN source Nullable(String)")
+    assert insert_columns(conn, EventColumns.from_events(EDGE)) == len(EDGE)
+    assert conn.execute(_SELECT) == _expected(EDGE)
+
+
+@pytest.mark.integration
+def test_a_narrowed_column_refuses_the_insert_and_stores_nothing(conn) -> None:
+    conn.execute("ALTER TABLE interactions MODIFY COLUMN position Int8")  # EDGE holds 9,999
+    with pytest.raises(ch_errors.TypeMismatchError, match="position") as refused:
+        insert_columns(conn, EventColumns.from_events(EDGE))
+    assert classify(refused.value) == DATA
+    assert conn.execute("SELECT count() FROM interactions") == [(0,)]  # the connection is usable again
+    fits = [e for e in EDGE if e.position < 128]
+    assert insert_columns(conn, EventColumns.from_events(fits)) == len(fits)
+    assert conn.execute(_SELECT) == _expected(fits)
