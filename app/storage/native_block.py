@@ -17,10 +17,13 @@ The driver's contract is kept, which is why the driver still runs the query:
   the driver's `TypeMismatchError` (a data error for agents/writer.py: the
   batch is halved until the record is alone), never cast;
 - a column type this module does not encode is written by the driver's own
-  `write_column` (same bytes as a plain `execute`); a compressed connection
-  takes the plain `execute` path;
+  `write_column` (same bytes as a plain `execute`);
 - errors, timeouts and the disconnect on error are the driver's
   (`disconnect_on_error`, its socket timeouts).
+
+The block is written uncompressed, as the project's clients talk
+(app/storage/clickhouse.py `client`: no `compression`; the driver's
+compression extras are not installed).
 """
 from __future__ import annotations
 
@@ -84,7 +87,8 @@ def strings(values: np.ndarray | list) -> bytes:
     if n == 0:
         return b""
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64, count=n + 1, offset=array.offset * 8)
-    data = np.frombuffer(array.buffers()[2], dtype=np.uint8) if array.buffers()[2] is not None else np.empty(0, np.uint8)
+    buffer = array.buffers()[2]
+    data = np.frombuffer(buffer, dtype=np.uint8) if buffer is not None else np.empty(0, np.uint8)
     lengths = np.diff(offsets)
     first = int(offsets[0])
     if lengths.min() == lengths.max() < 128:  # one length (UUIDs, empty texts): rows of length byte + bytes
@@ -130,8 +134,6 @@ def insert(conn: Client, query: str, columns: dict[str, np.ndarray], fallback: C
     """Run the INSERT `query` (... VALUES, columns named as in `columns`) with the rows of `columns`
     in one block; `fallback()` gives the same columns as lists for the driver's own path."""
     n = len(next(iter(columns.values())))
-    if conn.connection.compression:  # the block would go through the driver's compressing stream
-        return conn.execute(query, fallback(), columnar=True, types_check=False)
     with conn.disconnect_on_error(query, None):
         connection = conn.connection
         connection.send_query(query)
@@ -139,10 +141,7 @@ def insert(conn: Client, query: str, columns: dict[str, np.ndarray], fallback: C
         sample = conn.receive_sample_block()
         if not sample:
             return 0
-        types = sample.columns_with_types
-        if [name for name, _ in types] != list(columns):
-            raise ch_errors.TypeMismatchError(f"the server's insert columns {[name for name, _ in types]} are not "
-                                              f"{list(columns)}")
+        types = sample.columns_with_types  # the columns the query names, with the server's types
         # every column we encode is serialised (and checked) before a byte of data goes out
         encoded = {name: encode(name, spec, columns[name]) for name, spec in types}
         out = connection.fout
@@ -154,15 +153,15 @@ def insert(conn: Client, query: str, columns: dict[str, np.ndarray], fallback: C
             BlockInfo().write(out)
         write_varint(len(types), out)
         write_varint(n, out)
-        lists: list[list] | None = None
-        for i, (name, spec) in enumerate(types):
+        lists: dict[str, list] | None = None
+        for name, spec in types:
             write_binary_str(name, out)
             write_binary_str(spec, out)
             if revision >= defines.DBMS_MIN_REVISION_WITH_CUSTOM_SERIALIZATION:
                 write_binary_uint8(0, out)
             if encoded[name] is None:  # as the driver writes it (a type we do not encode)
-                lists = fallback() if lists is None else lists
-                write_column(connection.context, name, spec, lists[i], out, types_check=False)
+                lists = dict(zip(columns, fallback())) if lists is None else lists
+                write_column(connection.context, name, spec, lists[name], out, types_check=False)
             else:
                 out.write(encoded[name])
         out.flush()

@@ -102,7 +102,8 @@ async def test_raw_reads_give_getmany_s_messages_offsets_and_positions(kafka_set
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("case, extra", [("partly read", {}), ("read_committed", {"isolation_level": "read_committed"})])
+@pytest.mark.parametrize("case, extra", [("partly read", {}),
+                                         ("read_committed", {"isolation_level": "read_committed"})])
 async def test_where_it_cannot_read_raw_it_falls_back_to_getmany_and_loses_nothing(
         kafka_settings: Settings, case: str, extra: dict) -> None:
     settings = kafka_settings

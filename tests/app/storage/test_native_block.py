@@ -98,7 +98,8 @@ def test_a_type_it_does_not_encode_is_left_to_the_driver() -> None:
 
 EDGE = [
     Event("e-ascii", 1, 10, "play", 1_700_000_000.9, session_id="s" * 36, source="home", model_version="v1"),
-    Event("e-utf8", 2 ** 63 - 1, 2 ** 40, "rate", 1_700_000_100.0, session_id="é😀" * 64, rating=7.5, position=9_999),
+    Event("e-utf8", 2 ** 63 - 1, 2 ** 40, "rate", 1_700_000_100.0, session_id="é😀" * 64, rating=7.5,
+          position=9_999),
     Event("e-long", 3, 11, "complete", 1_700_000_200.0, session_id="x" * 128, watch_seconds=1e7,
           duration_seconds=0.5, source="y" * 256, position=0),
     Event("e-empty", 4, 0, "page_view", 1_700_000_300.0),
