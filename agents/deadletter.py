@@ -22,6 +22,7 @@ from typing import Iterable, NamedTuple, Protocol, Sequence
 from app import telemetry
 from app.event_columns import EventColumns, parse_columns
 from app.events import MAX_EVENT_BYTES, InvalidEvent
+from agents.records import RawRecords
 from agents.retry import KAFKA_PERMANENT, Fatal, kafka_permanent, retry_forever
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ INTERNAL = "internal"
 
 
 class RawMessage(Protocol):
-    """What we read from a consumed message (aiokafka's ConsumerRecord has these)."""
+    """What we read from a consumed message (aiokafka's ConsumerRecord and `agents.records.Record` have these)."""
 
     key: bytes | None
     value: bytes | None
@@ -101,11 +102,11 @@ class Split(NamedTuple):
     """A batch after parsing: the valid events as columns, the message of each (same order), the rejects."""
 
     columns: EventColumns
-    messages: list[RawMessage]
+    messages: RawRecords
     rejects: list[DeadLetter]
 
 
-def split_batch(messages: Iterable[RawMessage], now: float | None = None) -> Split:
+def split_batch(messages: Iterable[RawMessage] | RawRecords, now: float | None = None) -> Split:
     """Parse every message (app.event_columns: per column, `parse_event` for anything unusual);
     valid ones become rows of `columns`, the others `DeadLetter`s.
 
@@ -113,18 +114,18 @@ def split_batch(messages: Iterable[RawMessage], now: float | None = None) -> Spl
     exception from one (a bug of ours, parsing is meant to be total) costs
     that one message, dead-lettered as `internal` with the exception class.
     """
-    messages = list(messages)
-    parsed = parse_columns([message.value for message in messages], now)
+    records = RawRecords.from_messages(messages)
+    parsed = parse_columns(records.values, now)
     bad: list[DeadLetter] = []
     for i, exc in parsed.rejects:
-        message = messages[i]
+        message = records[i]
         if isinstance(exc, InvalidEvent):
             bad.append(dead_letter(message, exc.reason, exc.detail))
         else:
             log.error("internal error parsing %s[%d]@%d: dead-lettered", message.topic, message.partition,
                       message.offset, exc_info=exc)
             bad.append(dead_letter(message, INTERNAL, _describe(exc), exception=type(exc).__name__))
-    kept = messages if not bad else [messages[i] for i in parsed.positions.tolist()]
+    kept = records if not bad else records.take(parsed.positions)
     return Split(parsed.columns, kept, bad)
 
 

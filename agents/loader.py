@@ -5,7 +5,7 @@ A `mode.Service` of the Faust app (started and stopped with `cinerec worker`)
 with its own aiokafka consumer in group `{APP_ID}-loader`, NOT a Faust agent:
 Faust's per-message path (several asyncio tasks per message) cost ~90% of the
 worker's CPU; here the per-message work is only parsing. Per batch
-(`getmany`, up to LOADER_BATCH_MAX messages or LOADER_BATCH_WITHIN_S):
+(about LOADER_BATCH_MAX messages, read without a ConsumerRecord each by agents/records.py, or LOADER_BATCH_WITHIN_S):
 parse all (a bad message, or any exception from one, is dead-lettered), drop
 repeated event_ids, insert the valid ones in one columnar insert (records
 ClickHouse refuses as bad data are found by splitting and dead-lettered,
@@ -38,6 +38,7 @@ from app.main import app, settings
 from app.storage.interactions import first_copies
 from app.topics import dlq_topic, film_batches_topic, user_batches_topic
 from agents import batches, deadletter
+from agents.records import RawFetcher, RawRecords
 from agents.retry import KAFKA_PERMANENT, Fatal, kafka_permanent, retry_forever
 from agents.writer import ClickHouseWriter
 
@@ -50,7 +51,7 @@ class ParsedBatch(NamedTuple):
     """A fetched batch after parsing: what to store, what to dead-letter, what to commit after."""
 
     columns: EventColumns  # valid events, each event_id once, by partition then offset
-    messages: list[deadletter.RawMessage]  # the message of each event (same order)
+    messages: RawRecords  # the message of each event (same order)
     partitions: np.ndarray  # the source partition of each event
     source_offsets: np.ndarray  # the source offset of each event
     rejects: list[deadletter.DeadLetter]
@@ -59,29 +60,33 @@ class ParsedBatch(NamedTuple):
     size: int  # messages fetched
 
 
-def parse_batch(batch: Mapping[TopicPartition, Sequence[deadletter.RawMessage]], generation: int) -> ParsedBatch:
+def next_offsets(batch: Mapping[TopicPartition, RawRecords]) -> dict[TopicPartition, int]:
+    """The offset after the last message of each partition of the batch (what its commit says)."""
+    return {tp: int(records.offsets[-1]) + 1 for tp, records in batch.items() if len(records)}
+
+
+def parse_batch(batch: Mapping[TopicPartition, RawRecords | Sequence[deadletter.RawMessage]],
+                generation: int) -> ParsedBatch:
     """Split every partition's messages into valid events and dead letters, and drop repeated
     event_ids (a producer that sent an event twice): the first copy is stored and counted
     in the stats, the others are not (CPU only, no I/O)."""
+    batch = {tp: RawRecords.from_messages(messages) for tp, messages in batch.items()}
     parts: list[EventColumns] = []
-    kept: list[deadletter.RawMessage] = []
+    kept: list[RawRecords] = []
     rejects: list[deadletter.DeadLetter] = []
-    for messages in batch.values():
-        split = deadletter.split_batch(messages)
+    for records in batch.values():
+        split = deadletter.split_batch(records)
         parts.append(split.columns)
-        kept += split.messages
+        kept.append(split.messages)
         rejects += split.rejects
     columns = EventColumns.concat(parts)
-    partitions = np.fromiter((m.partition for m in kept), dtype=np.int32, count=len(kept))
-    source_offsets = np.fromiter((m.offset for m in kept), dtype=np.int64, count=len(kept))
+    messages = RawRecords.concat(kept)
     first = first_copies(columns.event_id.tolist())
     if first is not None:
         telemetry.DUPLICATES_DROPPED.inc(len(columns) - len(first))
-        columns, partitions, source_offsets = columns[first], partitions[first], source_offsets[first]
-        kept = [kept[i] for i in first]
-    offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages}
-    return ParsedBatch(columns, kept, partitions, source_offsets, rejects, offsets, generation,
-                       sum(map(len, batch.values())))
+        columns, messages = columns[first], messages.take(first)
+    return ParsedBatch(columns, messages, messages.partitions, messages.offsets, rejects, next_offsets(batch),
+                       generation, sum(map(len, batch.values())))
 
 
 def stats_batches(columns: EventColumns, partitions: np.ndarray, offsets: np.ndarray) -> dict[int, batches.StatsBatch]:
@@ -217,10 +222,10 @@ PROGRESS = LoaderProgress(settings.loader_stall_s)
 class Loader(Service):
     """Consume `interactions` in batches; store, send stats, then commit (see the module doc).
 
-    Pipelined one deep: while batch N is being stored (ClickHouse works in its
-    own process and the driver in its own thread), batch N+1 is fetched and
-    parsed (in the parser thread: `parse_batch` is pure CPU work); N+1 is
-    stored only after N was committed, so commits stay in order.
+    Pipelined: batch N+2 is fetched while N+1 is parsed (in the parser thread:
+    `parse_batch` is pure CPU work) and N is stored (ClickHouse works in its own
+    process and the driver in its own thread); N+1 is stored only after N was
+    committed, so commits stay in order.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -232,13 +237,14 @@ class Loader(Service):
         self._next: dict[TopicPartition, int] = {}  # next offset to fetch, per partition seen
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader-parser")
         timeout_ms = int(max(settings.network_timeout_s * 6, 30.0) * 1000)
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, group_id=settings.loader_group,
             client_id=f"{settings.app_id}-loader", enable_auto_commit=False, auto_offset_reset="earliest",
             request_timeout_ms=timeout_ms,
             # a batch may wait out a ClickHouse outage between two getmany calls: stay in the group
             max_poll_interval_ms=24 * 3600 * 1000,
         )
+        self.fetcher = RawFetcher(consumer)
 
     async def on_start(self) -> None:
         self.consumer.subscribe([self.settings.topic_interactions], listener=self.listener)
@@ -249,19 +255,19 @@ class Loader(Service):
         await self.consumer.stop()
         self._parser.shutdown(wait=False)
 
-    async def next_batch(self) -> dict[TopicPartition, list]:
-        """Up to LOADER_BATCH_MAX records, waiting at most LOADER_BATCH_WITHIN_S for more."""
+    async def next_batch(self) -> dict[TopicPartition, RawRecords]:
+        """About LOADER_BATCH_MAX records (whole partition fetches), waiting at most LOADER_BATCH_WITHIN_S
+        for more; read without a ConsumerRecord per message (agents/records.py)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.loader_batch_within_s
-        batch: dict[TopicPartition, list] = {}
+        parts: dict[TopicPartition, list[RawRecords]] = {}
         count = 0
         while count < self.settings.loader_batch_max and (remaining := deadline - loop.time()) > 0:
-            got = await self.consumer.getmany(timeout_ms=int(remaining * 1000) + 1,
-                                              max_records=self.settings.loader_batch_max - count)
+            got = await self.fetcher.getmany(int(remaining * 1000) + 1, self.settings.loader_batch_max - count)
             for tp, records in got.items():
-                batch.setdefault(tp, []).extend(records)
+                parts.setdefault(tp, []).append(records)
                 count += len(records)
-        return batch
+        return {tp: RawRecords.concat(records) for tp, records in parts.items()}
 
     def waiting(self) -> int:
         """Messages known to be in the assigned partitions beyond what was fetched (no I/O:
@@ -275,31 +281,42 @@ class Loader(Service):
 
     @Service.task
     async def _consume(self) -> None:
-        in_flight: asyncio.Future | None = None
+        """Fetch batch N+1 while N is parsed (in the parser thread) and N-1 stored and committed."""
+        parsing: asyncio.Future | None = None  # parse of the last batch fetched
+        storing: list[asyncio.Future] = []  # `_store` of the batches parsed or being parsed, oldest first
+        loop = asyncio.get_running_loop()
         try:
             while not self.should_stop:
                 generation = self.listener.generation
                 batch = await self.next_batch()
-                if in_flight is not None and in_flight.done():
-                    in_flight.result()  # a Fatal from the last batch stops us now, not at the next batch
-                    in_flight = None
+                while storing and storing[0].done():
+                    storing.pop(0).result()  # a Fatal from a batch stops us now, not at the next batch
                 if not batch:
                     self.progress.idle(self.waiting())
                     continue
+                self.progress.fetched(sum(map(len, batch.values())))
+                self._next.update(next_offsets(batch))
+                if parsing is not None:
+                    await asyncio.wait([parsing])  # one batch parsing at a time (its errors go to its store)
+                if len(storing) > 1:
+                    await storing[0]  # at most two batches between parsed and committed
                 # in a thread of its own: Arrow reads the batch without the GIL, while the loop
-                # stores the previous batch, fetches and runs the stats agents
-                parsed = await asyncio.get_running_loop().run_in_executor(self._parser, parse_batch, batch, generation)
-                self.progress.fetched(parsed.size)
-                self._next.update(parsed.offsets)
-                if in_flight is not None:
-                    await in_flight
-                in_flight = asyncio.ensure_future(self.finish(parsed))
+                # fetches the next batch, stores the previous one and runs the stats agents
+                parsing = loop.run_in_executor(self._parser, parse_batch, batch, generation)
+                storing.append(asyncio.ensure_future(self._store(parsing, storing[-1] if storing else None)))
         except Fatal as exc:
             log.error("loader: STOPPING the worker, ingestion cannot go on: %s", exc)
             raise
         finally:
-            if in_flight is not None:
-                in_flight.cancel()  # a stop never commits a batch that is not stored
+            for future in storing:
+                future.cancel()  # a stop never commits a batch that is not stored
+
+    async def _store(self, parsing: asyncio.Future, previous: asyncio.Future | None) -> None:
+        """`finish` the batch once parsed and once the one before it is committed (commits in order)."""
+        parsed = await parsing
+        if previous is not None:
+            await previous
+        await self.finish(parsed)
 
     async def finish(self, parsed: ParsedBatch) -> None:
         """Store, send stats, then commit the batch's offsets (unless the assignment changed)."""

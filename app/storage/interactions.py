@@ -1,11 +1,10 @@
 """Bulk insert of validated events into ClickHouse `interactions`.
 
 Columnar on purpose: the loader holds a batch as columns (app.event_columns),
-and the driver then writes each column in one go (one `struct.pack` or one
-C-level string write per column), several times faster than row-wise inserts.
-Plain lists, not the driver's numpy mode: numpy would cast a value the column
-cannot hold (e.g. a narrowed column) silently instead of raising, and the
-loader relies on the error to dead-letter that record (agents/writer.py).
+and each column is serialised by numpy in a few whole-array steps
+(app/storage/native_block.py). Not the driver's numpy mode: it casts a value
+the column cannot hold (e.g. a narrowed column) silently instead of raising,
+and the loader relies on the error to dead-letter that record (agents/writer.py).
 Idempotency: duplicates inside one batch are dropped here (by event_id);
 duplicates across batches (Kafka re-delivery) collapse in the
 ReplacingMergeTree and are invisible to readers using FINAL / `interactions_dedup`.
@@ -22,6 +21,7 @@ from app.event_columns import EventColumns
 from app.events import Event
 from app.schema import INTERACTION_COLUMNS
 from app.settings import Settings
+from app.storage import native_block
 from app.storage.clickhouse import client
 
 _INSERT = f"INSERT INTO interactions ({', '.join(INTERACTION_COLUMNS)}) VALUES"
@@ -41,19 +41,26 @@ def dedup(events: Sequence[Event]) -> list[Event]:
 
 
 def to_columns(columns: EventColumns) -> list[list]:
-    """Column lists in INTERACTION_COLUMNS order; event types by name, ts as integer epoch seconds."""
-    out = [getattr(columns, name).tolist() for name in INTERACTION_COLUMNS]
-    out[INTERACTION_COLUMNS.index("event_type")] = columns.type_names().tolist()
-    out[INTERACTION_COLUMNS.index("ts")] = np.floor(columns.ts).astype(np.int64).tolist()
+    """Column lists in INTERACTION_COLUMNS order (the driver's own insert path)."""
+    return [values.tolist() for values in to_arrays(columns).values()]
+
+
+def to_arrays(columns: EventColumns) -> dict[str, np.ndarray]:
+    """The columns as numpy by name, in INTERACTION_COLUMNS order; event types by name, ts as integer
+    epoch seconds."""
+    out = {name: getattr(columns, name) for name in INTERACTION_COLUMNS}
+    out["event_type"] = columns.type_names()
+    out["ts"] = np.floor(columns.ts).astype(np.int64)
     return out
 
 
 def insert_columns(conn: Client, columns: EventColumns) -> int:
-    """Insert the rows of `columns` (each event_id once: the caller deduplicates); returns rows sent."""
+    """Insert the rows of `columns` (each event_id once: the caller deduplicates); returns rows sent.
+    Each column is serialised by numpy (app/storage/native_block.py), a value the column cannot
+    hold refused as the driver refuses it."""
     if not len(columns):
         return 0
-    conn.execute(_INSERT, to_columns(columns), columnar=True, types_check=False)
-    return len(columns)
+    return native_block.insert(conn, _INSERT, to_arrays(columns), lambda: to_columns(columns))
 
 
 def insert_events(conn: Client, events: Sequence[Event]) -> int:
