@@ -48,6 +48,27 @@ def count_recommendation(source: str, degraded: bool, redis_reads: str) -> None:
     counter.inc()
 
 
+RECENT_CACHE_HITS = Counter(
+    "cinerec_recent_cache_hits_total",
+    "Recent watches answered from this process's tracked copy of the Redis mirror (app/web/recent_cache.py).",
+)
+RECENT_CACHE_MISSES = Counter(
+    "cinerec_recent_cache_misses_total",
+    "Recent watches asked of the tracked copy and not held: read from Redis (and kept if tracking allows).",
+)
+RECENT_CACHE_INVALIDATIONS = Counter(
+    "cinerec_recent_cache_invalidations_total",
+    "Users' copies dropped because Redis said their `live:recent` key changed (or was flushed).",
+)
+RECENT_CACHE_FLUSHES = Counter(
+    "cinerec_recent_cache_flushes_total",
+    "Times the invalidation connection was lost: every copy dropped, reads go to Redis until it is back.",
+)
+RECENT_CACHE_USERS = Gauge("cinerec_recent_cache_users", "Users whose recent watches this process holds.")
+RECENT_CACHE_TRACKING = Gauge(
+    "cinerec_recent_cache_tracking", "1 while Redis tracks this process's copies (invalidation connection up).")
+
+
 MODEL_VERSION = Gauge(
     "cinerec_served_model_info",
     "1 for the model version this process serves (label `version`).",
