@@ -74,6 +74,8 @@ class RecentCache:
         # a reconnect makes a new writer, so a connection that lost its tracking is never trusted.
         self._tracking: dict[int, tuple[Any, int]] = {}
         self._up = asyncio.Event()
+        self.hits = self.misses = self.invalidations = self.flushes = 0  # /metrics (metrics.RECENT_CACHES)
+        metrics.RECENT_CACHES.caches.add(self)
 
     @property
     def tracking(self) -> bool:
@@ -100,10 +102,10 @@ class RecentCache:
         """The user's recent films, newest first, if a copy is held; None: read Redis (`send_and_read`)."""
         films = self._films.get(user_id)
         if films is None:
-            metrics.RECENT_CACHE_MISSES.inc()
+            self.misses += 1
             return None
         self._films.move_to_end(user_id)
-        metrics.RECENT_CACHE_HITS.inc()
+        self.hits += 1
         return list(films)
 
     async def send_and_read(self, client: aioredis.Redis, user_id: int, commands: Sequence[tuple[Any, ...]],
@@ -154,12 +156,11 @@ class RecentCache:
         self._films.move_to_end(user_id)
         if len(self._films) > self.capacity:
             self._films.popitem(last=False)
-        metrics.RECENT_CACHE_USERS.set(len(self._films))
 
     def invalidate(self, keys: list[bytes] | None) -> None:
         """Drop the copies of the named keys' users (None: Redis flushed a database: drop all)."""
         if keys is None:
-            metrics.RECENT_CACHE_INVALIDATIONS.inc(len(self._films))
+            self.invalidations += len(self._films)
             self._films.clear()
             self._pending.clear()
         else:
@@ -168,8 +169,7 @@ class RecentCache:
                     user_id = int(key[len(_PREFIX):])
                     self._pending.pop(user_id, None)
                     if self._films.pop(user_id, None) is not None:
-                        metrics.RECENT_CACHE_INVALIDATIONS.inc()
-        metrics.RECENT_CACHE_USERS.set(len(self._films))
+                        self.invalidations += 1
 
     def _lost(self) -> None:
         """Tracking is gone: no copy can be trusted any more, nor any read in flight."""
@@ -178,7 +178,6 @@ class RecentCache:
         self._epoch += 1
         self._tracking.clear()
         self.invalidate(None)
-        metrics.RECENT_CACHE_TRACKING.set(0)
 
     async def run(self) -> None:
         """Keep the invalidation connection up for the life of the process (a task of the web app)."""
@@ -191,7 +190,7 @@ class RecentCache:
                                 "until it is back", exc)
             finally:
                 if self._redirect is not None:
-                    metrics.RECENT_CACHE_FLUSHES.inc()
+                    self.flushes += 1
                 self._lost()
             await asyncio.sleep(RETRY_S)
 
@@ -206,7 +205,6 @@ class RecentCache:
             self._epoch += 1
             self._redirect = client_id
             self._up.set()
-            metrics.RECENT_CACHE_TRACKING.set(1)
             log.info("recent-watches cache: tracking on (client %d)", client_id)
             pong_by: float | None = None
             while True:

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings as hyp_settings, strategies 
 
 from app.settings import Settings
 from app.storage import redis_keys as keys
-from app.web import metrics
 from app.web.recent_cache import RecentCache
 from app.worker_process import free_port
 from tests.integration.recent_cache_support import lrange, read, running_cache, settle, until
@@ -37,25 +36,21 @@ def mirrored(conn: redis.Redis, user_id: int, films: list[int]) -> None:
     pipe.execute()
 
 
-def counter(metric) -> float:  # noqa: ANN001 (a prometheus Counter)
-    return metric._value.get()
-
-
 async def test_a_copy_is_served_until_redis_says_it_changed(redis_settings: Settings, conn: redis.Redis) -> None:
     mirrored(conn, USER, [3, 2, 1])
     async with running_cache(redis_settings) as (cache, client):
         assert await read(cache, client, USER) == [3, 2, 1]
         assert USER in cache
-        hits = counter(metrics.RECENT_CACHE_HITS)
+        hits = cache.hits
         assert cache.get(USER) == [3, 2, 1]
-        assert counter(metrics.RECENT_CACHE_HITS) == hits + 1
+        assert cache.hits == hits + 1
         assert await read(cache, client, OTHER) == []  # no key: kept too (Redis tracks missing keys)
         assert OTHER in cache
-        invalidations = counter(metrics.RECENT_CACHE_INVALIDATIONS)
+        invalidations = cache.invalidations
         mirrored(conn, USER, [4, 3, 2, 1])
         conn.lpush(keys.recent(OTHER), 9)
         await until(lambda: USER not in cache and OTHER not in cache, "both invalidations")
-        assert counter(metrics.RECENT_CACHE_INVALIDATIONS) == invalidations + 2
+        assert cache.invalidations == invalidations + 2
         assert await read(cache, client, USER) == [4, 3, 2, 1]
         assert await read(cache, client, OTHER) == [9]
         conn.flushdb()  # Redis says "everything" (a null key list)
@@ -90,12 +85,12 @@ async def test_losing_the_invalidation_connection_drops_every_copy(redis_setting
     async with running_cache(redis_settings) as (cache, client):
         assert await read(cache, client, USER) == [1]
         assert await read(cache, client, OTHER) == []
-        flushes = counter(metrics.RECENT_CACHE_FLUSHES)
+        assert cache.flushes == 0
         subscriber = cache._redirect
         conn.execute_command("CLIENT", "KILL", "ID", subscriber)
         mirrored(conn, USER, [2, 1])  # tracked with a redirect to the dead connection: lost
         await until(lambda: cache.tracking and cache._redirect != subscriber, "tracking back, new connection")
-        assert counter(metrics.RECENT_CACHE_FLUSHES) == flushes + 1
+        assert cache.flushes == 1
         assert USER not in cache and OTHER not in cache
         assert await read(cache, client, USER) == [2, 1]
         assert USER in cache  # kept again, tracked for the new connection
