@@ -32,7 +32,8 @@ handler doing one Redis GET, both driven by `wrk` the same way, in the same run.
    Mix: 80% warm / 10% fold-in / 10% users with no history (`--mix` sends one kind only).
    `--two-level`: the versions carry a request-time ranking bundle (bench/serve_twolevel.py), so
    the fold-in users (with their live counts) are ranked at request time instead.
-Prints requests/s, p50, p99, server CPU per request and the ratios to the baseline.
+Prints requests/s, p50, p99, server CPU per request, the share of requests whose recent watches were
+held in memory (`recent hits`, from /metrics) and the ratios to the baseline.
 Targets (issue 12/13): mixed >= 1.0x the baseline, warm-only >= 1.3x, p99 <= 5 ms at 8
 connections; with --experiment p99 <= 10 ms.
 """
@@ -70,7 +71,7 @@ from app.storage.kafka_admin import drop_topics, ensure_topics  # noqa: E402
 from app.web.server import REQUEST_REDIS_TIMEOUT_S, redis_client  # noqa: E402
 from app.worker_process import WorkerProcess, free_port, settings_env  # noqa: E402
 from serve_twolevel import publish_bundle, write_counts  # noqa: E402
-from serve_wrk import pin, prime, start, wait_in_memory, wrk  # noqa: E402
+from serve_wrk import cache_hits, pin, prime, start, wait_in_memory, wrk  # noqa: E402
 
 VERSIONS = ("bench-serve", "bench-serve-b")
 FILMS = 5_000
@@ -220,10 +221,11 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, float]], warm:
           f"{1 - warm - foldin:.0%} cold, {args.users:,} users, "
           + (f"experiment: 2 versions loaded, {args.share:.0%} challenger" if args.experiment else "1 version"))
     print(f"{'':12} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'non-2xx':>7} {'sock err':>8} "
-          f"{'load 1m':>7}")
+          f"{'load 1m':>7} {'recent hits':>11}")
     for name, r in results.items():
         print(f"{name:12} {r['rps']:>9,.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['cpu_us']:>10.0f} "
-              f"{r['errors']:>7.0f} {r['socket_errors']:>8.0f} {r['load']:>7.2f}")
+              f"{r['errors']:>7.0f} {r['socket_errors']:>8.0f} {r['load']:>7.2f} "
+              f"{r.get('hit_rate', float('nan')):>11.0%}")
     bare = results["baseline"]
     target = TARGETS.get(args.mix)
     p99_target = P99_EXPERIMENT_MS if args.experiment else P99_TARGET_MS
@@ -327,7 +329,11 @@ def main() -> None:
         # Alternate them so all see the same (shared, noisy) machine; keep each one's best round.
         for _ in tqdm(range(args.rounds), desc="wrk rounds", unit="round"):
             for name, (pid, url) in servers.items():
+                before = cache_hits(url) if name != "baseline" else (0.0, 0.0)
                 runs[name].append(wrk(url, script, args.connections, args.duration, pid))
+                hits, misses = (now - then for now, then in zip(cache_hits(url), before)) \
+                    if name != "baseline" else (0.0, 0.0)
+                runs[name][-1]["hit_rate"] = hits / (hits + misses) if hits + misses else float("nan")
     conn.flushdb()
     results = {name: max(r, key=lambda run: run["rps"]) for name, r in runs.items()}
     missed = report(args, results, warm, foldin)

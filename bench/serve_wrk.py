@@ -117,3 +117,10 @@ def prime(url: str, first: int, last: int, folder: Path, connections: int, pid: 
                              preexec_fn=lambda: pin(0, 1)).stdout
         done += int(re.search(r"(\d+) requests in", out).group(1))
     return done
+
+
+def cache_hits(url: str) -> tuple[float, float]:
+    """(hits, misses) of the server's recent-watches cache so far, from /metrics ((0, 0) without one)."""
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    found = [re.search(rf"^cinerec_recent_cache_{kind}_total (\S+)$", text, re.M) for kind in ("hits", "misses")]
+    return tuple(float(m.group(1)) if m else 0.0 for m in found)  # type: ignore[return-value]
