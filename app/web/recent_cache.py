@@ -118,9 +118,9 @@ class RecentCache:
         if redirect is None:
             return await send_and_read(client, *commands)
         epoch = self._epoch
-        marker = self._pending[user_id] = object()
         pool = client.connection_pool
         conn = await pool.get_connection()
+        marker = self._pending[user_id] = object()  # set before the LRANGE leaves (see the module doc)
         try:
             known = self._tracking.get(id(conn))
             start = known is None or known[0] is not conn._writer or known[1] != epoch
