@@ -17,7 +17,7 @@ handler doing one Redis GET, both driven by `wrk` the same way, in the same run.
 3. Servers, each in its own process, all its threads pinned to core 0, wrk
    (`-t1`) pinned to core 1:
      baseline     a bare aiohttp app: `GET recs:{v}:user:{id}`, bytes back (same Redis client options)
-     serve        `cinerec serve` (lists in memory; recent watches from the Redis mirror)
+     serve        `cinerec serve` (lists in memory; recent watches held in memory, invalidated by Redis)
      serve-redis  `cinerec serve` with SERVE_MEMORY_MB=0: every list read from Redis per request
                   (how serving worked before the in-memory lists)
      worker       `cinerec worker` (the Faust app; lists in memory, recent watches from its own table)
@@ -114,8 +114,8 @@ def publish(conn: redis.Redis, version: str, users: int, seed: int, two_level: b
     rng = np.random.default_rng(seed)
     scores = np.tile(np.linspace(1.0, 0.01, LIST_LEN, dtype=np.float32), (BLOCK, 1))
     with tqdm(total=users, desc=f"publish {version}", unit="user") as bar:
-        for start in range(1, users + 1, BLOCK):
-            owners = np.arange(start, min(start + BLOCK, users + 1))
+        for first in range(1, users + 1, BLOCK):
+            owners = np.arange(first, min(first + BLOCK, users + 1))
             films = rng.integers(1, FILMS + 1, size=(len(owners), LIST_LEN))
             write_ranked(conn, lambda u: keys.user_recs(version, u), owners, films, scores[: len(owners)])
             bar.update(len(owners))

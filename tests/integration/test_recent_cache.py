@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
 from app.settings import Settings
@@ -104,7 +105,7 @@ async def test_without_the_invalidation_connection_every_read_goes_to_redis(redi
     """The invalidation connection cannot be made (nothing listens on its port): nothing is kept."""
     cache = RecentCache(f"redis://127.0.0.1:{free_port()}/0", 1000, timeout_s=1.0)
     task = asyncio.create_task(cache.run())
-    client = redis.asyncio.Redis.from_url(redis_settings.redis_url, socket_timeout=30)
+    client = aioredis.Redis.from_url(redis_settings.redis_url, socket_timeout=30)
     try:
         for films in ([1], [2, 1], []):
             mirrored(conn, USER, films)
