@@ -60,6 +60,7 @@ DEFAULTS: dict[str, str] = {
     "EXPERIMENT_EVAL_MINUTES": "60",
     # Serving from memory (docs/serving.md).
     "SERVE_MEMORY_MB": "1024",
+    "RECENT_CACHE_USERS": "250000",
 }
 
 
@@ -192,6 +193,9 @@ class Settings:
     # Served versions' lists kept in memory (a file per version under LOCAL_DIR/serving, shared
     # by the host's web processes) up to this size; past it, hot users are cached. 0: read Redis.
     serve_memory_mb: int
+    # Users whose recent watches a web process keeps, invalidated by Redis (client-side caching,
+    # app/web/recent_cache.py): an LRU of this many. 0: read the mirror on every request.
+    recent_cache_users: int
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -255,6 +259,7 @@ class Settings:
             rollout_share=_share(env, "ROLLOUT_SHARE"),
             experiment_eval_minutes=_int(env, "EXPERIMENT_EVAL_MINUTES", minimum=1),
             serve_memory_mb=_int(env, "SERVE_MEMORY_MB", minimum=0),
+            recent_cache_users=_int(env, "RECENT_CACHE_USERS", minimum=0),
             external=external,
         )
 

@@ -2,7 +2,7 @@
 handler doing one Redis GET, both driven by `wrk` the same way, in the same run.
 
     .venv/bin/python bench/serve.py [--mix mixed|warm|foldin|cold] [--experiment] [--servers serve,worker]
-                                    [--users 100000] [--duration 10] [--rounds 2] [--connections 8]
+                                    [--users 100000] [--duration 10] [--rounds 2] [--connections 8] [--prime]
 
 1. A synthetic model for `--users` users (random top-50 lists, 5,000 films,
    64-d item factors for fold-in, titles, popular, trending) is published to a
@@ -17,20 +17,23 @@ handler doing one Redis GET, both driven by `wrk` the same way, in the same run.
 3. Servers, each in its own process, all its threads pinned to core 0, wrk
    (`-t1`) pinned to core 1:
      baseline     a bare aiohttp app: `GET recs:{v}:user:{id}`, bytes back (same Redis client options)
-     serve        `cinerec serve` (lists in memory; recent watches from the Redis mirror)
+     serve        `cinerec serve` (lists in memory; recent watches held in memory, invalidated by Redis)
      serve-redis  `cinerec serve` with SERVE_MEMORY_MB=0: every list read from Redis per request
                   (how serving worked before the in-memory lists)
      worker       `cinerec worker` (the Faust app; lists in memory, recent watches from its own table)
      serve-before `cinerec serve` of another checkout (`--before DIR`, e.g. `git worktree add /tmp/before
                   b25df50`): the same benchmark against an earlier version of the code, in the same run
-   Measurement starts once each server has its lists in memory (its /metrics says so).
+   Measurement starts once each server has its lists in memory (its /metrics says so), after a 2 s
+   warm-up; with `--prime`, after every warm and fold-in user was asked once on every server (the
+   caches' steady state; cold users stay uncached).
 4. They are measured alternately for `--rounds` rounds and each keeps its best
    round; every run prints the machine's load average beside it (the machine
    may be shared: compare ratios within one run, not absolute figures across runs).
    Mix: 80% warm / 10% fold-in / 10% users with no history (`--mix` sends one kind only).
    `--two-level`: the versions carry a request-time ranking bundle (bench/serve_twolevel.py), so
    the fold-in users (with their live counts) are ranked at request time instead.
-Prints requests/s, p50, p99, server CPU per request and the ratios to the baseline.
+Prints requests/s, p50, p99, server CPU per request, the share of requests whose recent watches were
+held in memory (`recent hits`, from /metrics) and the ratios to the baseline.
 Targets (issue 12/13): mixed >= 1.0x the baseline, warm-only >= 1.3x, p99 <= 5 ms at 8
 connections; with --experiment p99 <= 10 ms.
 """
@@ -40,8 +43,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +52,6 @@ from pathlib import Path
 
 import numpy as np
 import redis
-import requests
 from aiohttp import web
 from tqdm import tqdm
 
@@ -60,18 +60,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.events import Event, new_event_id  # noqa: E402
 from app.experiments import store  # noqa: E402
 from app.experiments.model import Experiment, State  # noqa: E402
-from app.localstack import proc  # noqa: E402
 from app.producer import produce_messages, to_message  # noqa: E402
 from app.recsys.data.idmap import IdMap  # noqa: E402
 from app.recsys.models.foldin import pack_factors  # noqa: E402
 from app.recsys.training.publish import activate, write_ranked, write_titles  # noqa: E402
-from app.settings import REPO_ROOT, Settings  # noqa: E402
+from app.settings import Settings  # noqa: E402
 from app.storage import redis_keys as keys  # noqa: E402
 from app.storage.clickhouse import client, migrate  # noqa: E402
 from app.storage.kafka_admin import drop_topics, ensure_topics  # noqa: E402
 from app.web.server import REQUEST_REDIS_TIMEOUT_S, redis_client  # noqa: E402
 from app.worker_process import WorkerProcess, free_port, settings_env  # noqa: E402
 from serve_twolevel import publish_bundle, write_counts  # noqa: E402
+from serve_wrk import cache_hits, pin, prime, start, wait_in_memory, wrk  # noqa: E402
 
 VERSIONS = ("bench-serve", "bench-serve-b")
 FILMS = 5_000
@@ -114,8 +114,8 @@ def publish(conn: redis.Redis, version: str, users: int, seed: int, two_level: b
     rng = np.random.default_rng(seed)
     scores = np.tile(np.linspace(1.0, 0.01, LIST_LEN, dtype=np.float32), (BLOCK, 1))
     with tqdm(total=users, desc=f"publish {version}", unit="user") as bar:
-        for start in range(1, users + 1, BLOCK):
-            owners = np.arange(start, min(start + BLOCK, users + 1))
+        for first in range(1, users + 1, BLOCK):
+            owners = np.arange(first, min(first + BLOCK, users + 1))
             films = rng.integers(1, FILMS + 1, size=(len(owners), LIST_LEN))
             write_ranked(conn, lambda u: keys.user_recs(version, u), owners, films, scores[: len(owners)])
             bar.update(len(owners))
@@ -195,83 +195,6 @@ def baseline_app(settings: Settings) -> web.Application:
     return app
 
 
-def start(argv: list[str], env: dict[str, str], port: int, logfile: Path) -> subprocess.Popen:
-    with open(logfile, "wb") as out:
-        server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                  cwd=REPO_ROOT)
-    if not proc.wait_for(lambda: proc.port_open("127.0.0.1", port), 60, alive=lambda: server.poll() is None):
-        server.kill()
-        raise SystemExit(f"server {argv} did not start:\n{proc.tail(logfile, 30)}")
-    return server
-
-
-def wait_in_memory(url: str, versions: tuple[str, ...], timeout: float = 300.0) -> None:
-    """Until the server's /metrics shows the user lists of every version in memory."""
-    deadline = time.monotonic() + timeout
-    pattern = r'cinerec_served_lists_in_memory_bytes\{kind="users",version="([^"]+)"\}'
-    while True:
-        held = set(re.findall(pattern, requests.get(f"{url}/metrics", timeout=10).text))
-        if held >= set(versions):
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{url}: lists of {set(versions) - held} not in memory after {timeout:.0f} s")
-        time.sleep(0.5)
-
-
-def pin(pid: int, cpu: int) -> None:
-    """One core per side (server vs wrk) on a 2-core box, so neither steals the other's.
-
-    Every thread of the process: BLAS and Kafka client threads started before the
-    pinning would otherwise still run on the other core (threads started later
-    inherit the affinity)."""
-    if not (hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > cpu):
-        return
-    tasks = Path(f"/proc/{pid}/task")
-    for tid in [int(t.name) for t in tasks.iterdir()] if pid and tasks.exists() else [pid]:
-        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
-            os.sched_setaffinity(tid, {cpu})
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/<pid>/stat fields 14, 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wrk(url: str, script: Path, connections: int, duration: int, pid: int) -> dict[str, float]:
-    """Run wrk; requests/s, p50/p99 in ms, errors, the server's CPU microseconds per request,
-    and the machine's 1-minute load average when the run ended.
-
-    CPU per request is the steadier figure on a shared machine: other tenants
-    steal wall time (and so requests/s), not the server's own CPU time.
-    """
-    cpu_before = cpu_seconds(pid)
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, timeout=duration + 60, check=True,
-        preexec_fn=lambda: pin(0, 1),
-    ).stdout
-    cpu = cpu_seconds(pid) - cpu_before
-    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-    def percentile(p: str) -> float:
-        value, suffix = re.search(rf"^\s*{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
-        return float(value) * unit[suffix]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    requests_done = int(re.search(r"(\d+) requests in", out).group(1))
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "cpu_us": cpu / max(requests_done, 1) * 1e6,
-        "p50": percentile("50"),
-        "p99": percentile("99"),
-        "errors": float(errors.group(1)) if errors else 0.0,
-        "socket_errors": float(sum(map(int, socket_errors.groups()))) if socket_errors else 0.0,
-        "load": os.getloadavg()[0],
-    }
-
-
 def start_worker(settings: Settings, folder: Path, stack: contextlib.ExitStack) -> tuple[Settings, WorkerProcess]:
     """`cinerec worker` with an app id, topics and a ClickHouse database of its own (all dropped at the end)."""
     suffix = uuid.uuid4().hex[:8]
@@ -298,10 +221,11 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, float]], warm:
           f"{1 - warm - foldin:.0%} cold, {args.users:,} users, "
           + (f"experiment: 2 versions loaded, {args.share:.0%} challenger" if args.experiment else "1 version"))
     print(f"{'':12} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'non-2xx':>7} {'sock err':>8} "
-          f"{'load 1m':>7}")
+          f"{'load 1m':>7} {'recent hits':>11}")
     for name, r in results.items():
         print(f"{name:12} {r['rps']:>9,.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['cpu_us']:>10.0f} "
-              f"{r['errors']:>7.0f} {r['socket_errors']:>8.0f} {r['load']:>7.2f}")
+              f"{r['errors']:>7.0f} {r['socket_errors']:>8.0f} {r['load']:>7.2f} "
+              f"{r.get('hit_rate', float('nan')):>11.0%}")
     bare = results["baseline"]
     target = TARGETS.get(args.mix)
     p99_target = P99_EXPERIMENT_MS if args.experiment else P99_TARGET_MS
@@ -336,6 +260,9 @@ def main() -> None:
     parser.add_argument("--servers", default="serve,worker", help=f"comma-separated, of: {', '.join(SERVERS)}")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="a checkout of an earlier commit, served as `serve-before` (its code on PYTHONPATH)")
+    parser.add_argument("--prime", action="store_true",
+                        help="before measuring, ask every warm and fold-in user once on every server (steady "
+                             "state of the caches: recent watches, hot lists), not only a 2 s warm-up")
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     settings = Settings.from_env().with_redis_db(args.redis_db)
@@ -396,10 +323,17 @@ def main() -> None:
                 wait_in_memory(url, versions)
             pin(pid, 0)
             wrk(url, script, args.connections, 2, pid)  # warm-up: caches, titles
+            if args.prime:
+                asked = prime(url, 1, args.users + foldin_users, Path(tmp), args.connections, pid)
+                print(f"{name}: primed with {asked:,} requests", flush=True)
         # Alternate them so all see the same (shared, noisy) machine; keep each one's best round.
         for _ in tqdm(range(args.rounds), desc="wrk rounds", unit="round"):
             for name, (pid, url) in servers.items():
+                before = cache_hits(url) if name != "baseline" else (0.0, 0.0)
                 runs[name].append(wrk(url, script, args.connections, args.duration, pid))
+                hits, misses = (now - then for now, then in zip(cache_hits(url), before)) \
+                    if name != "baseline" else (0.0, 0.0)
+                runs[name][-1]["hit_rate"] = hits / (hits + misses) if hits + misses else float("nan")
     conn.flushdb()
     results = {name: max(r, key=lambda run: run["rps"]) for name, r in runs.items()}
     missed = report(args, results, warm, foldin)

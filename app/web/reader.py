@@ -14,9 +14,11 @@ Where the inputs come from:
 - the user's list: the version's compacted lists in memory (app/web/lists.py)
   once loaded, else Redis (`GET recs:{v}:user:{id}`, hot users cached);
 - recent watches: the `RecentSource` when it knows the user (the Faust
-  worker's own table, for users on partitions it owns), else the Redis
-  mirror (`LRANGE live:recent:{id}`); the live counts of request-time
-  ranking likewise (the table's record, else `GET live:user:{id}`).
+  worker's own table, for users on partitions it owns), else this process's
+  copy of the Redis mirror kept valid by Redis (`RecentCache`,
+  app/web/recent_cache.py), else the mirror itself (`LRANGE live:recent:{id}`);
+  the live counts of request-time ranking from the table's record, else
+  `GET live:user:{id}` (not cached: they change with every event).
 What is not in memory is read in ONE round trip (`send_and_read`), but for the
 live counts of a user found listless only by that trip (lists not in memory yet). Redis
 errors never reach the client: the answer comes from the in-process popular
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable, Mapping, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -37,9 +39,12 @@ from app.web.lists import decode_raw
 from app.web.model_cache import ModelCache, Ranked, Route
 from app.web.request_ranking import Explained, explain_items
 
+if TYPE_CHECKING:
+    from app.web.recent_cache import RecentCache
+
 BREAKER_S = 1.0
 _UNKNOWN = object()  # a film whose title was never looked up
-# (list read from Redis, recent watches read from Redis) -> the answer's `redis_reads`
+# (list read from Redis, recent watches or live counts read from Redis) -> the answer's `redis_reads`
 REDIS_READS = {(False, False): "none", (True, False): "list", (False, True): "recent", (True, True): "list+recent"}
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
@@ -123,10 +128,11 @@ class Reader:
     """Domain logic of the read endpoints; raises UnknownFilm / NoModel, never Redis errors."""
 
     def __init__(self, client: aioredis.Redis, cache: ModelCache, recent: RecentSource | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, mirror: RecentCache | None = None) -> None:
         self._client = client
         self.cache = cache
         self._recent = recent
+        self.mirror = mirror  # copies of the Redis mirror, for users `recent` does not hold
         self._skip_until = 0.0
         self.clock = clock  # "now" of request-time features (epoch seconds)
 
@@ -141,6 +147,10 @@ class Reader:
         snap = route.snapshot
         lists = snap.lists
         recent = self._recent.recent(user_id) if self._recent is not None else None
+        local = recent is not None  # recent watches (and so the counts) from this process's table
+        mirror = self.mirror
+        if recent is None and mirror is not None:
+            recent = mirror.get(user_id)
         counts: Mapping[str, float] | None = None
         raw: bytes | None = b""  # b"": known not to have a list; None: to be read from Redis
         if snap.version is not None and lists.users is None:
@@ -148,31 +158,35 @@ class Reader:
         # A two-level version ranks a user without a list at request time, with their live counts:
         # from this process's table with the recent watches, else read with the other reads.
         ranks = snap.ranking is not None and (lists.users.row(user_id) < 0 if lists.users is not None else raw == b"")
-        local = recent is not None  # recent watches (and so the counts) from this process's table
         if ranks and local:
             counts = self._recent.counts(user_id)  # type: ignore[union-attr]
         read_list = raw is None
-        reads = REDIS_READS[read_list, recent is None]
-        if read_list or recent is None:
+        read_recent = recent is None
+        read_counts = ranks and not local  # live counts are not cached: read with the rest
+        reads = REDIS_READS[read_list, read_recent or read_counts]
+        if read_list or read_recent or read_counts:
             if not self._redis_usable():
                 return await self._degraded(limit, route, reads)
             commands = [("GET", redis_keys.user_recs(snap.version, user_id))] if read_list else []
-            if recent is None:
+            if read_recent:
                 commands.append(("LRANGE", redis_keys.recent(user_id), 0, redis_keys.RECENT_MAX - 1))
-                if ranks:
-                    commands.append(("GET", redis_keys.live_user(user_id)))
+            if read_counts:
+                commands.append(("GET", redis_keys.live_user(user_id)))
             try:
-                replies = await send_and_read(self._client, *commands)
+                if read_recent and mirror is not None:
+                    replies = await mirror.send_and_read(self._client, user_id, commands, int(read_list))
+                else:
+                    replies = await send_and_read(self._client, *commands)
             except REDIS_ERRORS:
                 self._trip()
                 return await self._degraded(limit, route, reads)
             if read_list:
                 raw = replies[0] or b""
                 lists.hot.remember(user_id, raw)
-            if recent is None:
+            if read_recent:
                 recent = [int(f) for f in replies[int(read_list)]]
-                if ranks:
-                    counts = redis_keys.decode_live_user(replies[-1])
+            if read_counts:
+                counts = redis_keys.decode_live_user(replies[-1])
         exclude = set(recent)
         if lists.users is not None:
             ranked = lists.users.get(user_id, limit + len(exclude))  # enough after dropping recent watches

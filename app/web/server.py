@@ -33,6 +33,7 @@ from app.web.local_lists import LocalLists
 from app.web.model_cache import ModelCache
 from app.web.protocol import AppRunner
 from app.web.reader import Reader, RecentSource
+from app.web.recent_cache import RecentCache
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +79,25 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     cache = ModelCache(background, local, settings.serve_memory_mb * 2**20)
     if not await cache.refresh():
         log.warning("redis %s unreachable at startup; answering degraded until it is back", settings.redis_url)
-    app[READER] = Reader(request_client, cache, app.get(RECENT))
+    mirror = None
+    if settings.recent_cache_users:
+        mirror = RecentCache(settings.redis_url, settings.recent_cache_users, settings.network_timeout_s)
+    app[READER] = Reader(request_client, cache, app.get(RECENT), mirror=mirror)
     app[REDIS_PROBE] = background
     app[CELERY] = admin.producer(settings)
     app[ANALYTICS] = Analytics(settings)
-    poller = asyncio.create_task(cache.run(), name="cinerec-model-poller")
+    tasks = [asyncio.create_task(cache.run(), name="cinerec-model-poller")]
+    if mirror is not None:
+        tasks.append(asyncio.create_task(mirror.run(), name="cinerec-recent-invalidations"))
     try:
         yield
     finally:
-        poller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poller
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if mirror is not None:
+            await mirror.close()
         await cache.close()
         app[CELERY].close()
         app[ANALYTICS].close()

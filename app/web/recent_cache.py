@@ -1,0 +1,232 @@
+"""Recent watches cached in the web process, kept correct by Redis server-assisted client-side caching.
+
+Why: `cinerec serve` (and the worker, for users on partitions it does not
+own) read `LRANGE live:recent:{id}` on every request, one network round trip
+like the bare one-`GET` handler's, plus our own work. Most requests ask for
+a user whose list did not change since the last ask, so a local copy can
+answer them; Redis stays the truth and tells us when a copy goes stale.
+
+How (Redis >= 6, `CLIENT TRACKING`, default mode with OPTIN and REDIRECT):
+- one dedicated RESP2 connection per process subscribes to
+  `__redis__:invalidate` (`run`); its client id is the redirect target;
+- a miss is read on the request client as before, with `CLIENT CACHING YES`
+  just before the `LRANGE` (and, on a pooled connection not yet tracking for
+  this subscriber, `CLIENT TRACKING ON REDIRECT <id> OPTIN` first), all in
+  the same single write: Redis then remembers that we read that key, and the
+  next write to it (the stats agent's mirror, an expiry, FLUSHDB) sends us
+  its name once. Only these keys are tracked, not lists or titles.
+- the read/invalidate race: the reply and the invalidation come on two
+  connections, so an invalidation may be handled while the read is in
+  flight. Before sending, the read leaves a marker (`_pending[user]`, a fresh
+  object); an invalidation of the user (or a flush) removes it; the reply is
+  stored only if the marker is still the read's own and the tracking epoch
+  did not change. A write that Redis ran after our read sends its
+  invalidation after our reply's value existed, so it removes the stored copy
+  whenever it arrives; one it ran before is already in the reply.
+- losing the invalidation connection (an error, or no `pong` within PING_S
+  of a ping sent after PING_S of silence) flushes everything and bumps the
+  epoch; until a new subscriber is up every request reads through and
+  nothing is stored. Reconnects every RETRY_S; every network call has a
+  timeout. Staleness is thus bounded by the invalidation's delivery, or by
+  2 x PING_S when the connection dies silently.
+- bounded: an LRU of `capacity` users (RECENT_CACHE_USERS). An evicted user
+  stays tracked by Redis until its next write (one harmless message); Redis
+  bounds its own table (`tracking-table-max-keys`, evicting = invalidating).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from array import array
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from app.storage import redis_keys
+from app.web import metrics
+from app.web.reader import REDIS_ERRORS, send_and_read
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "__redis__:invalidate"
+PING_S = 1.0  # silence on the invalidation connection before a ping; a pong must come within as long
+RETRY_S = 0.5  # between attempts to bring the invalidation connection back
+_PREFIX = redis_keys.recent(0)[:-1].encode()  # b"live:recent:"
+_CACHING = ("CLIENT", "CACHING", "YES")
+
+
+class RecentCache:
+    """Users' recent watches (`live:recent:{id}`) held while Redis tracks them for us; see the module doc."""
+
+    def __init__(self, redis_url: str, capacity: int, timeout_s: float) -> None:
+        self.capacity = capacity
+        self._timeout_s = timeout_s
+        # The invalidation connection speaks RESP2: its messages are plain pub/sub replies.
+        self._pool = aioredis.ConnectionPool.from_url(
+            redis_url, protocol=2, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        # user -> films as int64s (~4x smaller than a tuple of ints), or () for none
+        self._films: OrderedDict[int, array | tuple[()]] = OrderedDict()
+        self._pending: dict[int, object] = {}
+        self._redirect: int | None = None  # the subscriber's client id while tracking is up
+        self._epoch = 0  # bumped whenever tracking is lost or (re)established
+        # id(request connection) -> (its socket writer, epoch) once it tracks for the current subscriber;
+        # a reconnect makes a new writer, so a connection that lost its tracking is never trusted.
+        self._tracking: dict[int, tuple[Any, int]] = {}
+        self._up = asyncio.Event()
+        self.hits = self.misses = self.invalidations = self.flushes = 0  # /metrics (metrics.RECENT_CACHES)
+        metrics.RECENT_CACHES.caches.add(self)
+
+    @property
+    def tracking(self) -> bool:
+        """Whether copies are being kept (the invalidation connection is up)."""
+        return self._redirect is not None
+
+    async def wait_tracking(self) -> None:
+        """Until the invalidation connection is up (tests, startup)."""
+        await self._up.wait()
+
+    def __len__(self) -> int:
+        return len(self._films)
+
+    def __contains__(self, user_id: int) -> bool:
+        """Whether a copy of the user's list is held (no LRU or metrics effect)."""
+        return user_id in self._films
+
+    @property
+    def reads_in_flight(self) -> int:
+        """Reads whose reply may still be kept (their marker not removed by an invalidation)."""
+        return len(self._pending)
+
+    def get(self, user_id: int) -> list[int] | None:
+        """The user's recent films, newest first, if a copy is held; None: read Redis (`send_and_read`)."""
+        films = self._films.get(user_id)
+        if films is None:
+            self.misses += 1
+            return None
+        self._films.move_to_end(user_id)
+        self.hits += 1
+        return list(films)
+
+    async def send_and_read(self, client: aioredis.Redis, user_id: int, commands: Sequence[tuple[Any, ...]],
+                            at: int) -> list[Any]:
+        """`reader.send_and_read(client, *commands)`, where `commands[at]` is the user's LRANGE: its reply
+        is kept if tracking stayed up and no invalidation of the user came while it was in flight."""
+        redirect = self._redirect
+        if redirect is None:
+            return await send_and_read(client, *commands)
+        epoch = self._epoch
+        pool = client.connection_pool
+        conn = await pool.get_connection()
+        marker = self._pending[user_id] = object()  # set before the LRANGE leaves (see the module doc)
+        try:
+            known = self._tracking.get(id(conn))
+            start = known is None or known[0] is not conn._writer or known[1] != epoch
+            extra = [("CLIENT", "TRACKING", "ON", "REDIRECT", redirect, "OPTIN"), _CACHING] if start else [_CACHING]
+            sent = [*commands[:at], *extra, *commands[at:]]
+            tracked = True
+            replies: list[Any] = []
+            try:
+                await conn.send_packed_command(conn.pack_commands(sent), check_health=False)
+                for i in range(len(sent)):
+                    if at <= i < at + len(extra):
+                        try:
+                            await conn.read_response()
+                        except ResponseError:  # e.g. the subscriber just went away: read, do not keep
+                            tracked = False
+                    else:
+                        replies.append(await conn.read_response())
+            except BaseException:
+                await conn.disconnect(nowait=True)
+                raise
+            if tracked and start:
+                self._tracking[id(conn)] = (conn._writer, epoch)
+        finally:
+            await pool.release(conn)
+            if self._pending.get(user_id) is marker:
+                del self._pending[user_id]
+            else:
+                tracked = False  # invalidated (or flushed) while in flight
+        if tracked and self._epoch == epoch:
+            reply = replies[at]
+            self._keep(user_id, array("q", map(int, reply)) if reply else ())
+        return replies
+
+    def _keep(self, user_id: int, films: array | tuple[()]) -> None:
+        self._films[user_id] = films
+        self._films.move_to_end(user_id)
+        if len(self._films) > self.capacity:
+            self._films.popitem(last=False)
+
+    def invalidate(self, keys: list[bytes] | None) -> None:
+        """Drop the copies of the named keys' users (None: Redis flushed a database: drop all)."""
+        if keys is None:
+            self.invalidations += len(self._films)
+            self._films.clear()
+            self._pending.clear()
+        else:
+            for key in keys:
+                if key.startswith(_PREFIX):
+                    user_id = int(key[len(_PREFIX):])
+                    self._pending.pop(user_id, None)
+                    if self._films.pop(user_id, None) is not None:
+                        self.invalidations += 1
+
+    def _lost(self) -> None:
+        """Tracking is gone: no copy can be trusted any more, nor any read in flight."""
+        self._redirect = None
+        self._up.clear()
+        self._epoch += 1
+        self._tracking.clear()
+        self.invalidate(None)
+
+    async def run(self) -> None:
+        """Keep the invalidation connection up for the life of the process (a task of the web app)."""
+        while True:
+            try:
+                await self._subscribe_and_listen()
+            except REDIS_ERRORS as exc:
+                if self._redirect is not None:  # logged once per outage, not per reconnect attempt
+                    log.warning("recent-watches cache: invalidation connection lost (%s); reading Redis "
+                                "until it is back", exc)
+            finally:
+                if self._redirect is not None:
+                    self.flushes += 1
+                self._lost()
+            await asyncio.sleep(RETRY_S)
+
+    async def _subscribe_and_listen(self) -> None:
+        conn = self._pool.make_connection()
+        try:
+            await conn.connect()
+            await conn.send_command("CLIENT", "ID")
+            client_id = int(await conn.read_response())
+            await conn.send_command("SUBSCRIBE", CHANNEL)
+            await conn.read_response()
+            self._epoch += 1
+            self._redirect = client_id
+            self._up.set()
+            log.info("recent-watches cache: tracking on (client %d)", client_id)
+            pong_by: float | None = None
+            while True:
+                message = await conn.read_response(timeout=PING_S)  # None: nothing within PING_S
+                if message is None:
+                    if pong_by is not None and time.monotonic() > pong_by:
+                        raise TimeoutError(f"no pong within {PING_S} s")
+                    if pong_by is None:
+                        await conn.send_command("PING")
+                        pong_by = time.monotonic() + PING_S
+                    continue
+                if message[0] == b"message":
+                    self.invalidate(message[2])
+                elif message[0] == b"pong":
+                    pong_by = None
+                if pong_by is not None and time.monotonic() > pong_by:
+                    raise TimeoutError(f"no pong within {PING_S} s")
+        finally:
+            await conn.disconnect()
+
+    async def close(self) -> None:
+        await self._pool.aclose()
