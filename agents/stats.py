@@ -36,13 +36,16 @@ STATS_TTL_DAYS without a write (`Expiry`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import time
-from typing import Awaitable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Iterable, Iterator, NamedTuple
 
 from app.main import app, settings
+from app.table_store import raw_data
 from app.topics import film_batches_topic, user_batches_topic
 from agents import batches
 from agents.changelog import Changelog, changelog_producer
@@ -89,14 +92,15 @@ def _expiry() -> Expiry:
     return Expiry(settings.stats_ttl_days * 86_400)
 
 
-async def _flushed(flush: Awaitable) -> None:
-    """Await a changelog flush; if the agent is cancelled meanwhile (a stop, a rebalance), the
-    flush still completes before the cancellation goes on (module doc)."""
-    sending = asyncio.ensure_future(flush)
+async def _completed(work: Awaitable) -> None:
+    """Await one message's work (fold, table writes, changelog flush); if the agent is cancelled
+    meanwhile (a stop, a rebalance), the work still completes before the cancellation goes on
+    (module doc)."""
+    running = asyncio.ensure_future(work)
     try:
-        await asyncio.shield(sending)
+        await asyncio.shield(running)
     except asyncio.CancelledError:
-        await sending
+        await running
         raise
 
 
@@ -106,6 +110,23 @@ def _sweep(changelog: Changelog, keys: list, what: str, partition: int) -> None:
     if keys:
         log.info("expired %d %s of partition %d (no write for STATS_TTL_DAYS=%g)",
                  len(keys), what, partition, settings.stats_ttl_days)
+
+
+@contextlib.contextmanager
+def _fold_thread(name: str) -> Iterator[ThreadPoolExecutor]:
+    """The agent's own thread for its folds (module doc: the event loop goes on meanwhile)."""
+    thread = ThreadPoolExecutor(1, thread_name_prefix=name)
+    try:
+        yield thread
+    finally:
+        thread.shutdown(wait=False)
+
+
+def _fold_users_of(batch: batches.StatsBatch, now: float) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """(new record of every user in `batch`, the users whose recent list changed): the fold thread's
+    part, which only reads the table."""
+    changed: list[int] = []
+    return fold_users(raw_data(user_stats).get, batch, now, lambda user, _: changed.append(user)), changed
 
 
 async def fold_user_batches(stream) -> None:
@@ -120,15 +141,23 @@ async def fold_user_batches(stream) -> None:
     await producer.start()
     users = Changelog(user_stats, producer)
     expiry = _expiry()
+    loop = asyncio.get_running_loop()
+
+    async def fold(message, thread: ThreadPoolExecutor) -> None:
+        now, partition = time.time(), message.message.partition
+        batch = _decoded(message.value, "user batch")
+        folded, changed = await loop.run_in_executor(thread, _fold_users_of, batch, now)
+        users.set_many(folded.items(), partition)
+        for user_id in changed:
+            mirror.set_user(user_id, folded[user_id])
+        if expiry.due(partition, now):
+            _sweep(users, expired_users(user_stats.items(), partition, now - expiry.ttl_s), "users", partition)
+        await users.flush()
+
     try:
-        async for message in stream.events():
-            now, partition = time.time(), message.message.partition
-            batch = _decoded(message.value, "user batch")
-            for user_id, stats in fold_users(user_stats.data.get, batch, now, mirror.set_user).items():
-                users.set(user_id, stats, partition)
-            if expiry.due(partition, now):
-                _sweep(users, expired_users(user_stats.items(), partition, now - expiry.ttl_s), "users", partition)
-            await _flushed(users.flush())
+        with _fold_thread("user-fold") as thread:
+            async for message in stream.events():
+                await _completed(fold(message, thread))
     finally:
         flusher.cancel()
         await producer.stop()
@@ -143,13 +172,29 @@ def trending_at(ts: float, partitions: Iterable[int] | None = None) -> tuple[lis
     return top_k(trending(film_plays_hourly.data.get, partitions, ts).items())
 
 
+class _FilmFold(NamedTuple):
+    films: dict[int, dict[str, Any]]  # new record of every film in the batch
+    viewers: dict[str, list]  # viewer entries to write
+    hours: dict[str, dict[str, int]]  # plays per hour entries to write (agents/trending.py)
+    latest_play: float | None  # event time of the latest play counted, None when none was
+
+
+def _fold_films_of(batch: batches.StatsBatch, partition: int, now: float, ttl_s: float) -> _FilmFold:
+    """The fold thread's part of a film batch (it only reads the tables): per-film stats, viewers,
+    and the plays applied now per hour. Plays older than TRENDING_EXPIRES + TRENDING_WINDOW
+    (wall clock) are not counted per hour: their hours are past any trending window and swept,
+    and replays of old history would write changelog entries for nothing."""
+    folded, entries, applied = fold_films(
+        raw_data(film_stats).get, raw_data(film_viewers).get, batch, now, refresh_before=now - ttl_s / 2)
+    buckets = play_buckets(applied, since=now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds())
+    hours = add_plays(raw_data(film_plays_hourly).get, buckets, partition)
+    return _FilmFold(folded, entries, hours, latest_play(applied) if buckets else None)
+
+
 async def fold_film_batches(stream) -> None:
     """Fold each film batch into per-film stats, viewers and windowed plays; publish trending ~1/s.
 
-    Only the plays applied now (not re-deliveries) are counted per hour. Plays
-    older than TRENDING_EXPIRES + TRENDING_WINDOW (wall clock) are not: their
-    hours are past any trending window and swept, and replays of old history
-    would write changelog entries for nothing.
+    Only the plays applied now (not re-deliveries) are counted per hour.
     """
     mirror = LiveMirror(settings)
     flusher = asyncio.ensure_future(mirror.run())
@@ -158,30 +203,31 @@ async def fold_film_batches(stream) -> None:
     films, viewers = Changelog(film_stats, producer), Changelog(film_viewers, producer)
     hourly = Changelog(film_plays_hourly, producer)
     expiry = _expiry()
-    try:
-        async for message in stream.events():
-            now, partition = time.time(), message.message.partition
-            batch = _decoded(message.value, "film batch")
-            folded, entries, applied = fold_films(
-                film_stats.data.get, film_viewers.data.get, batch, now, refresh_before=now - expiry.ttl_s / 2)
-            for pair, entry in entries.items():
-                viewers.set(pair, entry, partition)
-            for film_id, stats in folded.items():
-                films.set(film_id, stats, partition)
+    loop = asyncio.get_running_loop()
+
+    async def fold(message, thread: ThreadPoolExecutor) -> None:
+        now, partition = time.time(), message.message.partition
+        batch = _decoded(message.value, "film batch")
+        folded = await loop.run_in_executor(thread, _fold_films_of, batch, partition, now, expiry.ttl_s)
+        viewers.set_many(folded.viewers.items(), partition)
+        films.set_many(folded.films.items(), partition)
+        hourly.set_many(folded.hours.items(), partition)
+        if folded.latest_play is not None:
+            mirror.set_trending(functools.partial(trending_at, folded.latest_play))
+        if expiry.due(partition, now):
             oldest = now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds()
-            buckets = play_buckets(applied, since=oldest)
-            for key, counts in add_plays(film_plays_hourly.data.get, buckets, partition).items():
-                hourly.set(key, counts, partition)
-            if buckets:
-                mirror.set_trending(functools.partial(trending_at, latest_play(applied)))
-            if expiry.due(partition, now):
-                stale = expired_viewers(film_viewers.items(), partition, settings.topic_partitions,
-                                        now - expiry.ttl_s)
-                _sweep(viewers, stale, "viewer entries", partition)
-                _sweep(hourly, [key for key in list(film_plays_hourly.data.keys())
-                                if hours_of(key)[0] == partition and hours_of(key)[1] < oldest], "trending hours",
-                       partition)
-            await _flushed(asyncio.gather(viewers.flush(), films.flush(), hourly.flush()))
+            stale = expired_viewers(film_viewers.items(), partition, settings.topic_partitions,
+                                    now - expiry.ttl_s)
+            _sweep(viewers, stale, "viewer entries", partition)
+            _sweep(hourly, [key for key in list(film_plays_hourly.data.keys())
+                            if hours_of(key)[0] == partition and hours_of(key)[1] < oldest], "trending hours",
+                   partition)
+        await asyncio.gather(viewers.flush(), films.flush(), hourly.flush())
+
+    try:
+        with _fold_thread("film-fold") as thread:
+            async for message in stream.events():
+                await _completed(fold(message, thread))
     finally:
         flusher.cancel()
         await producer.stop()
