@@ -23,7 +23,7 @@ is advanced as Faust does after a send. Each agent owns one producer for this
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -46,7 +46,7 @@ def changelog_producer(settings: Settings) -> AIOKafkaProducer:
 
 
 class Changelog:
-    """Writes to one table: store now, changelog records batched per partition until `flush()`."""
+    """Writes to one table: records batched per changelog partition until `flush()`, values stored."""
 
     def __init__(self, table: Any, producer: AIOKafkaProducer) -> None:
         self.table = table
@@ -54,16 +54,17 @@ class Changelog:
         self.producer = producer
         self._builders: dict[int, list] = {}
 
-    def set(self, key: Any, value: Any, partition: int) -> None:
-        """`table[key] = value`, its changelog record going to `partition` at the next flush."""
-        self.set_many(((key, value),), partition)
-
-    def set_many(self, items: Iterable[tuple[Any, Any]], partition: int) -> None:
-        """`set` of each (key, value)."""
-        data, append = raw_data(self.table), self._append
+    def record(self, items: Iterable[tuple[Any, Any]], partition: int) -> None:
+        """The changelog records of (key, value) pairs, for `partition` at the next flush, the table
+        untouched: a stats agent's fold thread encodes them while the event loop goes on, and the
+        agent then `store`s the values in its iteration."""
+        append = self._append
         for key, value in items:
-            data[key] = value
             append(partition, dumps(key), dumps(value))
+
+    def store(self, items: Mapping[Any, Any]) -> None:
+        """`table[key] = value` for each item, without changelog records (those are `record`ed)."""
+        raw_data(self.table).update(items)
 
     def delete(self, key: Any, partition: int) -> None:
         """`del table[key]` (a tombstone record: a null value, as Faust writes)."""

@@ -12,16 +12,23 @@ iteration (Faust's per-message cost is paid per batch, not per event):
   `film_plays_hourly` (plays per film and hour of event time, one entry per
   partition and hour), from which the mirror computes this worker's trending
   part at each flush after new plays.
-Table writes happen inside the iteration, so changelogs go to p / q, the
-partition that owns the keys; they are sent as whole Kafka batches and
-acknowledged before the iteration ends (agents/changelog.py: Faust's
-per-key changelog path was the largest cost of the stats path and made its
-offset commits wait). A stop that cancels an agent while it awaits that
-flush lets the flush finish first (`_flushed`): the stream acks the message
-on the way out (its `finally`), and the consumer's last commit would
-otherwise cover a batch whose changelog was never sent, so the next owner
-skipped it (found by tests/integration/test_multiworker.py). The loader
-sends only valid events, each event_id once per loaded batch.
+Each agent folds in a thread of its own (`user-fold`, `film-fold`): the fold
+and the encoding of its changelog records are pure CPU work that only reads
+the tables, and on the event loop they held up the loader and Faust's own
+work for the whole batch (profile in docs/ingestion.md, session 5); numpy
+releases the GIL and the loop gets it back at least every switch interval.
+Messages are still folded one after the other, in partition order: the
+iteration awaits its fold. Table writes happen inside the iteration, on the
+loop, so changelogs go to p / q, the partition that owns the keys; they are
+sent as whole Kafka batches and acknowledged before the iteration ends
+(agents/changelog.py: Faust's per-key changelog path was the largest cost
+of the stats path and made its offset commits wait). A stop that cancels an
+agent in the middle of a message lets the message's work (fold, writes,
+flush) finish first (`_completed`): the stream acks the message on the way
+out (its `finally`), and the consumer's last commit would otherwise cover a
+batch whose changelog was never sent, so the next owner skipped it (found
+by tests/integration/test_multiworker.py). The loader sends only valid
+events, each event_id once per loaded batch.
 
 Exactly once per source position: a stats batch is re-sent whenever the
 loader re-reads `interactions` (a crash, a rebalance), and Faust re-delivers
@@ -122,11 +129,14 @@ def _fold_thread(name: str) -> Iterator[ThreadPoolExecutor]:
         thread.shutdown(wait=False)
 
 
-def _fold_users_of(batch: batches.StatsBatch, now: float) -> tuple[dict[int, dict[str, Any]], list[int]]:
-    """(new record of every user in `batch`, the users whose recent list changed): the fold thread's
-    part, which only reads the table."""
+def _fold_users_of(batch: batches.StatsBatch, partition: int, now: float,
+                   users: Changelog) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """(new record of every user in `batch`, the users whose recent list changed), their changelog
+    records appended to `users`: the fold thread's part, which only reads the table."""
     changed: list[int] = []
-    return fold_users(raw_data(user_stats).get, batch, now, lambda user, _: changed.append(user)), changed
+    folded = fold_users(raw_data(user_stats).get, batch, now, lambda user, _: changed.append(user))
+    users.record(folded.items(), partition)
+    return folded, changed
 
 
 async def fold_user_batches(stream) -> None:
@@ -146,8 +156,8 @@ async def fold_user_batches(stream) -> None:
     async def fold(message, thread: ThreadPoolExecutor) -> None:
         now, partition = time.time(), message.message.partition
         batch = _decoded(message.value, "user batch")
-        folded, changed = await loop.run_in_executor(thread, _fold_users_of, batch, now)
-        users.set_many(folded.items(), partition)
+        folded, changed = await loop.run_in_executor(thread, _fold_users_of, batch, partition, now, users)
+        users.store(folded)
         for user_id in changed:
             mirror.set_user(user_id, folded[user_id])
         if expiry.due(partition, now):
@@ -179,15 +189,19 @@ class _FilmFold(NamedTuple):
     latest_play: float | None  # event time of the latest play counted, None when none was
 
 
-def _fold_films_of(batch: batches.StatsBatch, partition: int, now: float, ttl_s: float) -> _FilmFold:
+def _fold_films_of(batch: batches.StatsBatch, partition: int, now: float, ttl_s: float,
+                   changelogs: tuple[Changelog, Changelog, Changelog]) -> _FilmFold:
     """The fold thread's part of a film batch (it only reads the tables): per-film stats, viewers,
-    and the plays applied now per hour. Plays older than TRENDING_EXPIRES + TRENDING_WINDOW
+    and the plays applied now per hour, their changelog records appended to `changelogs` (films,
+    viewers, hours). Plays older than TRENDING_EXPIRES + TRENDING_WINDOW
     (wall clock) are not counted per hour: their hours are past any trending window and swept,
     and replays of old history would write changelog entries for nothing."""
     folded, entries, applied = fold_films(
         raw_data(film_stats).get, raw_data(film_viewers).get, batch, now, refresh_before=now - ttl_s / 2)
     buckets = play_buckets(applied, since=now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds())
     hours = add_plays(raw_data(film_plays_hourly).get, buckets, partition)
+    for changelog, items in zip(changelogs, (folded, entries, hours)):
+        changelog.record(items.items(), partition)
     return _FilmFold(folded, entries, hours, latest_play(applied) if buckets else None)
 
 
@@ -208,10 +222,11 @@ async def fold_film_batches(stream) -> None:
     async def fold(message, thread: ThreadPoolExecutor) -> None:
         now, partition = time.time(), message.message.partition
         batch = _decoded(message.value, "film batch")
-        folded = await loop.run_in_executor(thread, _fold_films_of, batch, partition, now, expiry.ttl_s)
-        viewers.set_many(folded.viewers.items(), partition)
-        films.set_many(folded.films.items(), partition)
-        hourly.set_many(folded.hours.items(), partition)
+        folded = await loop.run_in_executor(thread, _fold_films_of, batch, partition, now, expiry.ttl_s,
+                                            (films, viewers, hourly))
+        films.store(folded.films)
+        viewers.store(folded.viewers)
+        hourly.store(folded.hours)
         if folded.latest_play is not None:
             mirror.set_trending(functools.partial(trending_at, folded.latest_play))
         if expiry.due(partition, now):
