@@ -64,7 +64,9 @@ class Changelog:
 
     def store(self, items: Mapping[Any, Any]) -> None:
         """`table[key] = value` for each item, without changelog records (those are `record`ed)."""
-        raw_data(self.table).update(items)
+        data = raw_data(self.table)
+        for key, value in items.items():  # not `update`: Faust's RocksDB store has none that works
+            data[key] = value
 
     def delete(self, key: Any, partition: int) -> None:
         """`del table[key]` (a tombstone record: a null value, as Faust writes)."""
