@@ -22,18 +22,19 @@ is advanced as Faust does after a send. Each agent owns one producer for this
 """
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, Iterable, Mapping
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from app.settings import Settings
+from app.table_store import raw_data
 
-
-def dumps(obj: Any) -> bytes:
-    """A key or value as Faust's json codec writes it (faust.utils.json.dumps with orjson)."""
-    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
+# A key or value as Faust's json codec writes it (faust.utils.json.dumps with orjson); a partial, not
+# a function, as it runs twice per table write.
+dumps = partial(orjson.dumps, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
 
 
 def changelog_producer(settings: Settings) -> AIOKafkaProducer:
@@ -45,7 +46,7 @@ def changelog_producer(settings: Settings) -> AIOKafkaProducer:
 
 
 class Changelog:
-    """Writes to one table: store now, changelog records batched per partition until `flush()`."""
+    """Writes to one table: records batched per changelog partition until `flush()`, values stored."""
 
     def __init__(self, table: Any, producer: AIOKafkaProducer) -> None:
         self.table = table
@@ -53,10 +54,19 @@ class Changelog:
         self.producer = producer
         self._builders: dict[int, list] = {}
 
-    def set(self, key: Any, value: Any, partition: int) -> None:
-        """`table[key] = value`, its changelog record going to `partition` at the next flush."""
-        self.table.data[key] = value
-        self._append(partition, dumps(key), dumps(value))
+    def record(self, items: Iterable[tuple[Any, Any]], partition: int) -> None:
+        """The changelog records of (key, value) pairs, for `partition` at the next flush, the table
+        untouched: a stats agent's fold thread encodes them while the event loop goes on, and the
+        agent then `store`s the values in its iteration."""
+        append = self._append
+        for key, value in items:
+            append(partition, dumps(key), dumps(value))
+
+    def store(self, items: Mapping[Any, Any]) -> None:
+        """`table[key] = value` for each item, without changelog records (those are `record`ed)."""
+        data = raw_data(self.table)
+        for key, value in items.items():  # not `update`: Faust's RocksDB store has none that works
+            data[key] = value
 
     def delete(self, key: Any, partition: int) -> None:
         """`del table[key]` (a tombstone record: a null value, as Faust writes)."""

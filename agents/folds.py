@@ -158,8 +158,11 @@ def fold_users(
     A batch from several source partitions (never sent by the loader: user
     batches are per partition) is folded one partition after the other.
     """
+    parts = _by_partition(batch)
+    if len(parts) == 1:
+        return _fold_users(current, parts[0][1], str(parts[0][0]), now, on_recent)
     out: dict[int, dict[str, Any]] = {}
-    for partition, part in _by_partition(batch):
+    for partition, part in parts:
         out.update(_fold_users(lambda key: out[key] if key in out else current(key), part, str(partition), now,
                                on_recent))
     return out

@@ -39,20 +39,21 @@ RECENT_BUFFER_MAX = 100_000
 # Users per script call: a few ms to build, then the loop runs other work while Redis answers.
 RECENT_CHUNK = 1000
 # One call replaces a chunk of users atomically (a script runs alone, like MULTI). Per user:
-# KEYS recent list, live counts; ARGV number of films, the films (newest first), counts ('' = none).
-# One command instead of four per user: building and parsing those (and MULTI's QUEUED replies)
-# in Python was most of the mirror's cost on the worker's event loop.
+# KEYS recent list, live counts; ARGV[2] one msgpack array of, per user: number of films, the films
+# (newest first), counts ('' = none). One argument per chunk instead of one per film: redis-py
+# packing each argument in Python was most of the mirror's cost on the worker's event loop.
 _REPLACE_USERS = """
 local ttl = ARGV[1]
-local at = 2
+local users = cmsgpack.unpack(ARGV[2])
+local at = 1
 for i = 1, #KEYS, 2 do
-  local n = tonumber(ARGV[at])
+  local n = users[at]
   redis.call('DEL', KEYS[i])
   if n > 0 then
-    redis.call('RPUSH', KEYS[i], unpack(ARGV, at + 1, at + n))
+    redis.call('RPUSH', KEYS[i], unpack(users, at + 1, at + n))
     redis.call('EXPIRE', KEYS[i], ttl)
   end
-  local counts = ARGV[at + n + 1]
+  local counts = users[at + n + 1]
   if counts ~= '' then
     redis.call('SET', KEYS[i + 1], counts, 'EX', ttl)
   end
@@ -60,6 +61,8 @@ for i = 1, #KEYS, 2 do
 end
 return #KEYS / 2
 """
+# Lua numbers are doubles: a film id above 2**53 would lose digits, so such a list goes as strings.
+_LUA_EXACT = 2**53
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -109,15 +112,17 @@ class LiveMirror:
         self.name = worker_name(settings)
         self.buffer_max = buffer_max
         self.dropped = 0  # recent lists dropped from a full buffer (never written)
-        self._recent: dict[int, tuple[list[int], bytes | None]] = {}  # oldest update first: (films, counts)
+        # oldest update first: (films, the user's record for its counts, encoded at the flush)
+        self._recent: dict[int, tuple[list[int], Mapping[str, Any] | None]] = {}
         self._trending: Callable[[], tuple[list[int], list[float]]] | None = None
         self._replace_users = self.redis.register_script(_REPLACE_USERS)
 
     def set_recent(self, user_id: int, film_ids: Sequence[int], stats: Mapping[str, Any] | None = None) -> None:
-        """The user's recent films (newest first) and, with `stats` (the stats agent's user record),
-        their counts for `live:user:{id}`; both go in the same flush."""
+        """The user's recent films (newest first) and, with `stats` (the stats agent's user record,
+        never changed in place), their counts for `live:user:{id}`; both go in the same flush, the
+        counts encoded then (a user changed by several batches between flushes is encoded once)."""
         self._recent.pop(user_id, None)  # re-inserted at the end: the newest update
-        self._recent[user_id] = (list(film_ids), user_counts(stats) if stats is not None else None)
+        self._recent[user_id] = (list(film_ids), stats)
         self._bound()
 
     def set_user(self, user_id: int, stats: Mapping[str, Any]) -> None:
@@ -156,17 +161,21 @@ class LiveMirror:
             self._bound()
             self._trending = self._trending or trending
 
-    async def _write_recent(self, recent: dict[int, tuple[list[int], bytes | None]]) -> None:
+    async def _write_recent(self, recent: dict[int, tuple[list[int], Mapping[str, Any] | None]]) -> None:
         users = list(recent.items())
         for start in range(0, len(users), RECENT_CHUNK):
             chunk = users[start:start + RECENT_CHUNK]
             keys: list[str] = []
-            args: list[Any] = [RECENT_TTL_S]
-            for user_id, (film_ids, counts) in chunk:
+            values: list[Any] = []
+            for user_id, (film_ids, stats) in chunk:
                 keys += (redis_keys.recent(user_id), redis_keys.live_user(user_id))
-                args.append(len(film_ids))
-                args += film_ids
-                args.append(b"" if counts is None else counts)
+                if film_ids and max(film_ids) > _LUA_EXACT:
+                    film_ids = [str(film) for film in film_ids]
+                values.append(len(film_ids))
+                values += film_ids
+                values.append(b"" if stats is None else user_counts(stats))
+            # use_bin_type=False: bytes as msgpack raw strings, the type Redis's cmsgpack reads
+            args = [RECENT_TTL_S, msgpack.packb(values, use_bin_type=False)]
             await self._replace_users(keys=keys, args=args, client=self.redis)
             telemetry.REDIS_MIRROR_WRITES.inc(len(chunk))
 

@@ -12,16 +12,23 @@ iteration (Faust's per-message cost is paid per batch, not per event):
   `film_plays_hourly` (plays per film and hour of event time, one entry per
   partition and hour), from which the mirror computes this worker's trending
   part at each flush after new plays.
-Table writes happen inside the iteration, so changelogs go to p / q, the
-partition that owns the keys; they are sent as whole Kafka batches and
-acknowledged before the iteration ends (agents/changelog.py: Faust's
-per-key changelog path was the largest cost of the stats path and made its
-offset commits wait). A stop that cancels an agent while it awaits that
-flush lets the flush finish first (`_flushed`): the stream acks the message
-on the way out (its `finally`), and the consumer's last commit would
-otherwise cover a batch whose changelog was never sent, so the next owner
-skipped it (found by tests/integration/test_multiworker.py). The loader
-sends only valid events, each event_id once per loaded batch.
+Each agent folds in a thread of its own (`user-fold`, `film-fold`): the fold
+and the encoding of its changelog records are pure CPU work that only reads
+the tables, and on the event loop they held up the loader and Faust's own
+work for the whole batch (profile in docs/ingestion.md, session 5); numpy
+releases the GIL and the loop gets it back at least every switch interval.
+Messages are still folded one after the other, in partition order: the
+iteration awaits its fold. Table writes happen inside the iteration, on the
+loop, so changelogs go to p / q, the partition that owns the keys; they are
+sent as whole Kafka batches and acknowledged before the iteration ends
+(agents/changelog.py: Faust's per-key changelog path was the largest cost
+of the stats path and made its offset commits wait). A stop that cancels an
+agent in the middle of a message lets the message's work (fold, writes,
+flush) finish first (`_completed`): the stream acks the message on the way
+out (its `finally`), and the consumer's last commit would otherwise cover a
+batch whose changelog was never sent, so the next owner skipped it (found
+by tests/integration/test_multiworker.py). The loader sends only valid
+events, each event_id once per loaded batch.
 
 Exactly once per source position: a stats batch is re-sent whenever the
 loader re-reads `interactions` (a crash, a rebalance), and Faust re-delivers
@@ -36,13 +43,16 @@ STATS_TTL_DAYS without a write (`Expiry`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import time
-from typing import Awaitable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Iterable, Iterator, NamedTuple
 
 from app.main import app, settings
+from app.table_store import raw_data
 from app.topics import film_batches_topic, user_batches_topic
 from agents import batches
 from agents.changelog import Changelog, changelog_producer
@@ -89,14 +99,15 @@ def _expiry() -> Expiry:
     return Expiry(settings.stats_ttl_days * 86_400)
 
 
-async def _flushed(flush: Awaitable) -> None:
-    """Await a changelog flush; if the agent is cancelled meanwhile (a stop, a rebalance), the
-    flush still completes before the cancellation goes on (module doc)."""
-    sending = asyncio.ensure_future(flush)
+async def _completed(work: Awaitable) -> None:
+    """Await one message's work (fold, table writes, changelog flush); if the agent is cancelled
+    meanwhile (a stop, a rebalance), the work still completes before the cancellation goes on
+    (module doc)."""
+    running = asyncio.ensure_future(work)
     try:
-        await asyncio.shield(sending)
+        await asyncio.shield(running)
     except asyncio.CancelledError:
-        await sending
+        await running
         raise
 
 
@@ -106,6 +117,26 @@ def _sweep(changelog: Changelog, keys: list, what: str, partition: int) -> None:
     if keys:
         log.info("expired %d %s of partition %d (no write for STATS_TTL_DAYS=%g)",
                  len(keys), what, partition, settings.stats_ttl_days)
+
+
+@contextlib.contextmanager
+def _fold_thread(name: str) -> Iterator[ThreadPoolExecutor]:
+    """The agent's own thread for its folds (module doc: the event loop goes on meanwhile)."""
+    thread = ThreadPoolExecutor(1, thread_name_prefix=name)
+    try:
+        yield thread
+    finally:
+        thread.shutdown(wait=False)
+
+
+def _fold_users_of(batch: batches.StatsBatch, partition: int, now: float,
+                   users: Changelog) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """(new record of every user in `batch`, the users whose recent list changed), their changelog
+    records appended to `users`: the fold thread's part, which only reads the table."""
+    changed: list[int] = []
+    folded = fold_users(raw_data(user_stats).get, batch, now, lambda user, _: changed.append(user))
+    users.record(folded.items(), partition)
+    return folded, changed
 
 
 async def fold_user_batches(stream) -> None:
@@ -120,15 +151,23 @@ async def fold_user_batches(stream) -> None:
     await producer.start()
     users = Changelog(user_stats, producer)
     expiry = _expiry()
+    loop = asyncio.get_running_loop()
+
+    async def fold(message, thread: ThreadPoolExecutor) -> None:
+        now, partition = time.time(), message.message.partition
+        batch = _decoded(message.value, "user batch")
+        folded, changed = await loop.run_in_executor(thread, _fold_users_of, batch, partition, now, users)
+        users.store(folded)
+        for user_id in changed:
+            mirror.set_user(user_id, folded[user_id])
+        if expiry.due(partition, now):
+            _sweep(users, expired_users(user_stats.items(), partition, now - expiry.ttl_s), "users", partition)
+        await users.flush()
+
     try:
-        async for message in stream.events():
-            now, partition = time.time(), message.message.partition
-            batch = _decoded(message.value, "user batch")
-            for user_id, stats in fold_users(user_stats.data.get, batch, now, mirror.set_user).items():
-                users.set(user_id, stats, partition)
-            if expiry.due(partition, now):
-                _sweep(users, expired_users(user_stats.items(), partition, now - expiry.ttl_s), "users", partition)
-            await _flushed(users.flush())
+        with _fold_thread("user-fold") as thread:
+            async for message in stream.events():
+                await _completed(fold(message, thread))
     finally:
         flusher.cancel()
         await producer.stop()
@@ -143,13 +182,33 @@ def trending_at(ts: float, partitions: Iterable[int] | None = None) -> tuple[lis
     return top_k(trending(film_plays_hourly.data.get, partitions, ts).items())
 
 
+class _FilmFold(NamedTuple):
+    films: dict[int, dict[str, Any]]  # new record of every film in the batch
+    viewers: dict[str, list]  # viewer entries to write
+    hours: dict[str, dict[str, int]]  # plays per hour entries to write (agents/trending.py)
+    latest_play: float | None  # event time of the latest play counted, None when none was
+
+
+def _fold_films_of(batch: batches.StatsBatch, partition: int, now: float, ttl_s: float,
+                   changelogs: tuple[Changelog, Changelog, Changelog]) -> _FilmFold:
+    """The fold thread's part of a film batch (it only reads the tables): per-film stats, viewers,
+    and the plays applied now per hour, their changelog records appended to `changelogs` (films,
+    viewers, hours). Plays older than TRENDING_EXPIRES + TRENDING_WINDOW
+    (wall clock) are not counted per hour: their hours are past any trending window and swept,
+    and replays of old history would write changelog entries for nothing."""
+    folded, entries, applied = fold_films(
+        raw_data(film_stats).get, raw_data(film_viewers).get, batch, now, refresh_before=now - ttl_s / 2)
+    buckets = play_buckets(applied, since=now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds())
+    hours = add_plays(raw_data(film_plays_hourly).get, buckets, partition)
+    for changelog, items in zip(changelogs, (folded, entries, hours)):
+        changelog.record(items.items(), partition)
+    return _FilmFold(folded, entries, hours, latest_play(applied) if buckets else None)
+
+
 async def fold_film_batches(stream) -> None:
     """Fold each film batch into per-film stats, viewers and windowed plays; publish trending ~1/s.
 
-    Only the plays applied now (not re-deliveries) are counted per hour. Plays
-    older than TRENDING_EXPIRES + TRENDING_WINDOW (wall clock) are not: their
-    hours are past any trending window and swept, and replays of old history
-    would write changelog entries for nothing.
+    Only the plays applied now (not re-deliveries) are counted per hour.
     """
     mirror = LiveMirror(settings)
     flusher = asyncio.ensure_future(mirror.run())
@@ -158,30 +217,32 @@ async def fold_film_batches(stream) -> None:
     films, viewers = Changelog(film_stats, producer), Changelog(film_viewers, producer)
     hourly = Changelog(film_plays_hourly, producer)
     expiry = _expiry()
-    try:
-        async for message in stream.events():
-            now, partition = time.time(), message.message.partition
-            batch = _decoded(message.value, "film batch")
-            folded, entries, applied = fold_films(
-                film_stats.data.get, film_viewers.data.get, batch, now, refresh_before=now - expiry.ttl_s / 2)
-            for pair, entry in entries.items():
-                viewers.set(pair, entry, partition)
-            for film_id, stats in folded.items():
-                films.set(film_id, stats, partition)
+    loop = asyncio.get_running_loop()
+
+    async def fold(message, thread: ThreadPoolExecutor) -> None:
+        now, partition = time.time(), message.message.partition
+        batch = _decoded(message.value, "film batch")
+        folded = await loop.run_in_executor(thread, _fold_films_of, batch, partition, now, expiry.ttl_s,
+                                            (films, viewers, hourly))
+        films.store(folded.films)
+        viewers.store(folded.viewers)
+        hourly.store(folded.hours)
+        if folded.latest_play is not None:
+            mirror.set_trending(functools.partial(trending_at, folded.latest_play))
+        if expiry.due(partition, now):
             oldest = now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds()
-            buckets = play_buckets(applied, since=oldest)
-            for key, counts in add_plays(film_plays_hourly.data.get, buckets, partition).items():
-                hourly.set(key, counts, partition)
-            if buckets:
-                mirror.set_trending(functools.partial(trending_at, latest_play(applied)))
-            if expiry.due(partition, now):
-                stale = expired_viewers(film_viewers.items(), partition, settings.topic_partitions,
-                                        now - expiry.ttl_s)
-                _sweep(viewers, stale, "viewer entries", partition)
-                _sweep(hourly, [key for key in list(film_plays_hourly.data.keys())
-                                if hours_of(key)[0] == partition and hours_of(key)[1] < oldest], "trending hours",
-                       partition)
-            await _flushed(asyncio.gather(viewers.flush(), films.flush(), hourly.flush()))
+            stale = expired_viewers(film_viewers.items(), partition, settings.topic_partitions,
+                                    now - expiry.ttl_s)
+            _sweep(viewers, stale, "viewer entries", partition)
+            _sweep(hourly, [key for key in list(film_plays_hourly.data.keys())
+                            if hours_of(key)[0] == partition and hours_of(key)[1] < oldest], "trending hours",
+                   partition)
+        await asyncio.gather(viewers.flush(), films.flush(), hourly.flush())
+
+    try:
+        with _fold_thread("film-fold") as thread:
+            async for message in stream.events():
+                await _completed(fold(message, thread))
     finally:
         flusher.cancel()
         await producer.stop()

@@ -20,7 +20,7 @@ here (Faust's memory store drops their keys then).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional, Set
+from typing import Any, Callable, Iterable, MutableMapping, Optional, Set
 
 import faust
 from faust.stores import memory
@@ -64,6 +64,14 @@ class KeepingMemoryStore(memory.Store):
         active = {TP(tp.topic, tp.partition) for tp in active_tps}
         for tp in [tp for tp in self._held if tp not in active]:
             del self._held[tp]
+
+
+def raw_data(table: Any) -> MutableMapping:
+    """The mapping under `table`'s store: for `memory://` the store's own dict, whose C-level
+    `get` and `[key] = value` skip the store's Python mapping layers (the stats agents touch a
+    key per user and film of every batch); any other store as it is."""
+    store = table.data
+    return store.data if isinstance(store, memory.Store) else store
 
 
 class Table(faust.Table):

@@ -1,7 +1,7 @@
 """Ingestion benchmark: end-to-end events/s of the Faust pipeline vs a bare consumer.
 
     .venv/bin/python bench/ingest.py [--events 1000000] [--with-stats|--loader-only] [--workers N]
-        [--partitions 4] [--store memory://|rocksdb://] [--standby N] [--profile DIR] [--logdir DIR]
+        [--partitions 4] [--store memory://|rocksdb://] [--standby N] [--profile DIR [--gil]] [--logdir DIR]
 
 1. N simulated events (app.simulator) are produced to a fresh topic.
 2. Baseline: a bare aiokafka consumer reads the same topic doing nothing.
@@ -123,7 +123,7 @@ def rows_at_least(conn, n: int) -> int:
 
 
 def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, logdir: Path,
-                 profile: Path | None = None) -> PipelineRun:
+                 profile: Path | None = None, gil: bool = False) -> PipelineRun:
     """Start the workers, wait until everything is loaded; returns events/s (wall, per worker CPU s)."""
     procs = [WorkerProcess(settings.with_overrides(stats_enabled=with_stats), logdir / f"worker{i}.log")
              for i in range(workers)]
@@ -137,7 +137,7 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
             list(pool.map(lambda w: w.start(timeout=180), procs))
         ready_s = time.perf_counter() - launched
         if profile is not None:
-            recorders = [Recorder(w.process.pid, profile / f"worker{i}.raw") for i, w in enumerate(procs)]
+            recorders = [Recorder(w.process.pid, profile / f"worker{i}.raw", gil=gil) for i, w in enumerate(procs)]
         # Workers that got ready first may have started already: count only what is left.
         started, cpu_started, machine_started = time.perf_counter(), sum(w.cpu_seconds() for w in procs), cpu_times()
         loaded = head_start = visible_count(conn)
@@ -209,6 +209,8 @@ def main() -> None:
                         help="TABLE_STANDBY_REPLICAS of the workers (default: the setting's)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="record each worker with py-spy over the measured span into DIR and summarise")
+    parser.add_argument("--gil", action="store_true",
+                        help="with --profile: sample only the thread holding the GIL (py-spy --gil)")
     parser.add_argument("--logdir", type=Path, default=None, metavar="DIR",
                         help="keep the workers' logs in DIR (default: a temporary directory)")
     args = parser.parse_args()
@@ -225,7 +227,7 @@ def main() -> None:
         baseline = asyncio.run(bare_consumer_rate(settings, args.events))
         with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
             run = run_pipeline(settings, args.events, args.workers, args.with_stats, args.logdir or Path(tmp),
-                               args.profile)
+                               args.profile, args.gil)
     rate = run.rate
     label = "loader+stats" if args.with_stats else "loader only"
     print(f"\nmachine: {os.cpu_count()} cores; load average now {', '.join(f'{x:.1f}' for x in os.getloadavg())} "

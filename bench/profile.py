@@ -37,15 +37,16 @@ def py_spy() -> str:
 
 
 class Recorder:
-    """`py-spy record` of one pid until `stop()` (SIGINT makes py-spy write its file)."""
+    """`py-spy record` of one pid until `stop()` (SIGINT makes py-spy write its file); with `gil`,
+    only the samples of the thread holding the GIL (what serialises the worker's Python)."""
 
-    def __init__(self, pid: int, output: Path, rate: int = 100) -> None:
+    def __init__(self, pid: int, output: Path, rate: int = 100, gil: bool = False) -> None:
         self.output = output
         output.parent.mkdir(parents=True, exist_ok=True)
         # --nonblocking: sampling does not pause the worker (what we measure keeps its pace)
         self.process = subprocess.Popen(
             [py_spy(), "record", "--pid", str(pid), "--format", "raw", "--threads", "--function",
-             "--nonblocking", "--rate", str(rate), "--output", str(output)],
+             "--nonblocking", "--rate", str(rate), "--output", str(output), *(["--gil"] if gil else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def stop(self, timeout: float = 60.0) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from app.storage import redis_keys
 from app.worker_process import free_port
@@ -115,3 +116,34 @@ async def test_a_list_is_replaced_whole_expires_and_an_emptied_one_is_removed(re
     finally:
         conn.close()
     assert _read(redis_settings, [1, 2])[0] == {1: [4], 2: []}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.integers(1, 2**63 - 1), max_size=redis_keys.RECENT_MAX, unique=True), min_size=1,
+                max_size=5))
+async def test_any_film_ids_are_written_exactly(redis_settings, lists) -> None:
+    """The script reads the films as Lua numbers (doubles): ids past 2**53 must still arrive digit for
+    digit (each example replaces the same users' lists whole, so the shared Redis db is no matter)."""
+    mirror = LiveMirror(redis_settings)
+    for user, films in enumerate(lists, start=500):
+        mirror.set_recent(user, films)
+    await mirror.flush()
+    await mirror.redis.aclose()
+    assert _read(redis_settings, range(500, 500 + len(lists)))[0] == dict(enumerate(lists, start=500))
+
+
+async def test_counts_are_those_of_the_last_record_given_before_the_flush(redis_settings) -> None:
+    mirror = LiveMirror(redis_settings)
+    first = {"events": 1, "ratings": 0, "rating_milli": 0, "last_seen": 10.0, "recent": [4]}
+    second = {"events": 3, "ratings": 1, "rating_milli": 7_500, "last_seen": 12.0, "recent": [5, 4]}
+    mirror.set_user(1, first)
+    mirror.set_user(1, second)
+    await mirror.flush()
+    await mirror.redis.aclose()
+    conn = redis.Redis.from_url(redis_settings.redis_url, socket_timeout=5)
+    try:
+        assert redis_keys.decode_live_user(conn.get(redis_keys.live_user(1))) == {
+            "events": 3, "ratings": 1, "rating_sum": 7.5, "last_seen": 12.0}
+    finally:
+        conn.close()
+    assert _read(redis_settings, [1])[0] == {1: [5, 4]}

@@ -49,6 +49,17 @@ def producer(monkeypatch) -> FakeProducer:
     return fake
 
 
+async def folded(agent, value: bytes, partition: int) -> None:
+    """Put a message and wait until the agent's iteration over it is done: the stream acks a message
+    when the agent asks for the next one. `put` itself returns once the message is handed to the
+    agent, and the fold then runs in the agent's thread."""
+    event = await agent.put(value, partition=partition)
+    deadline = asyncio.get_running_loop().time() + 30
+    while not event.message.acked:
+        assert asyncio.get_running_loop().time() < deadline, "the stats agent did not finish a message in 30 s"
+        await asyncio.sleep(0.005)
+
+
 def test_top_k_orders_by_score_then_film_and_drops_zeros() -> None:
     assert live.top_k([(3, 2), (1, 5), (2, 2), (4, 0)], k=3) == ([1, 2, 3], [5.0, 2.0, 2.0])
 
@@ -92,10 +103,10 @@ async def test_user_agent_folds_a_batch_per_message(faust_app, producer, redis_s
     other = ev(50, 8, 3, "play", T0 + 5)
     second = at(0, [*USER_EVENTS[4:], other], first_offset=4)
     async with stats.user_stats_agent.test_context() as agent:
-        await agent.put(batches.encode(at(0, USER_EVENTS[:4])), partition=0)
-        await agent.put(b"corrupt", partition=0)  # logged and skipped, the stream goes on
-        await agent.put(batches.encode(second), partition=0)
-        await agent.put(batches.encode(second), partition=0)  # re-delivered: changes nothing
+        await folded(agent, batches.encode(at(0, USER_EVENTS[:4])), 0)
+        await folded(agent, b"corrupt", 0)  # logged and skipped, the stream goes on
+        await folded(agent, batches.encode(second), 0)
+        await folded(agent, batches.encode(second), 0)  # re-delivered: changes nothing
         assert public({7: user_stats[7], 8: user_stats[8]}) == {7: _fold(USER_EVENTS), 8: apply_user(None, other)}
     # one changelog record per user and batch, on the source partition, in Faust's own encoding
     records = producer.sent[(user_stats.changelog_topic_name, 0)]
@@ -130,17 +141,17 @@ async def test_agents_expire_users_and_viewers_not_written_for_the_ttl(faust_app
                         lambda topic, key: TP(topic, DefaultPartitioner()(key, partitions, partitions)))
     q = batches.film_partition(77, redis_settings.topic_partitions)
     async with stats.user_stats_agent.test_context() as users, stats.film_stats_agent.test_context() as films:
-        await users.put(batches.encode(at(0, [ev(1, 901, 77, "play", T0)])), partition=0)
-        await films.put(batches.encode(at(0, [ev(1, 901, 77, "play", T0)])), partition=q)
+        await folded(users, batches.encode(at(0, [ev(1, 901, 77, "play", T0)])), 0)
+        await folded(films, batches.encode(at(0, [ev(1, 901, 77, "play", T0)])), q)
         clock.now = NOW + 0.75 * day  # 901 plays again: its viewer entry (older than TTL/2) is re-stamped
-        await films.put(batches.encode(at(0, [ev(2, 901, 77, "play", T0 + 1)], first_offset=1)), partition=q)
+        await folded(films, batches.encode(at(0, [ev(2, 901, 77, "play", T0 + 1)], first_offset=1)), q)
         clock.now = NOW + 1.5 * day  # 901's user record is older than the TTL, its viewer entry is not
-        await users.put(batches.encode(at(0, [ev(3, 902, 77, "play", T0 + 2)], first_offset=2)), partition=0)
-        await films.put(batches.encode(at(0, [ev(3, 902, 77, "play", T0 + 2)], first_offset=2)), partition=q)
+        await folded(users, batches.encode(at(0, [ev(3, 902, 77, "play", T0 + 2)], first_offset=2)), 0)
+        await folded(films, batches.encode(at(0, [ev(3, 902, 77, "play", T0 + 2)], first_offset=2)), q)
         assert 901 not in user_stats and 902 in user_stats
         assert film_viewers["77:901"] == [0, 0, NOW + 0.75 * day] and "77:902" in film_viewers
         clock.now = NOW + 2.0 * day  # an hour (the sweep interval) later: 901's entry is older than the TTL
-        await films.put(batches.encode(at(0, [ev(4, 903, 77, "play", T0 + 3)], first_offset=3)), partition=q)
+        await folded(films, batches.encode(at(0, [ev(4, 903, 77, "play", T0 + 3)], first_offset=3)), q)
         assert "77:901" not in film_viewers and "77:902" in film_viewers
         assert film_stats[77]["viewers"] == 3  # film records do not expire
     # the sweep's deletes are changelog tombstones (null values), as Faust writes them
@@ -175,9 +186,9 @@ async def test_film_agent_counts_unique_viewers_and_plays_per_hour(faust_app, pr
     plays = [ev(i, user, 42, "play", ts) for i, (user, ts) in enumerate(
         ((1, recent + 1), (1, recent + 2), (2, recent + 3), (3, old), (4, expiring)))]
     async with stats.film_stats_agent.test_context() as agent:
-        await agent.put(batches.encode(at(0, plays[:2])), partition=0)
-        await agent.put(batches.encode(at(0, plays[2:], first_offset=2)), partition=0)
-        await agent.put(batches.encode(at(0, plays, first_offset=0)), partition=0)  # re-delivered: no change
+        await folded(agent, batches.encode(at(0, plays[:2])), 0)
+        await folded(agent, batches.encode(at(0, plays[2:], first_offset=2)), 0)
+        await folded(agent, batches.encode(at(0, plays, first_offset=0)), 0)  # re-delivered: no change
         assert film_stats[42]["views"] == 5 and film_stats[42]["viewers"] == 4
         assert film_viewers["42:1"][:2] == [0, 0]  # made a viewer by the play at source offset 0
         # plays per hour: the three recent ones and the one 15 h old; the 19 h old one is not counted
@@ -193,3 +204,25 @@ async def test_film_agent_counts_unique_viewers_and_plays_per_hour(faust_app, pr
         assert {key: last[changelog.dumps(key)] for key in hours} == {k: changelog.dumps(v) for k, v in hours.items()}
         assert len(producer.sent[(film_plays_hourly.changelog_topic_name, 0)]) == 3  # one per hour and batch
 
+
+
+async def test_a_cancelled_agent_finishes_the_message_it_is_folding_first() -> None:
+    """A stop or rebalance cancels the agent mid-message; the stream then acks that message on its
+    way out, so its fold (in the thread), table writes and changelog flush must all still happen."""
+    import threading
+
+    release, done = threading.Event(), []
+
+    async def message_work() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)  # the fold, in a thread
+        done.append("written")
+        await asyncio.sleep(0)  # the flush
+        done.append("flushed")
+
+    task = asyncio.ensure_future(stats._completed(message_work()))
+    await asyncio.sleep(0)
+    task.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert done == ["written", "flushed"]

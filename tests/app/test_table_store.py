@@ -67,3 +67,17 @@ def test_the_table_reports_the_held_offset_to_recovery() -> None:
     store.set_persisted_offset(P0, 99)
     table = SimpleNamespace(data=store)
     assert type(user_stats).persisted_offset(table, P0) == 99
+
+
+def test_raw_data_is_the_memory_store_s_own_dict_and_any_other_store_itself() -> None:
+    from app.table_store import raw_data
+
+    data = raw_data(user_stats)
+    assert type(data) is dict and data is user_stats.data.data
+    data[424242] = {"events": 1}
+    try:
+        assert user_stats.data[424242] == {"events": 1}  # what the table's readers see
+    finally:
+        del data[424242]
+    other = SimpleNamespace(data={"a": 1})  # a store that is not the memory one (RocksDB) is used as is
+    assert raw_data(other) is other.data
