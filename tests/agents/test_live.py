@@ -21,6 +21,16 @@ def _read(settings, user_ids):
         conn.close()
 
 
+def _counts(settings, user_id):
+    """(the user's decoded live counts or None, the key's TTL in seconds)."""
+    conn = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    try:
+        raw = conn.get(redis_keys.live_user(user_id))
+        return (None if raw is None else redis_keys.decode_live_user(raw)), conn.ttl(redis_keys.live_user(user_id))
+    finally:
+        conn.close()
+
+
 async def test_flush_writes_recent_lists_and_merged_trending(redis_settings) -> None:
     mirror = LiveMirror(redis_settings)
     mirror.set_recent(1, [5, 4])
@@ -76,14 +86,10 @@ async def test_a_users_counts_go_with_their_recent_list(redis_settings) -> None:
     mirror.set_recent(2, [9])  # no record given: the list only
     await mirror.flush()
     await mirror.redis.aclose()
-    conn = redis.Redis.from_url(redis_settings.redis_url, socket_timeout=5)
-    try:
-        assert redis_keys.decode_live_user(conn.get(redis_keys.live_user(1))) == {
-            "events": 7, "ratings": 2, "rating_sum": 15.0, "last_seen": 1_700_000_000.5}
-        assert 0 < conn.ttl(redis_keys.live_user(1)) <= 30 * 86_400
-        assert conn.get(redis_keys.live_user(2)) is None
-    finally:
-        conn.close()
+    counts, ttl = _counts(redis_settings, 1)
+    assert counts == {"events": 7, "ratings": 2, "rating_sum": 15.0, "last_seen": 1_700_000_000.5}
+    assert 0 < ttl <= 30 * 86_400
+    assert _counts(redis_settings, 2)[0] is None
     assert _read(redis_settings, [1, 2])[0] == {1: [4, 3], 2: [9]}
 
 
@@ -140,10 +146,5 @@ async def test_counts_are_those_of_the_last_record_given_before_the_flush(redis_
     mirror.set_user(1, second)
     await mirror.flush()
     await mirror.redis.aclose()
-    conn = redis.Redis.from_url(redis_settings.redis_url, socket_timeout=5)
-    try:
-        assert redis_keys.decode_live_user(conn.get(redis_keys.live_user(1))) == {
-            "events": 3, "ratings": 1, "rating_sum": 7.5, "last_seen": 12.0}
-    finally:
-        conn.close()
+    assert _counts(redis_settings, 1)[0] == {"events": 3, "ratings": 1, "rating_sum": 7.5, "last_seen": 12.0}
     assert _read(redis_settings, [1])[0] == {1: [5, 4]}

@@ -31,7 +31,7 @@ from app.web.keys import READER
 from app.web import model_cache
 from app.web.model_cache import ModelCache
 from app.web.server import create_web_app
-from tests.integration.web_support import FILMS, publish_version, set_trending, sync_redis, watched, whole_json
+from tests.integration.web_support import FILMS, publish_version, served_redis, whole_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(2)]
 
@@ -44,13 +44,7 @@ DEADLINE_S = 60.0
 
 @pytest.fixture
 def conn(redis_settings: Settings) -> redis.Redis:
-    conn = sync_redis(redis_settings)
-    publish_version(conn, "v1", seed=21, users=USERS)
-    set_trending(conn, [28, 29, 30, 1, 2])
-    rng = np.random.default_rng(5)
-    for user in [*WITH_RECENT, *FOLDIN]:
-        watched(conn, user, rng.choice(FILMS, size=int(rng.integers(1, 6)), replace=True).tolist())
-    return conn
+    return served_redis(redis_settings, 21, USERS, [*WITH_RECENT, *FOLDIN])
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from app.web.keys import READER
 from app.web.recent_cache import RecentCache
 from app.web.server import create_web_app
 from tests.integration.recent_cache_support import settle, until
-from tests.integration.web_support import FILMS, publish_version, set_trending, sync_redis, watched
+from tests.integration.web_support import publish_version, served_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(5)]
 
@@ -42,13 +42,7 @@ ROUNDS = 4
 
 @pytest.fixture
 def conn(redis_settings: Settings) -> redis.Redis:
-    conn = sync_redis(redis_settings)
-    publish_version(conn, "v1", seed=31, users=WARM)
-    set_trending(conn, [28, 29, 30, 1, 2])
-    rng = np.random.default_rng(8)
-    for user in [*range(1, 60), *FOLDIN]:
-        watched(conn, user, rng.choice(FILMS, size=int(rng.integers(1, 6))).tolist())
-    return conn
+    return served_redis(redis_settings, 31, WARM, [*range(1, 60), *FOLDIN])
 
 
 @pytest.fixture

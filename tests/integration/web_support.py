@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator, Iterable, Iterator
 
 import numpy as np
 import redis
@@ -91,6 +91,18 @@ def set_trending(conn: redis.Redis, film_ids: list[int]) -> None:
 def watched(conn: redis.Redis, user_id: int, film_ids: list[int]) -> None:
     """Recent watches as the stats agent mirrors them: newest first."""
     conn.lpush(keys.recent(user_id), *film_ids)
+
+
+def served_redis(settings: Settings, seed: int, users: np.ndarray, watchers: Iterable[int]) -> redis.Redis:
+    """Redis with version v1 (lists of `users`) current, trending set, and 1-5 recent watches
+    of each of `watchers` (drawn from `seed`): what the in-memory serving tests start from."""
+    conn = sync_redis(settings)
+    publish_version(conn, "v1", seed=seed, users=users)
+    set_trending(conn, [28, 29, 30, 1, 2])
+    rng = np.random.default_rng(seed)
+    for user in watchers:
+        watched(conn, user, rng.choice(FILMS, size=int(rng.integers(1, 6))).tolist())
+    return conn
 
 
 async def running_client(settings: Settings, token: str | None = None) -> AsyncIterator[TestClient]:
