@@ -76,6 +76,7 @@ class RecentCache:
         # a reconnect makes a new writer, so a connection that lost its tracking is never trusted.
         self._tracking: dict[int, tuple[Any, int]] = {}
         self._up = asyncio.Event()
+        self._stopping = False  # `stop()`: the listener ends at its next read, cancelled or not
         self.hits = self.misses = self.invalidations = self.flushes = 0  # /metrics (metrics.RECENT_CACHES)
         metrics.RECENT_CACHES.caches.add(self)
 
@@ -183,8 +184,9 @@ class RecentCache:
         self.invalidate(None)
 
     async def run(self) -> None:
-        """Keep the invalidation connection up for the life of the process (a task of the web app)."""
-        while True:
+        """Keep the invalidation connection up for the life of the process (a task of the web app),
+        until `stop()`."""
+        while not self._stopping:
             try:
                 await self._subscribe_and_listen()
             except REDIS_ERRORS as exc:
@@ -195,7 +197,14 @@ class RecentCache:
                 if self._redirect is not None:
                     self.flushes += 1
                 self._lost()
-            await asyncio.sleep(RETRY_S)
+            if not self._stopping:
+                await asyncio.sleep(RETRY_S)
+
+    def stop(self) -> None:
+        """End `run` within PING_S even if its cancellation is lost: redis-py's `read_response(timeout=)`
+        answers a cancel that meets its own timeout with None, as for a quiet connection (a shutdown
+        hung on it in a full test run)."""
+        self._stopping = True
 
     async def _subscribe_and_listen(self) -> None:
         conn = self._pool.make_connection()
@@ -210,7 +219,7 @@ class RecentCache:
             self._up.set()
             log.info("recent-watches cache: tracking on (client %d)", client_id)
             pong_by: float | None = None
-            while True:
+            while not self._stopping:
                 message = await conn.read_response(timeout=PING_S)  # None: nothing within PING_S
                 if message is None:
                     if pong_by is not None and time.monotonic() > pong_by:

@@ -92,6 +92,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if mirror is not None:
+            mirror.stop()
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -118,6 +118,22 @@ async def test_without_the_invalidation_connection_every_read_goes_to_redis(redi
         await client.aclose()
 
 
+async def test_stop_ends_the_listener_without_a_cancel(redis_settings: Settings) -> None:
+    """`stop()` alone ends `run` (a cancel that meets redis-py's read timeout is answered with None
+    and was lost once: the web app's shutdown hung on the listener)."""
+    cache = RecentCache(redis_settings.redis_url, 10, timeout_s=5.0)
+    task = asyncio.create_task(cache.run())
+    try:
+        await cache.wait_tracking()
+        cache.stop()
+        await task  # ends by itself within PING_S; pytest-timeout guards a hang
+        assert not cache.tracking
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await cache.close()
+
+
 USERS = st.integers(min_value=7_000_010, max_value=7_000_015)
 OPS = st.lists(
     st.one_of(
