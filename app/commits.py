@@ -23,7 +23,9 @@ marks keep exact.
 that has folded everything it had asks for a commit at once, so the committed
 offsets (the group's lag, what a crash re-delivers, `group_caught_up`) follow
 the folds when the agents keep up; under a backlog they are never idle and
-the timer commits as before.
+the timer commits as before. At most one such commit per 0.25 s: the agents
+go idle between loader batches, and unspaced they asked for ~9 commits a
+second under full load (87 in a 1M-event benchmark run).
 """
 from __future__ import annotations
 
@@ -97,11 +99,12 @@ async def changelog_stored(app: Any, revoked: Any, **kwargs: Any) -> None:
 
 
 class CommitSoon:
-    """Commit requests from idle agents, coalesced: at most one commit runs, and a request made
-    while it runs gets one more commit after it (module doc)."""
+    """Commit requests from idle agents, coalesced: one commit at a time and at most one per
+    `min_interval_s`; the requests made meanwhile get one commit after it (module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_interval_s: float = 0.25) -> None:
         self._wanted = asyncio.Event()
+        self.min_interval_s = min_interval_s
 
     def request(self) -> None:
         self._wanted.set()
@@ -121,6 +124,7 @@ class CommitSoon:
                 raise
             except Exception as exc:  # the timer commits later; a commit error is Faust's to handle
                 log.warning("commit on idle failed (%r); Faust's commit timer goes on", exc)
+            await asyncio.sleep(self.min_interval_s)
 
 
 commit_soon = CommitSoon()

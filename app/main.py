@@ -101,8 +101,9 @@ app = CinerecApp(
     # must exceed broker_session_timeout (60 s) or the consumer refuses to start
     broker_request_timeout=max(settings.network_timeout_s * 6, 90.0),
     producer_request_timeout=max(settings.network_timeout_s * 6, 30.0),
-    # On a revocation, wait until the agents finished (changelog flushed, acked) the batch they
-    # are folding before the rebalance goes on (Faust's default; docs/ingestion.md "Rebalances").
+    # On a revocation, wait until the agents finished (changelog sent, message acked) the batch they
+    # are folding before the rebalance goes on (Faust's default; docs/ingestion.md "Rebalances");
+    # the revocation then waits for the changelog's acks too (app/commits.py).
     # Without it the table recovery that follows read the changelog's end before that flush
     # landed and replaced the batch's records with older ones, and the batch was committed.
     stream_wait_empty=True,

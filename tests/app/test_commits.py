@@ -80,7 +80,7 @@ async def test_revocation_waits_for_the_writes_in_flight(acks) -> None:
 
 
 async def test_requests_made_during_a_commit_get_one_more_commit_after_it() -> None:
-    soon = commits.CommitSoon()
+    soon = commits.CommitSoon(min_interval_s=0)
     running, release, count = asyncio.Event(), asyncio.Event(), []
 
     async def commit() -> None:
