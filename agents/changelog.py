@@ -11,19 +11,23 @@ thousands of queued writes (`Timer commit is overlapping`, runtime up to 38 s).
 Here an agent puts the values into the table's store itself (what
 `table[key] = value` does after sending) and appends the changelog records to
 an aiokafka batch per changelog partition, serialised with orjson the way
-Faust's json codec does (tested: same bytes), then sends the batches and
-waits for the broker's acks INSIDE the same stream iteration: Faust acks the
-source message only after the iteration, so a source offset is never
-committed before the changelog records it produced are stored. Recovery,
-standby replicas and reads (`table[key]`, `table.get`) see exactly what they
-would after Faust's own writes; the RocksDB store's persisted changelog offset
-is advanced as Faust does after a send. Each agent owns one producer for this
-(started and stopped with the agent).
+Faust's json codec does (tested: same bytes), then sends the batches at the
+end of its stream iteration (`send`) and hands what awaits the broker's acks
+to `app.commits.changelog_acks`: the iteration, and Faust's ack of the source
+message, end once the records are sent (the agent folds the next message
+while the broker acknowledges them), and every offset commit first waits for
+the acks, so a source offset is never committed before the changelog records
+it produced are stored. aiokafka sends one batch per partition at a time, in
+the order given, so the records land in the order the agent wrote them.
+Recovery, standby replicas and reads (`table[key]`, `table.get`) see exactly
+what they would after Faust's own writes; the RocksDB store's persisted
+changelog offset is advanced as Faust does after a send. Each agent owns one
+producer for this (started and stopped with the agent).
 """
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Iterable, Mapping
+from typing import Any, Awaitable, Iterable, Mapping
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -46,16 +50,17 @@ def changelog_producer(settings: Settings) -> AIOKafkaProducer:
 
 
 class Changelog:
-    """Writes to one table: records batched per changelog partition until `flush()`, values stored."""
+    """Writes to one table: records batched per changelog partition until `send()`, values stored."""
 
     def __init__(self, table: Any, producer: AIOKafkaProducer) -> None:
         self.table = table
         self.topic = table.changelog_topic_name
         self.producer = producer
         self._builders: dict[int, list] = {}
+        self._persisted: dict[TP, int] = {}
 
     def record(self, items: Iterable[tuple[Any, Any]], partition: int) -> None:
-        """The changelog records of (key, value) pairs, for `partition` at the next flush, the table
+        """The changelog records of (key, value) pairs, for `partition` at the next send, the table
         untouched: a stats agent's fold thread encodes them while the event loop goes on, and the
         agent then `store`s the values in its iteration."""
         append = self._append
@@ -87,17 +92,26 @@ class Changelog:
     def pending(self) -> int:
         return sum(builder.record_count() for builders in self._builders.values() for builder in builders)
 
-    async def flush(self) -> None:
-        """Send every batch, wait until the broker has them all, then record the persisted offsets."""
+    async def send(self) -> Awaitable[None]:
+        """Send every batch (in call order, which aiokafka keeps per partition) and return what
+        awaits the broker's acks, then records the persisted offsets: the agent's iteration ends
+        after the send, and offset commits wait for the acks (app/commits.py)."""
         builders, self._builders = self._builders, {}
         sent = []
         for partition, batches in builders.items():
             for builder in batches:
                 sent.append((partition, builder.record_count(),
                              await self.producer.send_batch(builder, self.topic, partition=partition)))
+        return self._acked(sent)
+
+    async def _acked(self, sent: list[tuple[int, int, Awaitable]]) -> None:
         last: dict[int, int] = {}
         for partition, count, future in sent:
             metadata = await future
             last[partition] = max(last.get(partition, -1), metadata.offset + count - 1)
         for partition, offset in last.items():
-            self.table.data.set_persisted_offset(TP(self.topic, partition), offset)
+            tp = TP(self.topic, partition)
+            # acks of two sends may be awaited in either order: the persisted offset only advances
+            if offset > self._persisted.get(tp, -1):
+                self._persisted[tp] = offset
+                self.table.data.set_persisted_offset(tp, offset)

@@ -20,15 +20,20 @@ releases the GIL and the loop gets it back at least every switch interval.
 Messages are still folded one after the other, in partition order: the
 iteration awaits its fold. Table writes happen inside the iteration, on the
 loop, so changelogs go to p / q, the partition that owns the keys; they are
-sent as whole Kafka batches and acknowledged before the iteration ends
-(agents/changelog.py: Faust's per-key changelog path was the largest cost
-of the stats path and made its offset commits wait). A stop that cancels an
-agent in the middle of a message lets the message's work (fold, writes,
-flush) finish first (`_completed`): the stream acks the message on the way
-out (its `finally`), and the consumer's last commit would otherwise cover a
-batch whose changelog was never sent, so the next owner skipped it (found
-by tests/integration/test_multiworker.py). The loader sends only valid
-events, each event_id once per loaded batch.
+sent as whole Kafka batches at the end of the iteration (agents/changelog.py:
+Faust's per-key changelog path was the largest cost of the stats path and
+made its offset commits wait). The iteration does not wait for the broker's
+acks: the agent folds the next message meanwhile, and every offset commit
+waits for the acks in flight instead (app/commits.py; measured: the acks
+were half of each agent's time). The agent acks the message itself after
+the send and, when nothing else is buffered, asks for a commit at once
+(`_done`). A stop that cancels an agent in the middle of a message lets the
+message's work (fold, writes, send) finish first (`_completed`): the stream
+acks the message on the way out (its `finally`), and the consumer's last
+commit would otherwise cover a batch whose changelog was never sent, so the
+next owner skipped it (found by tests/integration/test_multiworker.py); the
+agent stops its producer only once its writes are acknowledged (`_stop`).
+The loader sends only valid events, each event_id once per loaded batch.
 
 Exactly once per source position: a stats batch is re-sent whenever the
 loader re-reads `interactions` (a crash, a rebalance), and Faust re-delivers
@@ -51,6 +56,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Iterable, Iterator, NamedTuple
 
+from app.commits import changelog_acks, commit_soon
 from app.main import app, settings
 from app.table_store import raw_data
 from app.topics import film_batches_topic, user_batches_topic
@@ -100,7 +106,7 @@ def _expiry() -> Expiry:
 
 
 async def _completed(work: Awaitable) -> None:
-    """Await one message's work (fold, table writes, changelog flush); if the agent is cancelled
+    """Await one message's work (fold, table writes, changelog send); if the agent is cancelled
     meanwhile (a stop, a rebalance), the work still completes before the cancellation goes on
     (module doc)."""
     running = asyncio.ensure_future(work)
@@ -109,6 +115,22 @@ async def _completed(work: Awaitable) -> None:
     except asyncio.CancelledError:
         await running
         raise
+
+
+async def _done(stream, event) -> None:
+    """Ack the message now (the stream would once the agent asks for the next one) and, when no
+    other message is buffered, ask for an offset commit at once (app/commits.py `CommitSoon`)."""
+    await stream.ack(event)
+    if stream.channel.queue.empty():
+        commit_soon.request()
+
+
+async def _stop(producer) -> None:
+    """Stop the agent's changelog producer once every changelog write in flight is acknowledged."""
+    try:
+        await changelog_acks.settled()
+    finally:
+        await producer.stop()
 
 
 def _sweep(changelog: Changelog, keys: list, what: str, partition: int) -> None:
@@ -162,15 +184,16 @@ async def fold_user_batches(stream) -> None:
             mirror.set_user(user_id, folded[user_id])
         if expiry.due(partition, now):
             _sweep(users, expired_users(user_stats.items(), partition, now - expiry.ttl_s), "users", partition)
-        await users.flush()
+        changelog_acks.track(await users.send())
 
     try:
         with _fold_thread("user-fold") as thread:
             async for message in stream.events():
                 await _completed(fold(message, thread))
+                await _done(stream, message)
     finally:
         flusher.cancel()
-        await producer.stop()
+        await _stop(producer)
 
 
 def trending_at(ts: float, partitions: Iterable[int] | None = None) -> tuple[list[int], list[float]]:
@@ -237,17 +260,23 @@ async def fold_film_batches(stream) -> None:
             _sweep(hourly, [key for key in list(film_plays_hourly.data.keys())
                             if hours_of(key)[0] == partition and hours_of(key)[1] < oldest], "trending hours",
                    partition)
-        await asyncio.gather(viewers.flush(), films.flush(), hourly.flush())
+        changelog_acks.track(asyncio.gather(*[await changelog.send() for changelog in (viewers, films, hourly)]))
 
     try:
         with _fold_thread("film-fold") as thread:
             async for message in stream.events():
                 await _completed(fold(message, thread))
+                await _done(stream, message)
     finally:
         flusher.cancel()
-        await producer.stop()
+        await _stop(producer)
 
 
 if settings.stats_enabled:
     user_stats_agent = app.agent(user_batches_topic, name="user-stats")(fold_user_batches)
     film_stats_agent = app.agent(film_batches_topic, name="film-stats")(fold_film_batches)
+
+    @app.task
+    async def commit_when_idle() -> None:
+        """Serve the agents' commit requests (app/commits.py `CommitSoon`)."""
+        await commit_soon.run(app.consumer.commit, app.consumer.maybe_wait_for_commit_to_finish)

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import faust
 from mode.utils.objects import cached_property
 
+from app.commits import changelog_stored, gated
 from app.flow_control import KeepingFlowControl
 from app.settings import get_settings
 
@@ -17,8 +19,14 @@ settings = get_settings()
 
 
 class CinerecApp(faust.App):
-    """The Faust app, plus creating the source topics before anything subscribes, and a flow
-    control that does not drop the agents' buffered messages when the flow resumes."""
+    """The Faust app, plus creating the source topics before anything subscribes, a flow
+    control that does not drop the agents' buffered messages when the flow resumes, and offset
+    commits that wait for the stats agents' changelog writes in flight (app/commits.py)."""
+
+    def _new_consumer(self) -> Any:
+        """Faust's consumer, its offset commits gated on the changelog acks in flight."""
+        self.transport.Consumer = gated(self.transport.Consumer)
+        return super()._new_consumer()
 
     @cached_property
     def flow_control(self) -> KeepingFlowControl:
@@ -93,8 +101,9 @@ app = CinerecApp(
     # must exceed broker_session_timeout (60 s) or the consumer refuses to start
     broker_request_timeout=max(settings.network_timeout_s * 6, 90.0),
     producer_request_timeout=max(settings.network_timeout_s * 6, 30.0),
-    # On a revocation, wait until the agents finished (changelog flushed, acked) the batch they
-    # are folding before the rebalance goes on (Faust's default; docs/ingestion.md "Rebalances").
+    # On a revocation, wait until the agents finished (changelog sent, message acked) the batch they
+    # are folding before the rebalance goes on (Faust's default; docs/ingestion.md "Rebalances");
+    # the revocation then waits for the changelog's acks too (app/commits.py).
     # Without it the table recovery that follows read the changelog's end before that flush
     # landed and replaced the batch's records with older ones, and the batch was committed.
     stream_wait_empty=True,
@@ -105,6 +114,9 @@ app = CinerecApp(
     # values are ~0.4 kB, so the default 16 kB batch throttled the stats agents.
     producer_max_batch_size=512 * 1024,
 )
+
+
+app.on_partitions_revoked.connect(changelog_stored)
 
 
 def main() -> None:

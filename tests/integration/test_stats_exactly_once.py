@@ -15,6 +15,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents import batches
@@ -23,7 +24,8 @@ from app.events import Event
 from app.localstack import proc
 from app.producer import produce_messages
 from app.storage.interactions import count_visible
-from app.storage.kafka_admin import group_caught_up
+from app.storage import redis_keys
+from app.storage.kafka_admin import admin_client, group_caught_up
 from app.worker_process import WorkerProcess
 from tests.integration.ingest_support import (
     changelog_state, make_events, messages_of, produce, stored_event_ids, wait_for_count,
@@ -31,6 +33,7 @@ from tests.integration.ingest_support import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.redis_db(8)]
 
+CHANGELOG_CUT = Path(__file__).parent / "changelog_cut"  # a sitecustomize that holds every changelog write
 SETTLE_S = 240.0  # a SIGKILLed member leaves the group only after its session times out
 BOOKKEEPING = ("src", "at")
 
@@ -139,5 +142,51 @@ def test_a_worker_killed_mid_batch_leaves_the_stats_exact(stats_settings, tmp_pa
     asyncio.run(kill_mid_stream())
     with WorkerProcess(stats_settings, tmp_path / "worker2.log") as second:
         assert wait_for_count(stats_settings, len(events), SETTLE_S, alive=second.alive) == len(events)
+        held = _wait_for_stats(stats_settings, want, second.alive)
+    assert held == want
+
+
+def mirrored_recent(settings, users: list[int]) -> dict[int, list[int]]:
+    conn = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    try:
+        return {user: [int(f) for f in conn.lrange(redis_keys.recent(user), 0, -1)] for user in users}
+    finally:
+        conn.close()
+
+
+async def committed_stats_offsets(settings) -> dict:
+    """The Faust group's committed offsets of the stats batch topics (only those committed)."""
+    tps = [TopicPartition(topic, p) for topic in (settings.user_batches_topic, settings.film_batches_topic)
+           for p in range(settings.topic_partitions)]
+    async with admin_client(settings) as admin:
+        return {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(settings.app_id,
+                                                                                       partitions=tps)).items()
+                if meta.offset >= 0}
+
+
+def test_no_commit_passes_a_batch_whose_changelog_write_is_in_flight(stats_settings, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """The agents fold a batch while the broker acknowledges the previous one's changelog, and their
+    iteration ends at the send: offset commits wait for the acks (app/commits.py). Here the first
+    worker's changelog producer is cut off the broker (tests/integration/changelog_cut: its batches
+    never leave the process, every write stays in flight); its agents fold every batch (the Redis
+    mirror holds every user's final recent films), go idle and ask for a commit; then it is
+    SIGKILLed. A commit past any folded batch would make the next worker skip that batch: its
+    stats equal the fold of the distinct events only if none was committed."""
+    events = make_events(1500, seed=33)
+    want = expected_stats(events)
+    recent = {user: stats["recent"] for user, stats in want[0].items() if stats["recent"]}
+    monkeypatch.setenv("PYTHONPATH", str(CHANGELOG_CUT))
+    first = WorkerProcess(stats_settings, tmp_path / "worker1.log").start()
+    monkeypatch.delenv("PYTHONPATH")
+    try:
+        asyncio.run(produce(stats_settings, messages_of(events)))
+        assert proc.wait_for(lambda: mirrored_recent(stats_settings, list(recent)) == recent, SETTLE_S,
+                             alive=first.alive), "the first worker did not fold every batch"
+        assert asyncio.run(committed_stats_offsets(stats_settings)) == {}
+    finally:
+        first.kill()
+    assert asyncio.run(changelog_state(stats_settings, "user-stats")) == {}, "the changelog was not cut off"
+    with WorkerProcess(stats_settings, tmp_path / "worker2.log") as second:
         held = _wait_for_stats(stats_settings, want, second.alive)
     assert held == want
