@@ -33,7 +33,7 @@ DEFAULTS: dict[str, str] = {
     "NETWORK_TIMEOUT_S": "5",
     "LOADER_BATCH_MAX": "20000",
     "LOADER_BATCH_WITHIN_S": "1.0",
-    # Bytes per partition in one broker fetch (docs/ingestion.md "Profile, session 6").
+    # Bytes per partition in one broker fetch (docs/ingestion.md "Session 6: the loader's fetch size").
     "LOADER_FETCH_BYTES": str(4 << 20),
     "TRAIN_BACKEND": "implicit",
     "SPARK_MASTER": "local[*]",
