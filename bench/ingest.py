@@ -88,12 +88,12 @@ def cpu_times() -> tuple[int, int]:
     return sum(values) - values[3] - values[4], sum(values)
 
 
-def service_cpu() -> dict[str, float]:
+def service_cpu(procfs: Path = Path("/proc")) -> dict[str, float]:
     """CPU seconds used so far by the local ClickHouse server and Kafka broker (their share of the
     machine competes with the workers'; other users' queries on them count too)."""
     tick = os.sysconf("SC_CLK_TCK")
     found = {"clickhouse": 0.0, "kafka": 0.0}
-    for proc in Path("/proc").glob("[0-9]*"):
+    for proc in procfs.glob("[0-9]*"):
         try:
             cmdline = (proc / "cmdline").read_bytes()
             stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
