@@ -243,6 +243,8 @@ class Loader(Service):
             request_timeout_ms=timeout_ms,
             # a batch may wait out a ClickHouse outage between two getmany calls: stay in the group
             max_poll_interval_ms=24 * 3600 * 1000,
+            # a few batches buffered per fetch round: the broker's round trip overlaps the batch work
+            max_partition_fetch_bytes=settings.loader_fetch_bytes,
         )
         self.fetcher = RawFetcher(consumer)
 

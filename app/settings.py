@@ -33,6 +33,8 @@ DEFAULTS: dict[str, str] = {
     "NETWORK_TIMEOUT_S": "5",
     "LOADER_BATCH_MAX": "20000",
     "LOADER_BATCH_WITHIN_S": "1.0",
+    # Bytes per partition in one broker fetch (docs/ingestion.md "Session 6: the loader's fetch size").
+    "LOADER_FETCH_BYTES": str(4 << 20),
     "TRAIN_BACKEND": "implicit",
     "SPARK_MASTER": "local[*]",
     "FAUST_STORE": "memory://",
@@ -152,6 +154,9 @@ class Settings:
     network_timeout_s: float
     loader_batch_max: int
     loader_batch_within_s: float
+    # aiokafka's max_partition_fetch_bytes for the loader: about a batch per partition fetch, so the
+    # next fetch of a drained partition overlaps the work on the others' (1 MB made it serial)
+    loader_fetch_bytes: int
     train_backend: str
     spark_master: str
     faust_store: str
@@ -237,6 +242,7 @@ class Settings:
             network_timeout_s=_float(env, "NETWORK_TIMEOUT_S"),
             loader_batch_max=_int(env, "LOADER_BATCH_MAX", minimum=1),
             loader_batch_within_s=_float(env, "LOADER_BATCH_WITHIN_S"),
+            loader_fetch_bytes=_int(env, "LOADER_FETCH_BYTES", minimum=1024),
             train_backend=backend,
             spark_master=env.get("SPARK_MASTER", DEFAULTS["SPARK_MASTER"]),
             faust_store=env.get("FAUST_STORE", DEFAULTS["FAUST_STORE"]),

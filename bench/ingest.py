@@ -79,12 +79,30 @@ class PipelineRun(NamedTuple):
     loader_s: float  # seconds until every row was in ClickHouse
     total_s: float  # seconds until everything was also counted in the stats (= loader_s without stats)
     overlaps: list[tuple[str, str, float]]  # (timer, interval, runtime) of each overlap warning
+    services_cpu: dict[str, float]  # CPU seconds of the ClickHouse server and the broker over the measured span
 
 
 def cpu_times() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine so far (/proc/stat): busy = not idle, not iowait."""
     values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return sum(values) - values[3] - values[4], sum(values)
+
+
+def service_cpu(procfs: Path = Path("/proc")) -> dict[str, float]:
+    """CPU seconds used so far by the local ClickHouse server and Kafka broker (their share of the
+    machine competes with the workers'; other users' queries on them count too)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {"clickhouse": 0.0, "kafka": 0.0}
+    for proc in procfs.glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = "clickhouse" if b"clickhouse-server" in cmdline else "kafka" if b"kafka.Kafka" in cmdline else None
+        if name:
+            found[name] += (int(stat[11]) + int(stat[12])) / tick  # utime + stime
+    return found
 
 
 def overlap_warnings(logs: list[Path]) -> list[tuple[str, str, float]]:
@@ -140,6 +158,7 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
             recorders = [Recorder(w.process.pid, profile / f"worker{i}.raw", gil=gil) for i, w in enumerate(procs)]
         # Workers that got ready first may have started already: count only what is left.
         started, cpu_started, machine_started = time.perf_counter(), sum(w.cpu_seconds() for w in procs), cpu_times()
+        services_started = service_cpu()
         loaded = head_start = visible_count(conn)
         if head_start >= n:
             raise RuntimeError(f"the first worker(s) loaded all {n:,} events before the last one was ready: "
@@ -161,6 +180,7 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
         elapsed = finished - started
         cpu = sum(w.cpu_seconds() for w in procs) - cpu_started
         machine_now = cpu_times()
+        services = {name: cpu - services_started[name] for name, cpu in service_cpu().items()}
         machine_busy = (machine_now[0] - machine_started[0]) / max(1, machine_now[1] - machine_started[1])
         rate = Rate((n - head_start) / elapsed, (n - head_start) / cpu, load())
         if loaded != n:
@@ -168,7 +188,7 @@ def run_pipeline(settings: Settings, n: int, workers: int, with_stats: bool, log
         for recorder in recorders:
             print(f"\n--- py-spy profile {recorder.output} (measured span) ---\n{summary(recorder.stop())}")
         return PipelineRun(rate, head_start, ready_s, n / (finished - launched), machine_busy, loader_s, elapsed,
-                           overlap_warnings([w.logfile for w in procs]))
+                           overlap_warnings([w.logfile for w in procs]), services)
     finally:
         for recorder in recorders:
             recorder.stop()
@@ -241,6 +261,10 @@ def main() -> None:
     print(f"workers ready after {run.ready_s:.1f}s; {run.head_start:,} events loaded before the clock started "
           f"(not counted); machine CPU busy {run.machine_busy:.0%} during the measured span (all processes); "
           f"from starting the workers (start-up and rebalances included): {run.launch_rate:,.0f} events/s")
+    counted = (args.events - run.head_start) / 1e6
+    print("CPU-s per million events over the measured span: workers "
+          f"{1 / rate.cpu * 1e6:.2f}, " + ", ".join(f"{name} server {cpu / counted:.2f}"
+                                                 for name, cpu in run.services_cpu.items()))
     if args.with_stats:
         print(f"loader done after {run.loader_s:.1f}s, stats done after {run.total_s:.1f}s")
     commits = [o for o in run.overlaps if o[0] == "commit"]

@@ -19,6 +19,7 @@ def test_defaults_point_at_the_local_stack() -> None:
     assert (s.gate_min_users, s.gate_max_holdout_share) == (500, 0.2)
     assert (s.rollout, s.rollout_share, s.experiment_eval_minutes) == ("switch", 0.1, 60)
     assert s.external == frozenset()
+    assert (s.loader_batch_max, s.loader_fetch_bytes) == (20_000, 4 * 1024 * 1024)
 
 
 def test_overrides_are_read_and_typed() -> None:
@@ -26,7 +27,9 @@ def test_overrides_are_read_and_typed() -> None:
         "TOPIC_PARTITIONS": "8", "WEB_PORT": "7000", "NETWORK_TIMEOUT_S": "2.5",
         "LOG_LEVEL": "DEBUG", "LOCAL_DIR": "/tmp/x", "TRAIN_BACKEND": "spark",
         "ROLLOUT": "Experiment", "ROLLOUT_SHARE": "0.25", "EXPERIMENT_EVAL_MINUTES": "15",
+        "LOADER_FETCH_BYTES": "1048576",
     })
+    assert s.loader_fetch_bytes == 1048576
     assert (s.rollout, s.rollout_share, s.experiment_eval_minutes) == ("experiment", 0.25, 15)
     assert (s.topic_partitions, s.web_port, s.network_timeout_s) == (8, 7000, 2.5)
     assert s.log_level == "debug"
@@ -55,6 +58,7 @@ def test_overrides_are_read_and_typed() -> None:
         ("ROLLOUT_SHARE", "1.5", "ROLLOUT_SHARE must be < 1"),
         ("ROLLOUT_SHARE", "0", "ROLLOUT_SHARE must be > 0"),
         ("EXPERIMENT_EVAL_MINUTES", "0", "EXPERIMENT_EVAL_MINUTES must be >= 1"),
+        ("LOADER_FETCH_BYTES", "1000", "LOADER_FETCH_BYTES must be >= 1024"),
     ],
 )
 def test_bad_values_raise_a_settings_error_naming_the_variable(name: str, value: str, message: str) -> None:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.ingest import overlap_warnings
+import os
+
+from bench.ingest import overlap_warnings, service_cpu
 from bench.profile import summary
 
 
@@ -38,3 +40,20 @@ def test_overlap_warnings_are_read_from_the_worker_logs(tmp_path: Path) -> None:
         "[2026-01-01 00:00:01,000] [1] [INFO] Timer livelock woke up too late, with a drift of +1.2\n"
         "[2026-01-01 00:00:02,000] [1] [WARNING] Timer Monitor.sampler is overlapping (interval=1.0 runtime=1.5)\n")
     assert overlap_warnings([log]) == [("commit", "2.8", 38.1), ("Monitor.sampler", "1.0", 1.5)]
+
+
+def test_service_cpu_sums_user_and_system_time_of_the_clickhouse_server_and_the_broker(tmp_path: Path) -> None:
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def proc(pid: int, cmdline: bytes, comm: str, utime: int, stime: int) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(cmdline)
+        # fields after the command name: state, ppid, pgrp, session, tty, tpgid, flags, 4 fault counts, utime, stime
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({comm}) S 1 1 1 0 -1 0 0 0 0 0 {utime} {stime} 0 0 20 0\n")
+
+    proc(10, b"/usr/sbin/clickhouse-server\0--config-file=x.xml\0", "clickhouse-serv", 3 * tick, tick)
+    proc(11, b"java\0-cp\0libs/*\0kafka.Kafka\0server.properties\0", "java", tick, tick // 2)
+    proc(12, b"python\0bench.py\0", "a) b (c", 50 * tick, 0)  # a ")" in the name does not shift the fields
+    proc(13, b"redis-server\0", "redis-server", 7 * tick, 0)
+    (tmp_path / "self").mkdir()  # not a pid: skipped
+    assert service_cpu(tmp_path) == {"clickhouse": 4.0, "kafka": 1.0 + (tick // 2) / tick}
