@@ -323,9 +323,8 @@ class RecentCache:
         while not self._stopping:
             try:
                 await self._subscribe_and_listen()
-            except _Resubscribe:
-                self._lost()
-                continue
+            except _Resubscribe:  # a change of mode, not an outage: no warning, no flush counted
+                self._redirect = None
             except REDIS_ERRORS as exc:
                 if self._redirect is not None:  # logged once per outage, not per reconnect attempt
                     log.warning("recent-watches cache: invalidation connection lost (%s); reading Redis "
