@@ -63,6 +63,7 @@ DEFAULTS: dict[str, str] = {
     # Serving from memory (docs/serving.md).
     "SERVE_MEMORY_MB": "1024",
     "RECENT_CACHE_USERS": "250000",
+    "RECENT_CACHE_COMPLETE": "1",
 }
 
 
@@ -201,6 +202,9 @@ class Settings:
     # Users whose recent watches a web process keeps, invalidated by Redis (client-side caching,
     # app/web/recent_cache.py): an LRU of this many. 0: read the mirror on every request.
     recent_cache_users: int
+    # Hold a complete copy of the mirror's recent watches (BCAST tracking + a SCAN load) while it has
+    # at most RECENT_CACHE_USERS users, so a first ask needs no Redis read; else the LRU above.
+    recent_cache_complete: bool
     # Which of KAFKA_BROKER / CLICKHOUSE_URL / REDIS_URL were changed from the
     # local default: `cinerec services` starts nothing for those.
     external: frozenset[str] = field(default=frozenset())
@@ -266,6 +270,7 @@ class Settings:
             experiment_eval_minutes=_int(env, "EXPERIMENT_EVAL_MINUTES", minimum=1),
             serve_memory_mb=_int(env, "SERVE_MEMORY_MB", minimum=0),
             recent_cache_users=_int(env, "RECENT_CACHE_USERS", minimum=0),
+            recent_cache_complete=_bool(env, "RECENT_CACHE_COMPLETE"),
             external=external,
         )
 

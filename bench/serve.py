@@ -3,6 +3,7 @@ handler doing one Redis GET, both driven by `wrk` the same way, in the same run.
 
     .venv/bin/python bench/serve.py [--mix mixed|warm|foldin|cold] [--experiment] [--servers serve,worker]
                                     [--users 100000] [--duration 10] [--rounds 2] [--connections 8] [--prime]
+                                    [--profile DIR [--gil]]
 
 1. A synthetic model for `--users` users (random top-50 lists, 5,000 films,
    64-d item factors for fold-in, titles, popular, trending) is published to a
@@ -32,8 +33,11 @@ handler doing one Redis GET, both driven by `wrk` the same way, in the same run.
    Mix: 80% warm / 10% fold-in / 10% users with no history (`--mix` sends one kind only).
    `--two-level`: the versions carry a request-time ranking bundle (bench/serve_twolevel.py), so
    the fold-in users (with their live counts) are ranked at request time instead.
-Prints requests/s, p50, p99, server CPU per request, the share of requests whose recent watches were
-held in memory (`recent hits`, from /metrics) and the ratios to the baseline.
+Prints requests/s, p50, p99, server CPU and page faults per request, the share of requests whose recent
+watches were held in memory (`recent hits`, from /metrics) and the ratios to the baseline.
+`--profile DIR`: every server (the baseline too) is recorded with py-spy (bench/profile.py, pinned to
+wrk's core) over its wrk span of the last round, and where its time went is printed; that round's
+figures then carry py-spy's sampling cost (small at 100 Hz, the same for every server).
 Targets (issue 12/13): mixed >= 1.0x the baseline, warm-only >= 1.3x, p99 <= 5 ms at 8
 connections; with --experiment p99 <= 10 ms.
 """
@@ -70,6 +74,7 @@ from app.storage.clickhouse import client, migrate  # noqa: E402
 from app.storage.kafka_admin import drop_topics, ensure_topics  # noqa: E402
 from app.web.server import REQUEST_REDIS_TIMEOUT_S, redis_client  # noqa: E402
 from app.worker_process import WorkerProcess, free_port, settings_env  # noqa: E402
+from bench.profile import Recorder, summary  # noqa: E402
 from serve_twolevel import publish_bundle, write_counts  # noqa: E402
 from serve_wrk import cache_hits, pin, prime, start, wait_in_memory, wrk  # noqa: E402
 
@@ -220,10 +225,10 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, float]], warm:
           f"{warm:.0%} warm / {foldin:.0%} {'request-time' if args.two_level else 'fold-in'} / "
           f"{1 - warm - foldin:.0%} cold, {args.users:,} users, "
           + (f"experiment: 2 versions loaded, {args.share:.0%} challenger" if args.experiment else "1 version"))
-    print(f"{'':12} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'non-2xx':>7} {'sock err':>8} "
-          f"{'load 1m':>7} {'recent hits':>11}")
+    print(f"{'':12} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'faults/req':>10} {'non-2xx':>7} "
+          f"{'sock err':>8} {'load 1m':>7} {'recent hits':>11}")
     for name, r in results.items():
-        print(f"{name:12} {r['rps']:>9,.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['cpu_us']:>10.0f} "
+        print(f"{name:12} {r['rps']:>9,.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['cpu_us']:>10.0f} {r['faults']:>10.2f} "
               f"{r['errors']:>7.0f} {r['socket_errors']:>8.0f} {r['load']:>7.2f} "
               f"{r.get('hit_rate', float('nan')):>11.0%}")
     bare = results["baseline"]
@@ -263,6 +268,9 @@ def main() -> None:
     parser.add_argument("--prime", action="store_true",
                         help="before measuring, ask every warm and fold-in user once on every server (steady "
                              "state of the caches: recent watches, hot lists), not only a 2 s warm-up")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy record of every server over its wrk span in the last round, summarised")
+    parser.add_argument("--gil", action="store_true", help="with --profile: only the thread holding the GIL")
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     settings = Settings.from_env().with_redis_db(args.redis_db)
@@ -327,14 +335,23 @@ def main() -> None:
                 asked = prime(url, 1, args.users + foldin_users, Path(tmp), args.connections, pid)
                 print(f"{name}: primed with {asked:,} requests", flush=True)
         # Alternate them so all see the same (shared, noisy) machine; keep each one's best round.
-        for _ in tqdm(range(args.rounds), desc="wrk rounds", unit="round"):
+        profiles: dict[str, Path] = {}
+        for round_ in tqdm(range(args.rounds), desc="wrk rounds", unit="round"):
             for name, (pid, url) in servers.items():
                 before = cache_hits(url) if name != "baseline" else (0.0, 0.0)
+                recorder = None
+                if args.profile and round_ == args.rounds - 1:
+                    recorder = Recorder(pid, args.profile / f"{name}.raw", gil=args.gil)
+                    pin(recorder.process.pid, 1)
                 runs[name].append(wrk(url, script, args.connections, args.duration, pid))
+                if recorder is not None:
+                    profiles[name] = recorder.stop()
                 hits, misses = (now - then for now, then in zip(cache_hits(url), before)) \
                     if name != "baseline" else (0.0, 0.0)
                 runs[name][-1]["hit_rate"] = hits / (hits + misses) if hits + misses else float("nan")
     conn.flushdb()
+    for name, raw in profiles.items():
+        print(f"\n--- py-spy profile of {name}, last round ({raw}) ---\n{summary(raw)}")
     results = {name: max(r, key=lambda run: run["rps"]) for name, r in runs.items()}
     missed = report(args, results, warm, foldin)
     failed = [name for name, svc in results.items() if svc["errors"] or svc["socket_errors"]]

@@ -65,26 +65,28 @@ def pin(pid: int, cpu: int) -> None:
             os.sched_setaffinity(tid, {cpu})
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/<pid>/stat fields 14, 15)."""
+def cpu_and_faults(pid: int) -> tuple[float, int]:
+    """User + system CPU seconds of a process so far, and its page faults (minor + major: a first
+    touch of a mapped file's page is one) (/proc/<pid>/stat fields 10, 12, 14, 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[7]) + int(fields[9])
 
 
 def wrk(url: str, script: Path, connections: int, duration: int, pid: int) -> dict[str, float]:
-    """Run wrk; requests/s, p50/p99 in ms, errors, the server's CPU microseconds per request,
-    and the machine's 1-minute load average when the run ended.
+    """Run wrk; requests/s, p50/p99 in ms, errors, the server's CPU microseconds and page faults
+    per request, and the machine's 1-minute load average when the run ended.
 
     CPU per request is the steadier figure on a shared machine: other tenants
     steal wall time (and so requests/s), not the server's own CPU time.
     """
-    cpu_before = cpu_seconds(pid)
+    cpu_before, faults_before = cpu_and_faults(pid)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, timeout=duration + 60, check=True,
         preexec_fn=lambda: pin(0, 1),
     ).stdout
-    cpu = cpu_seconds(pid) - cpu_before
+    cpu_after, faults_after = cpu_and_faults(pid)
+    cpu = cpu_after - cpu_before
     unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
     def percentile(p: str) -> float:
@@ -97,6 +99,7 @@ def wrk(url: str, script: Path, connections: int, duration: int, pid: int) -> di
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "cpu_us": cpu / max(requests_done, 1) * 1e6,
+        "faults": (faults_after - faults_before) / max(requests_done, 1),
         "p50": percentile("50"),
         "p99": percentile("99"),
         "errors": float(errors.group(1)) if errors else 0.0,

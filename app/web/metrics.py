@@ -68,6 +68,8 @@ class RecentCacheCollector:
          "Users' copies dropped because Redis said their `live:recent` key changed (or was flushed)."),
         ("cinerec_recent_cache_flushes", "flushes",
          "Times the invalidation connection was lost: every copy dropped, Redis read until it is back."),
+        ("cinerec_recent_cache_fallbacks", "fallbacks",
+         "Times the mirror outgrew a complete copy (RECENT_CACHE_USERS): per-user caching for an hour."),
     )
 
     def __init__(self) -> None:
@@ -82,6 +84,10 @@ class RecentCacheCollector:
         yield GaugeMetricFamily("cinerec_recent_cache_tracking",
                                 "Caches Redis tracks copies for (invalidation connection up): 1 in a healthy "
                                 "process, 0 while it reads through.", value=sum(c.tracking for c in caches))
+        yield GaugeMetricFamily("cinerec_recent_cache_complete",
+                                "Caches holding a complete copy of the mirror (a user not held has no recent "
+                                "watches: no Redis read); 0 while loading, or per-user caching (logged).",
+                                value=sum(c.complete for c in caches))
 
 
 RECENT_CACHES = RecentCacheCollector()

@@ -32,6 +32,21 @@ How (Redis >= 6, `CLIENT TRACKING`, default mode with OPTIN and REDIRECT):
 - bounded: an LRU of `capacity` users (RECENT_CACHE_USERS). An evicted user
   stays tracked by Redis until its next write (one harmless message); Redis
   bounds its own table (`tracking-table-max-keys`, evicting = invalidating).
+
+The complete copy (`complete=True`, RECENT_CACHE_COMPLETE): a user not held
+costs a round trip even when the mirror has no key for them (a first ask).
+While the mirror has at most `capacity` users, the process holds ALL of it, so
+a user absent from it has no recent watches:
+- the subscriber turns on `BCAST PREFIX live:recent:` tracking redirected to
+  itself (its loss ends the tracking too): every write of such a key is
+  announced; only then a SCAN loads every key (`_load`: pipelined LRANGEs
+  under markers, as a read), complete if the epoch held to the end;
+- a changed user (announced, or a reply not kept) is `_stale`: read from Redis
+  when asked, and a kept reply makes them held again (lazily: no re-read of
+  every changed user under ingestion);
+- a FLUSHDB announcement or a lost connection drops all and loads again; past
+  `capacity` users (held + stale) the process uses the per-user LRU above for
+  COMPLETE_RETRY_S (logged; `cinerec_recent_cache_complete` 0).
 """
 from __future__ import annotations
 
@@ -40,7 +55,7 @@ import logging
 import time
 from array import array
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -56,13 +71,26 @@ PING_S = 1.0  # silence on the invalidation connection before a ping; a pong mus
 RETRY_S = 0.5  # between attempts to bring the invalidation connection back
 _PREFIX = redis_keys.recent(0)[:-1].encode()  # b"live:recent:"
 _CACHING = ("CLIENT", "CACHING", "YES")
+COMPLETE_RETRY_S = 3600.0  # after the mirror outgrew a complete copy: per-user caching this long
+_SCAN_COUNT = 1000  # keys per SCAN step of the complete copy's load (one pipelined round trip each)
+
+
+class _Resubscribe(Exception):
+    """The subscriber must start again in the other mode (the complete copy no longer fits)."""
 
 
 class RecentCache:
     """Users' recent watches (`live:recent:{id}`) held while Redis tracks them for us; see the module doc."""
 
-    def __init__(self, redis_url: str, capacity: int, timeout_s: float) -> None:
+    def __init__(self, redis_url: str, capacity: int, timeout_s: float, complete: bool = False) -> None:
         self.capacity = capacity
+        self._want_complete = complete
+        self._optin_until = 0.0  # the complete copy did not fit: per-user caching until then
+        self._bcast = False  # the subscriber tracks the whole prefix (the complete copy's mode)
+        self.complete = False  # every user of the mirror is held or stale: absent = no recent watches
+        self._stale: set[int] = set()  # BCAST mode: users whose copy is unknown (changed since read)
+        self._resubscribe = False
+        self._loader: asyncio.Task | None = None
         self._timeout_s = timeout_s
         # The invalidation connection speaks RESP2: its messages are plain pub/sub replies.
         self._pool = aioredis.ConnectionPool.from_url(
@@ -77,7 +105,7 @@ class RecentCache:
         self._tracking: dict[int, tuple[Any, int]] = {}
         self._up = asyncio.Event()
         self._stopping = False  # `stop()`: the listener ends at its next read, cancelled or not
-        self.hits = self.misses = self.invalidations = self.flushes = 0  # /metrics (metrics.RECENT_CACHES)
+        self.hits = self.misses = self.invalidations = self.flushes = self.fallbacks = 0  # metrics.RECENT_CACHES
         metrics.RECENT_CACHES.caches.add(self)
 
     @property
@@ -93,8 +121,8 @@ class RecentCache:
         return len(self._films)
 
     def __contains__(self, user_id: int) -> bool:
-        """Whether a copy of the user's list is held (no LRU or metrics effect)."""
-        return user_id in self._films
+        """Whether `get` would answer the user without Redis (no LRU or metrics effect)."""
+        return user_id in self._films or (self.complete and user_id not in self._stale)
 
     @property
     def reads_in_flight(self) -> int:
@@ -105,9 +133,13 @@ class RecentCache:
         """The user's recent films, newest first, if a copy is held; None: read Redis (`send_and_read`)."""
         films = self._films.get(user_id)
         if films is None:
+            if self.complete and user_id not in self._stale:
+                self.hits += 1
+                return []
             self.misses += 1
             return None
-        self._films.move_to_end(user_id)
+        if not self._bcast:
+            self._films.move_to_end(user_id)
         self.hits += 1
         return list(films)
 
@@ -119,6 +151,20 @@ class RecentCache:
         if redirect is None:
             return await send_and_read(client, *commands)
         epoch = self._epoch
+        if self._bcast:  # every key of the prefix is tracked already: only the marker is needed
+            marker = self._pending[user_id] = object()
+            try:
+                replies = await send_and_read(client, *commands)
+            finally:
+                own = self._pending.get(user_id) is marker
+                if own:
+                    del self._pending[user_id]
+            if self._epoch == epoch:  # else the copy was dropped meanwhile: nothing to keep or forget
+                if own:
+                    self._store(user_id, replies[at])
+                else:
+                    self._forget(user_id)
+            return replies
         pool = client.connection_pool
         conn = await pool.get_connection()
         marker = self._pending[user_id] = object()  # set before the LRANGE leaves (see the module doc)
@@ -161,22 +207,110 @@ class RecentCache:
         if len(self._films) > self.capacity:
             self._films.popitem(last=False)
 
+    def _store(self, user_id: int, reply: list[bytes]) -> None:
+        """BCAST mode: a kept read of the user (absent from `_films` = no recent watches)."""
+        self._stale.discard(user_id)
+        if reply:
+            self._films[user_id] = array("q", map(int, reply))
+        else:
+            self._films.pop(user_id, None)
+
+    def _forget(self, user_id: int) -> None:
+        """BCAST mode: the user's copy is unknown until a read of them is kept."""
+        self._films.pop(user_id, None)
+        self._stale.add(user_id)
+
     def invalidate(self, keys: list[bytes] | None) -> None:
         """Drop the copies of the named keys' users (None: Redis flushed a database: drop all)."""
         if keys is None:
             self.invalidations += len(self._films)
             self._films.clear()
             self._pending.clear()
-        else:
-            for key in keys:
-                if key.startswith(_PREFIX):
-                    user_id = int(key[len(_PREFIX):])
-                    self._pending.pop(user_id, None)
-                    if self._films.pop(user_id, None) is not None:
-                        self.invalidations += 1
+            if self._bcast:  # the complete copy is void: load it again
+                self._epoch += 1
+                self.complete = False
+                self._stale.clear()
+                self._start_load()
+            return
+        for key in keys:
+            if not key.startswith(_PREFIX):
+                continue
+            try:
+                user_id = int(key[len(_PREFIX):])
+            except ValueError:  # not a user's key (BCAST announces the whole prefix)
+                continue
+            self._pending.pop(user_id, None)
+            if self._films.pop(user_id, None) is not None:
+                self.invalidations += 1
+            if self._bcast:
+                self._stale.add(user_id)
+        if self._bcast and len(self._films) + len(self._stale) > self.capacity:
+            self._fall_back(f"{len(self._films) + len(self._stale):,} users held or changed")
+
+    def _fall_back(self, why: str) -> None:
+        """The mirror outgrew the complete copy: per-user caching for COMPLETE_RETRY_S."""
+        if self._resubscribe:
+            return
+        self.fallbacks += 1
+        self._optin_until = time.monotonic() + COMPLETE_RETRY_S
+        self._resubscribe = True
+        log.warning("recent-watches cache: the mirror does not fit a complete copy of %d users (%s); "
+                    "caching per user for %.0f s", self.capacity, why, COMPLETE_RETRY_S)
+
+    def _start_load(self) -> None:
+        if self._loader is not None:
+            self._loader.cancel()
+        self._loader = asyncio.create_task(self._load(self._epoch), name="cinerec-recent-load")
+
+    async def _load(self, epoch: int) -> None:
+        """Read every `live:recent:` key (SCAN + pipelined LRANGEs) into the copy; complete if the
+        epoch held (no flush, no reconnect) to the end. Every write since BCAST went on is announced,
+        so a key written meanwhile is stale or its read not kept, and SCAN returns every key that
+        existed throughout."""
+        client = aioredis.Redis(connection_pool=self._pool)
+        seen = 0
+        try:
+            async for keys in _scan_batches(client):
+                users = [int(k[len(_PREFIX):]) for k in keys if k[len(_PREFIX):].isdigit()]
+                seen += len(users)
+                if seen > self.capacity:
+                    self._fall_back(f"more than {self.capacity:,} keys")
+                    return
+                marker = object()  # as a read's (see send_and_read), one for the batch
+                for user in users:
+                    self._pending[user] = marker
+                pipe = client.pipeline(transaction=False)
+                for user in users:
+                    pipe.lrange(redis_keys.recent(user), 0, redis_keys.RECENT_MAX - 1)
+                try:
+                    replies = await pipe.execute()
+                finally:
+                    held = [self._pending.get(user) is marker for user in users]
+                    for user, own in zip(users, held):
+                        if own:
+                            del self._pending[user]
+                if self._epoch != epoch:
+                    return
+                for user, own, reply in zip(users, held, replies):
+                    if own:
+                        self._store(user, reply)
+                    else:
+                        self._forget(user)
+        except REDIS_ERRORS as exc:
+            log.warning("recent-watches cache: loading the complete copy failed (%s); reading Redis for "
+                        "users not held until the next reconnect", exc)
+            return
+        if self._epoch == epoch:
+            self.complete = True
+            log.info("recent-watches cache: complete copy of %d users loaded", len(self._films))
 
     def _lost(self) -> None:
         """Tracking is gone: no copy can be trusted any more, nor any read in flight."""
+        if self._loader is not None:
+            self._loader.cancel()
+            self._loader = None
+        self._bcast = self.complete = False
+        self._stale.clear()
         self._redirect = None
         self._up.clear()
         self._epoch += 1
@@ -189,6 +323,8 @@ class RecentCache:
         while not self._stopping:
             try:
                 await self._subscribe_and_listen()
+            except _Resubscribe:  # a change of mode, not an outage: no warning, no flush counted
+                self._redirect = None
             except REDIS_ERRORS as exc:
                 if self._redirect is not None:  # logged once per outage, not per reconnect attempt
                     log.warning("recent-watches cache: invalidation connection lost (%s); reading Redis "
@@ -212,14 +348,26 @@ class RecentCache:
             await conn.connect()
             await conn.send_command("CLIENT", "ID")
             client_id = int(await conn.read_response())
+            self._resubscribe = False
+            bcast = self._want_complete and time.monotonic() >= self._optin_until
+            if bcast:  # every write of the prefix announced to this connection (redirected to itself)
+                await conn.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST",
+                                        "PREFIX", _PREFIX)
+                await conn.read_response()
             await conn.send_command("SUBSCRIBE", CHANNEL)
             await conn.read_response()
             self._epoch += 1
             self._redirect = client_id
+            self._bcast = bcast
+            if bcast:
+                self._start_load()
             self._up.set()
-            log.info("recent-watches cache: tracking on (client %d)", client_id)
+            log.info("recent-watches cache: tracking on (client %d, %s)", client_id,
+                     "complete copy" if bcast else "per user")
             pong_by: float | None = None
             while not self._stopping:
+                if self._resubscribe:
+                    raise _Resubscribe
                 message = await conn.read_response(timeout=PING_S)  # None: nothing within PING_S
                 if message is None:
                     if pong_by is not None and time.monotonic() > pong_by:
@@ -239,3 +387,14 @@ class RecentCache:
 
     async def close(self) -> None:
         await self._pool.aclose()
+
+
+async def _scan_batches(client: aioredis.Redis) -> AsyncIterator[list[bytes]]:
+    """The mirror's recent-watches keys, a SCAN step at a time."""
+    cursor = 0
+    while True:
+        cursor, keys = await client.scan(cursor, match=_PREFIX + b"*", count=_SCAN_COUNT)
+        if keys:
+            yield keys
+        if cursor == 0:
+            return

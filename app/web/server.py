@@ -81,7 +81,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         log.warning("redis %s unreachable at startup; answering degraded until it is back", settings.redis_url)
     mirror = None
     if settings.recent_cache_users:
-        mirror = RecentCache(settings.redis_url, settings.recent_cache_users, settings.network_timeout_s)
+        mirror = RecentCache(settings.redis_url, settings.recent_cache_users, settings.network_timeout_s,
+                             complete=settings.recent_cache_complete)
     app[READER] = Reader(request_client, cache, app.get(RECENT), mirror=mirror)
     app[REDIS_PROBE] = background
     app[CELERY] = admin.producer(settings)

@@ -7,12 +7,14 @@ import contextlib
 import time
 from typing import AsyncIterator, Callable
 
+import pytest
 import redis
 import redis.asyncio as aioredis
 
 from app.settings import Settings
 from app.storage import redis_keys as keys
 from app.web.recent_cache import RecentCache
+from tests.integration.web_support import sync_redis
 
 SENTINEL = 9_999_999  # a user only the barrier writes
 DEADLINE_S = 60.0
@@ -23,6 +25,21 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def conn(redis_settings: Settings) -> redis.Redis:
+    """A client of the test's Redis database."""
+    return sync_redis(redis_settings)
+
+
+def mirrored(conn: redis.Redis, user_id: int, films: list[int]) -> None:
+    """Replace the user's list as the stats agent does (DEL + RPUSH, newest first)."""
+    pipe = conn.pipeline(transaction=True)
+    pipe.delete(keys.recent(user_id))
+    if films:
+        pipe.rpush(keys.recent(user_id), *films)
+    pipe.execute()
 
 
 def lrange(user_id: int) -> tuple[str, str, int, int]:
@@ -44,7 +61,8 @@ async def settle(cache: RecentCache, client: aioredis.Redis, conn: redis.Redis) 
     Redis sends a client's invalidations in order on the one connection: the
     sentinel is read through the cache (so Redis tracks it for us) and then
     written; once its copy is gone, everything sent before it was handled too.
-    A read that could not be kept (an invalidation crossed it) is repeated."""
+    A read that could not be kept (an invalidation crossed it) is repeated; a
+    complete copy holds the sentinel once loaded (absent = no key)."""
     await until(lambda: cache.tracking, "tracking on")
     deadline = time.monotonic() + DEADLINE_S
     while SENTINEL not in cache:
@@ -55,13 +73,17 @@ async def settle(cache: RecentCache, client: aioredis.Redis, conn: redis.Redis) 
 
 
 @contextlib.asynccontextmanager
-async def running_cache(settings: Settings, capacity: int = 1000) -> AsyncIterator[tuple[RecentCache, aioredis.Redis]]:
-    """A cache with its invalidation connection up, and a request client (what the reader uses)."""
-    cache = RecentCache(settings.redis_url, capacity, timeout_s=5.0)
+async def running_cache(settings: Settings, capacity: int = 1000, complete: bool = False
+                        ) -> AsyncIterator[tuple[RecentCache, aioredis.Redis]]:
+    """A cache with its invalidation connection up (`complete`: its complete copy loaded, or fallen
+    back to per-user caching), and a request client (what the reader uses)."""
+    cache = RecentCache(settings.redis_url, capacity, timeout_s=5.0, complete=complete)
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
     task = asyncio.create_task(cache.run())
     try:
         await asyncio.wait_for(cache.wait_tracking(), DEADLINE_S)
+        if complete:
+            await until(lambda: cache.complete or cache.fallbacks > 0, "the complete copy loaded")
         yield cache, client
     finally:
         task.cancel()

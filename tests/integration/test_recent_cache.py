@@ -14,27 +14,13 @@ from app.settings import Settings
 from app.storage import redis_keys as keys
 from app.web.recent_cache import RecentCache
 from app.worker_process import free_port
-from tests.integration.recent_cache_support import lrange, read, running_cache, settle, until
-from tests.integration.web_support import sync_redis
+from tests.integration.recent_cache_support import (  # noqa: F401 (conn: a fixture)
+    conn, lrange, mirrored, read, running_cache, settle, until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_db(3)]
 
 USER, OTHER = 7_000_001, 7_000_002
 GATE = "test:recent-cache:gate"
-
-
-@pytest.fixture
-def conn(redis_settings: Settings) -> redis.Redis:
-    return sync_redis(redis_settings)
-
-
-def mirrored(conn: redis.Redis, user_id: int, films: list[int]) -> None:
-    """Replace the user's list as the stats agent does (DEL + RPUSH, newest first)."""
-    pipe = conn.pipeline(transaction=True)
-    pipe.delete(keys.recent(user_id))
-    if films:
-        pipe.rpush(keys.recent(user_id), *films)
-    pipe.execute()
 
 
 async def test_a_copy_is_served_until_redis_says_it_changed(redis_settings: Settings, conn: redis.Redis) -> None:

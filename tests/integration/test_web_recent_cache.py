@@ -2,11 +2,12 @@
 mirror on every request (real Redis, db 5), while the mirror is rewritten by the stats agent's own writer
 (`LiveMirror`) under traffic, and across a version switch.
 
-Two apps run side by side: `cached` (RECENT_CACHE_USERS=500, fewer than the users asked: evictions too)
-and `direct` (RECENT_CACHE_USERS=0). While writes and requests run concurrently the two may
-legitimately differ for the time an invalidation travels; at each checkpoint the writes stop, the
-barrier waits until the cached app has handled every invalidation sent, and every sampled user's answer
-must be identical in both.
+Two apps run side by side: `cached` (RECENT_CACHE_USERS=500: with RECENT_CACHE_COMPLETE=0 fewer than
+the users asked, so evictions too; with 1, the complete copy of the mirror, which has fewer users) and
+`direct` (RECENT_CACHE_USERS=0). While writes and requests run concurrently the two may legitimately
+differ for the time an invalidation travels; at each checkpoint the writes stop, the barrier waits until
+the cached app has handled every invalidation sent, and every sampled user's answer must be identical
+in both. In one round the cached app's invalidation connection is killed while writes and requests run.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from agents.live import LiveMirror
 from app.settings import Settings
-from app.web.keys import READER
+from app.web.keys import READER, SETTINGS
 from app.web.recent_cache import RecentCache
 from app.web.server import create_web_app
 from tests.integration.recent_cache_support import settle, until
@@ -45,12 +46,14 @@ def conn(redis_settings: Settings) -> redis.Redis:
     return served_redis(redis_settings, 31, WARM, [*range(1, 60), *FOLDIN])
 
 
-@pytest.fixture
-async def apps(redis_settings: Settings, conn: redis.Redis, tmp_path: Path) -> AsyncIterator[dict[str, TestClient]]:
+@pytest.fixture(params=[True, False], ids=["complete", "per-user"])
+async def apps(redis_settings: Settings, conn: redis.Redis, tmp_path: Path,
+               request: pytest.FixtureRequest) -> AsyncIterator[dict[str, TestClient]]:
     async with contextlib.AsyncExitStack() as stack:
         clients = {}
         for name, users in (("cached", 500), ("direct", 0)):
-            settings = redis_settings.with_overrides(recent_cache_users=users, local_dir=tmp_path / name)
+            settings = redis_settings.with_overrides(recent_cache_users=users, local_dir=tmp_path / name,
+                                                     recent_cache_complete=request.param)
             clients[name] = await stack.enter_async_context(TestClient(TestServer(create_web_app(settings))))
         yield clients
 
@@ -59,6 +62,10 @@ def mirror_of(client: TestClient) -> RecentCache:
     mirror = client.app[READER].mirror
     assert mirror is not None
     return mirror
+
+
+def mode_complete(apps: dict[str, TestClient]) -> bool:
+    return apps["cached"].app[SETTINGS].recent_cache_complete
 
 
 def serves(client: TestClient, version: str) -> bool:
@@ -109,6 +116,11 @@ async def test_cached_recent_watches_answer_like_redis_under_writes_and_a_switch
                     writer.set_recent(user, rng.sample(range(1, 31), rng.randint(0, 6)))
                 await writer.flush()
                 await asyncio.sleep(0)
+            if round_ == 2:  # the invalidation connection dies mid-traffic: writes meanwhile go unannounced
+                conn.execute_command("CLIENT", "KILL", "ID", cached._redirect)
+                for user in rng.sample(CHANGING, 20):
+                    writer.set_recent(user, rng.sample(range(1, 31), rng.randint(0, 6)))
+                await writer.flush()
             if round_ == 1:  # a new version goes live mid-traffic: other users with lists
                 publish_version(conn, "v2", seed=32, users=np.arange(200, 1_400, dtype=np.int64))
                 await until(lambda: all(serves(c, "v2") for c in apps.values()), "v2's lists in memory")
@@ -122,6 +134,7 @@ async def test_cached_recent_watches_answer_like_redis_under_writes_and_a_switch
         await writer.redis.aclose()
         await barrier_client.aclose()
     assert cached.hits > 0 and cached.invalidations > 0  # the cached path really answered, and was corrected
+    assert cached.flushes >= 1 and cached.complete == mode_complete(apps)
     assert len(cached) <= 500
     exposed = await (await apps["cached"].get("/metrics")).text()
     for line in ("cinerec_recent_cache_hits_total", "cinerec_recent_cache_misses_total",
