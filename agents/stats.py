@@ -231,7 +231,10 @@ def _fold_films_of(batch: batches.StatsBatch, partition: int, now: float, ttl_s:
 async def fold_film_batches(stream) -> None:
     """Fold each film batch into per-film stats, viewers and windowed plays; publish trending ~1/s.
 
-    Only the plays applied now (not re-deliveries) are counted per hour.
+    Only the plays applied now (not re-deliveries) are counted per hour. The trending window ends
+    with the newest play this agent has counted, not the last batch's: partitions are folded in
+    any order, and a batch of a partition that lags behind would otherwise move the window back
+    and drop the newer hours' plays from the list (seen as a flaky tests/integration/test_ingest.py).
     """
     mirror = LiveMirror(settings)
     flusher = asyncio.ensure_future(mirror.run())
@@ -241,8 +244,10 @@ async def fold_film_batches(stream) -> None:
     hourly = Changelog(film_plays_hourly, producer)
     expiry = _expiry()
     loop = asyncio.get_running_loop()
+    newest_play = -math.inf
 
     async def fold(message, thread: ThreadPoolExecutor) -> None:
+        nonlocal newest_play
         now, partition = time.time(), message.message.partition
         batch = _decoded(message.value, "film batch")
         folded = await loop.run_in_executor(thread, _fold_films_of, batch, partition, now, expiry.ttl_s,
@@ -251,7 +256,8 @@ async def fold_film_batches(stream) -> None:
         viewers.store(folded.viewers)
         hourly.store(folded.hours)
         if folded.latest_play is not None:
-            mirror.set_trending(functools.partial(trending_at, folded.latest_play))
+            newest_play = max(newest_play, folded.latest_play)
+            mirror.set_trending(functools.partial(trending_at, newest_play))
         if expiry.due(partition, now):
             oldest = now - (TRENDING_EXPIRES + TRENDING_WINDOW).total_seconds()
             stale = expired_viewers(film_viewers.items(), partition, settings.topic_partitions,

@@ -206,6 +206,37 @@ async def test_film_agent_counts_unique_viewers_and_plays_per_hour(faust_app, pr
 
 
 
+@pytest.mark.redis_db(11)
+async def test_trending_ends_with_the_newest_play_when_a_lagging_partition_is_folded_last(
+        faust_app, producer, redis_settings, monkeypatch) -> None:
+    """Partitions are folded in any order: the published window must not move back to an older
+    batch's hour and drop the newer hour's plays."""
+    import time
+
+    import redis
+
+    from app.storage import redis_keys
+    from faust.types import TP
+
+    monkeypatch.setattr(stats, "settings", redis_settings)
+    topic = stats.film_batches_topic.get_topic_name()
+    monkeypatch.setattr(stats.app.assignor, "assigned_actives", lambda: {TP(topic, 2), TP(topic, 3)})
+    hour = TRENDING_STEP.total_seconds()
+    newer = time.time() // hour * hour + 1  # this hour
+    older = newer - hour  # the hour before: in the same window, not the window's last hour
+    live = redis.Redis.from_url(redis_settings.redis_url, socket_timeout=5)
+    async with stats.film_stats_agent.test_context() as agent:
+        # films and partitions of their own (the tables outlive each test)
+        await folded(agent, batches.encode(at(2, [ev(0, 1, 9002, "play", newer)])), 2)
+        await folded(agent, batches.encode(at(3, [ev(1, 2, 9001, "play", older)])), 3)  # lagging, folded last
+        deadline = asyncio.get_running_loop().time() + 30
+        while (published := live.get(redis_keys.TRENDING)) is None or \
+                redis_keys.decode_ranked(published) != ([9001, 9002], [1.0, 1.0]):
+            assert asyncio.get_running_loop().time() < deadline, \
+                f"trending never held both plays: {published and redis_keys.decode_ranked(published)}"
+            await asyncio.sleep(0.05)
+
+
 async def test_a_cancelled_agent_finishes_the_message_it_is_folding_first() -> None:
     """A stop or rebalance cancels the agent mid-message; the stream then acks that message on its
     way out, so its fold (in the thread), table writes and changelog flush must all still happen."""
