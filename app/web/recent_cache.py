@@ -125,6 +125,11 @@ class RecentCache:
         return user_id in self._films or (self.complete and user_id not in self._stale)
 
     @property
+    def loading(self) -> bool:
+        """Whether the complete copy is being (re)loaded: its reads may re-add a user meanwhile."""
+        return self._loader is not None and not self._loader.done()
+
+    @property
     def reads_in_flight(self) -> int:
         """Reads whose reply may still be kept (their marker not removed by an invalidation)."""
         return len(self._pending)

@@ -62,8 +62,10 @@ async def settle(cache: RecentCache, client: aioredis.Redis, conn: redis.Redis) 
     sentinel is read through the cache (so Redis tracks it for us) and then
     written; once its copy is gone, everything sent before it was handled too.
     A read that could not be kept (an invalidation crossed it) is repeated; a
-    complete copy holds the sentinel once loaded (absent = no key)."""
-    await until(lambda: cache.tracking, "tracking on")
+    complete copy holds the sentinel once loaded (absent = no key). A load of the complete copy
+    must be over first: its read of the sentinel's key could keep the new value after the
+    invalidation was handled, and the sentinel would never leave the cache."""
+    await until(lambda: cache.tracking and not cache.loading, "tracking on, no load running")
     deadline = time.monotonic() + DEADLINE_S
     while SENTINEL not in cache:
         await cache.send_and_read(client, SENTINEL, [lrange(SENTINEL)], 0)
